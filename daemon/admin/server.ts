@@ -1,0 +1,104 @@
+// The admin listener (127.0.0.1:15000). Same shape as every hostmesh listener: construct with
+// its dependencies, listen() resolves once bound, close() is graceful, destroy() is not.
+// Endpoints are registered by the components that own the data; the server knows none of them.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { isLoopback } from '../config/schema.ts'
+import type { Logger } from '../log/logger.ts'
+import { AdminBindError } from './errors.ts'
+
+export interface AdminReply {
+  readonly status: number
+  /** Objects are sent as JSON; strings as they are, with `contentType`. */
+  readonly body: unknown
+  readonly contentType?: string
+}
+
+export type AdminHandler = (req: IncomingMessage, url: URL) => AdminReply | Promise<AdminReply>
+
+export interface AdminServerOptions {
+  readonly address: string
+  readonly port: number
+  readonly allowRemote: boolean
+  readonly log: Logger
+}
+
+export class AdminServer {
+  readonly #opts: AdminServerOptions
+  readonly #routes = new Map<string, Map<string, AdminHandler>>()
+  readonly #server: Server
+
+  constructor(opts: AdminServerOptions) {
+    this.#opts = opts
+    this.#server = createServer((req, res) => void this.#handle(req, res))
+  }
+
+  /** Registers `handler` for METHOD path. A path registered twice is a programming error. */
+  route(method: 'GET' | 'POST', path: string, handler: AdminHandler): void {
+    let byMethod = this.#routes.get(path)
+    if (!byMethod) this.#routes.set(path, (byMethod = new Map()))
+    if (byMethod.has(method)) throw new Error(`admin route ${method} ${path} registered twice`)
+    byMethod.set(method, handler)
+  }
+
+  async listen(): Promise<AddressInfo> {
+    const { address, port, allowRemote } = this.#opts
+    // Checked here as well as in config validation: the listener must be safe on its own.
+    if (!allowRemote && !isLoopback(address)) {
+      throw new AdminBindError(`refusing to bind the admin port to ${address}: it has no authentication; bind to loopback or set admin.allowRemote: true`)
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(new AdminBindError(`cannot bind the admin port to ${address}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }))
+      this.#server.once('error', onError)
+      this.#server.listen({ host: address, port }, () => {
+        this.#server.off('error', onError)
+        resolve()
+      })
+    })
+    return this.#server.address() as AddressInfo
+  }
+
+  /** Stops accepting, lets in-flight requests finish, then resolves. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.#server.listening) return resolve()
+      this.#server.close(() => resolve())
+      this.#server.closeIdleConnections()
+    })
+  }
+
+  destroy(): void {
+    this.#server.closeAllConnections()
+    this.#server.close()
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin')
+    const byMethod = this.#routes.get(url.pathname)
+    let reply: AdminReply
+    if (!byMethod) {
+      reply = { status: 404, body: { error: `no admin endpoint ${url.pathname}`, endpoints: [...this.#routes.keys()].sort() } }
+    } else {
+      const handler = byMethod.get(req.method ?? 'GET')
+      if (!handler) {
+        res.setHeader('allow', [...byMethod.keys()].join(', '))
+        reply = { status: 405, body: { error: `${req.method} not allowed on ${url.pathname}`, allow: [...byMethod.keys()] } }
+      } else {
+        try {
+          reply = await handler(req, url)
+        } catch (err) {
+          this.#opts.log.error({ err, path: url.pathname }, 'admin handler failed')
+          reply = { status: 500, body: { error: 'internal error; see the daemon log' } }
+        }
+      }
+    }
+    const isText = typeof reply.body === 'string'
+    const payload = isText ? (reply.body as string) : `${JSON.stringify(reply.body, null, 2)}\n`
+    res.writeHead(reply.status, {
+      'content-type': reply.contentType ?? (isText ? 'text/plain; charset=utf-8' : 'application/json'),
+      'content-length': Buffer.byteLength(payload),
+      'cache-control': 'no-store',
+    })
+    res.end(req.method === 'HEAD' ? undefined : payload)
+  }
+}

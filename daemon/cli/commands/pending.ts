@@ -1,0 +1,30 @@
+// Subcommands whose milestones have not landed yet. Their help is the real interface they
+// will have; running them fails with exit 2 and "not implemented yet", never fake output.
+import { notImplemented } from '../command.ts'
+
+export const validateCommand = notImplemented('validate', 'check policy files offline, like nginx -t', `Usage: hostmesh validate [DIR]
+
+Runs the policy pipeline (parse, schema, cross-references, compile) over DIR
+(default: the policyDir of the node config) without touching a running daemon.
+Prints every problem as file:line:col: message and exits non-zero if there is any.
+`)
+
+export const iptablesCommand = notImplemented('iptables', 'print, apply or remove the capture rules', `Usage: hostmesh iptables print|apply|remove [--config FILE]
+
+  print    show the iptables-restore input for this node's HOSTMESH_* nat chains
+  apply    apply them atomically (idempotent)
+  remove   remove every hostmesh rule and chain
+`, { config: { type: 'string', short: 'c' } })
+
+export const caCommand = notImplemented('ca', 'make the mesh root CA and node intermediates', `Usage: hostmesh ca init --dir DIR [--force]
+       hostmesh ca node --ca DIR --node NAME --out DIR [--force]
+
+  init   make a root CA (ECDSA P-256, 10 years) in DIR
+  node   make the intermediate CA for one node, constrained to the trust domain
+`, { dir: { type: 'string' }, ca: { type: 'string' }, node: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' } })
+
+export const statusCommand = notImplemented('status', 'summarise a running daemon from its admin port', `Usage: hostmesh status [--admin URL]
+
+Prints what the daemon on this host has loaded: policy, identities and their expiry,
+listeners, the last reload and the busiest services. Default admin: http://127.0.0.1:15000
+`, { admin: { type: 'string' } })

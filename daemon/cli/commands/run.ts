@@ -1,0 +1,32 @@
+import { resolveConfigPath } from '../../config/load.ts'
+import { Daemon } from '../../run/lifecycle.ts'
+import { stringOption, type Command } from '../command.ts'
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'run the daemon in the foreground (what systemd starts)',
+  help: `Usage: hostmesh run [--config FILE]
+
+Runs the hostmesh daemon in the foreground until SIGTERM or SIGINT, then drains and exits 0.
+
+Options:
+  -c, --config FILE   node config (default: $HOSTMESH_CONFIG, else /etc/hostmesh/hostmesh.yaml)
+  -h, --help          show this help
+
+Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error, 78 invalid node config.
+`,
+  options: { config: { type: 'string', short: 'c' } },
+  async run(args, io) {
+    const daemon = await Daemon.start({ configPath: resolveConfigPath(stringOption(args, 'config'), io.env) })
+    await new Promise<void>((resolve) => {
+      const onSignal = (signal: NodeJS.Signals): void => {
+        process.off('SIGTERM', onSignal)
+        process.off('SIGINT', onSignal)
+        void daemon.stop(signal).then(resolve)
+      }
+      process.on('SIGTERM', onSignal)
+      process.on('SIGINT', onSignal)
+    })
+    return 0
+  },
+}

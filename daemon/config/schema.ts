@@ -1,0 +1,78 @@
+// The node settings file, /etc/hostmesh/hostmesh.yaml. Read once at start; policy lives
+// elsewhere (policy.d) and is reloaded, this is not. Every object is strict: an unknown key
+// is an error, because a typo that is silently ignored is a setting that silently is not set.
+import { isIP } from 'node:net'
+import { z } from 'zod'
+import type { DeepReadonly } from '../../policy/freeze.ts'
+
+export const DEFAULT_CONFIG_PATH = '/etc/hostmesh/hostmesh.yaml'
+
+const port = z.number().int().min(1).max(65535)
+const ipAddress = z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IPv4 or IPv6 address' })
+const absolutePath = z.string().min(1).refine((s) => s.startsWith('/'), { message: 'expected an absolute path (starting with /)' })
+// RFC 1123 names, as Kubernetes node names are: the node name goes into certificates and
+// metrics labels, so it is kept to characters that are safe in both.
+const dnsName = z.string().max(253).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+  message: 'expected a lowercase DNS name (a-z, 0-9, "-" and ".")',
+})
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+// Checks that span several keys sit on the smallest object holding them, so they still run
+// (and are reported together with) schema errors elsewhere in the file.
+const addresses = z.array(ipAddress).min(1).max(2).refine(
+  (list) => list.length < 2 || isIP(list[0]!) !== isIP(list[1]!),
+  { message: 'expected at most one IPv4 and one IPv6 address' },
+)
+
+const ports = z.strictObject({
+  admin: port.default(15000),
+  outboundBase: port.default(15001),
+  inboundPlaintext: port.default(15006),
+  hbone: port.default(15008),
+}).superRefine((p, ctx) => {
+  const seen = new Map<number, string>()
+  for (const [name, value] of Object.entries(p)) {
+    const other = seen.get(value)
+    if (other) ctx.addIssue({ code: 'custom', path: [other], message: `port ${value} is used by both ports.${other} and ports.${name}; every port must be different` })
+    seen.set(value, name)
+  }
+})
+
+const admin = z.strictObject({
+  // Loopback by default: the admin port has no authentication, like Envoy's.
+  address: ipAddress.default('127.0.0.1'),
+  allowRemote: z.boolean().default(false),
+}).superRefine((a, ctx) => {
+  if (!a.allowRemote && !isLoopback(a.address)) {
+    ctx.addIssue({
+      code: 'custom', path: ['address'],
+      message: 'the admin port has no authentication, so it binds to loopback (127.0.0.1 or ::1) unless admin.allowRemote is true',
+    })
+  }
+})
+
+export const NodeConfigSchema = z.strictObject({
+  node: z.strictObject({
+    name: dnsName,
+    // The HBONE address(es) peers dial: one IPv4, one IPv6, or one of each.
+    addresses,
+  }),
+  trustDomain: dnsName.default('cluster.local'),
+  ports: ports.prefault({}),
+  admin: admin.prefault({}),
+  policyDir: absolutePath.default('/etc/hostmesh/policy.d'),
+  certDir: absolutePath.default('/etc/hostmesh/certs'),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+  // Istio's terminationDrainDuration defaults to 5 s; long-lived TCP needs the option to wait more.
+  drainSeconds: z.number().min(0).max(3600).default(5),
+  outboundTrafficPolicy: z.enum(['ALLOW_ANY', 'REGISTRY_ONLY']).default('ALLOW_ANY'),
+})
+
+export type NodeConfigInput = z.input<typeof NodeConfigSchema>
+export type NodeConfig = DeepReadonly<z.output<typeof NodeConfigSchema>>
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+export function isLoopback(address: string): boolean {
+  return address === '::1' || /^127\./.test(address) || /^::ffff:127\./i.test(address)
+}

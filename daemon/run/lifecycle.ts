@@ -1,0 +1,82 @@
+// Start and stop, in one readable order. Start: config → logger → metrics → listeners bound →
+// ready. Stop: not ready → stop accepting → let in-flight work finish up to drainSeconds →
+// destroy what remains. Later components (policy, certificates, data listeners) slot into
+// these two sequences, never elsewhere.
+import type { AddressInfo } from 'node:net'
+import type { DestinationStream } from 'pino'
+import { registerCoreRoutes } from '../admin/core-routes.ts'
+import { AdminServer } from '../admin/server.ts'
+import { loadNodeConfig } from '../config/load.ts'
+import type { NodeConfig } from '../config/schema.ts'
+import { createLogger, type RootLogger } from '../log/logger.ts'
+import { createMetrics, type Metrics } from '../metrics/registry.ts'
+import { Readiness } from './readiness.ts'
+
+export interface DaemonOptions {
+  readonly configPath: string
+  /** Where logs go; stdout when absent. */
+  readonly logDest?: DestinationStream
+}
+
+/** A listener as the lifecycle sees it: graceful close, and destroy for what outlives the drain. */
+interface Closable {
+  readonly name: string
+  close(): Promise<void>
+  destroy(): void
+}
+
+export class Daemon {
+  readonly config: NodeConfig
+  readonly log: RootLogger
+  readonly metrics: Metrics
+  readonly readiness: Readiness
+  readonly adminAddress: AddressInfo
+  readonly #admin: AdminServer
+  #stopping: Promise<void> | undefined
+
+  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo) {
+    this.config = config
+    this.log = log
+    this.metrics = metrics
+    this.readiness = readiness
+    this.#admin = admin
+    this.adminAddress = adminAddress
+  }
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const config = await loadNodeConfig(opts.configPath)
+    const log = createLogger(config.logLevel, { node: config.node.name }, opts.logDest)
+    const metrics = createMetrics()
+    const readiness = new Readiness(['listeners'])
+    const admin = new AdminServer({ ...config.admin, port: config.ports.admin, log: log.component('admin') })
+    registerCoreRoutes(admin, readiness, metrics)
+    const adminAddress = await admin.listen()
+    readiness.markReady('listeners')
+    log.component('run').info({ admin: `${adminAddress.address}:${adminAddress.port}`, config: opts.configPath }, 'hostmesh ready')
+    return new Daemon(config, log, metrics, readiness, admin, adminAddress)
+  }
+
+  /** Graceful stop; calling it again returns the same promise. */
+  stop(reason: string): Promise<void> {
+    this.#stopping ??= this.#drain(reason)
+    return this.#stopping
+  }
+
+  async #drain(reason: string): Promise<void> {
+    const log = this.log.component('run')
+    this.readiness.startDrain()
+    log.info({ reason, drainSeconds: this.config.drainSeconds }, 'draining')
+    // The admin port closes last, so /ready can report the drain while it happens.
+    const order: Closable[] = [{ name: 'admin', close: () => this.#admin.close(), destroy: () => this.#admin.destroy() }]
+    for (const listener of order) {
+      const closed = listener.close().then(() => true)
+      const timedOut = new Promise<boolean>((resolve) => setTimeout(resolve, this.config.drainSeconds * 1000, false).unref())
+      if (!(await Promise.race([closed, timedOut]))) {
+        log.warn({ listener: listener.name }, 'drain time is up; closing remaining connections')
+        listener.destroy()
+      }
+    }
+    log.info('stopped')
+    this.log.flush()
+  }
+}

@@ -1,0 +1,55 @@
+// `npm run bench [-- NAME]`: benchmarks on real namespace hosts. Needs root.
+// Each benchmark measures hostmesh against a baseline in the same run, interleaved, so the
+// ratio holds even when the machine's absolute speed drifts. Results go in BENCHMARKS.md.
+import { cpus, totalmem } from 'node:os'
+import { withTestNet } from '../netns/hosts.ts'
+
+const here = (f: string): string => new URL(f, import.meta.url).pathname
+
+interface Result { conns: number; failed: number; seconds: number; rate: number; p50ms: number; p99ms: number }
+
+const benches: Record<string, () => Promise<void>> = {
+  /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
+  async capture() {
+    await withTestNet({ hosts: 1 }, async (net) => {
+      const h = net.hosts[0]!
+      // The client must read this checkout, so it runs as root; the capture rule matches
+      // root's uid here exactly as it matches a workload's uid in the mesh.
+      await h.mustExec(['iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '10.96.0.10', '--dport', '80',
+        '-m', 'owner', '--uid-owner', '0', '-j', 'REDIRECT', '--to-ports', '15001'])
+      const server = h.spawn([process.execPath, here('./capture-server.ts'), '15001', '15002'])
+      await server.waitFor(/bench server ready/)
+      const client = async (target: string, port: number): Promise<Result> => {
+        const out = await h.mustExec([process.execPath, here('./connect-client.ts'), target, String(port), '3000', '16'], { timeoutMs: 60_000 })
+        return JSON.parse(out) as Result
+      }
+      const rounds: Array<{ direct: Result; captured: Result }> = []
+      await client(h.ipv4, 15002) // warm-up
+      for (let i = 0; i < 3; i++) rounds.push({ direct: await client(h.ipv4, 15002), captured: await client('10.96.0.10', 80) })
+      await server.stop()
+      const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+      const d = med(rounds.map((r) => r.direct.rate))
+      const c = med(rounds.map((r) => r.captured.rate))
+      console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`)
+      console.log('| path | conn/s (median of 3) | p50 ms | p99 ms | failed |')
+      console.log('|---|---|---|---|---|')
+      for (const [name, key] of [['direct connect', 'direct'], ['REDIRECT + SO_ORIGINAL_DST', 'captured']] as const) {
+        const rs = rounds.map((r) => r[key])
+        console.log(`| ${name} | ${med(rs.map((r) => r.rate)).toFixed(0)} | ${med(rs.map((r) => r.p50ms)).toFixed(3)} | ${med(rs.map((r) => r.p99ms)).toFixed(3)} | ${rs.reduce((a, r) => a + r.failed, 0)} |`)
+      }
+      console.log(`captured/direct ratio: ${(c / d).toFixed(3)}`)
+    })
+  },
+}
+
+const name = process.argv[2] ?? 'capture'
+const bench = benches[name]
+if (!bench) {
+  console.error(`unknown benchmark "${name}"; available: ${Object.keys(benches).join(', ')}`)
+  process.exit(2)
+}
+if (process.getuid?.() !== 0) {
+  console.error('benchmarks run on network-namespace hosts and need root')
+  process.exit(2)
+}
+await bench()

@@ -1,0 +1,46 @@
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { createLogger } from '../../../daemon/log/logger.ts'
+
+function sink(): { dest: Writable; lines: () => Array<Record<string, unknown>> } {
+  const chunks: string[] = []
+  const dest = new Writable({ write(c: Buffer, _e, cb) { chunks.push(c.toString()); cb() } })
+  return { dest, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) }
+}
+
+t.test('JSON lines with level label, ISO time, node and component', async (t) => {
+  const s = sink()
+  const log = createLogger('info', { node: 'n1' }, s.dest)
+  log.component('tunnel').info({ peer: 'x' }, 'hello')
+  log.component('tunnel').debug('hidden at info')
+  const [line] = s.lines()
+  t.match(line, { level: 'info', node: 'n1', component: 'tunnel', peer: 'x', msg: 'hello' })
+  t.match(line?.time, /^\d{4}-\d\d-\d\dT/)
+  t.equal(s.lines().length, 1, 'debug is filtered at info')
+  t.equal(log.component('tunnel'), log.component('tunnel'), 'one child per component')
+})
+
+t.test('setLevel changes the root and every component', async (t) => {
+  const s = sink()
+  const log = createLogger('warn', {}, s.dest)
+  const a = log.component('a')
+  a.info('dropped')
+  log.setLevel('debug')
+  a.debug('kept')
+  log.component('b').debug('kept too')
+  t.same(s.lines().map((l) => l.msg), ['kept', 'kept too'])
+})
+
+t.test('private keys never reach a log line', async (t) => {
+  const s = sink()
+  const log = createLogger('info', {}, s.dest)
+  log.root.info({ key: 'PRIVATE1', cert: { key: 'PRIVATE2', privateKey: 'PRIVATE3' }, identity: { tls: { key: 'PRIVATE4' } } }, 'certs')
+  const text = JSON.stringify(s.lines())
+  t.notMatch(text, /PRIVATE\d/)
+  t.match(text, /\[redacted\]/)
+})
+
+t.test('flush does not throw', async (t) => {
+  const log = createLogger('info', {}, sink().dest)
+  t.doesNotThrow(() => log.flush())
+})

@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { Daemon } from '../../../daemon/run/lifecycle.ts'
+import { CLI } from '../../helpers/cli.ts'
+import { freePort } from '../../helpers/ports.ts'
+
+const dir = mkdtempSync(join(tmpdir(), 'hostmesh-run-'))
+
+async function config(extra = ''): Promise<{ path: string; port: number }> {
+  const port = await freePort()
+  const path = join(dir, `hostmesh-${port}.yaml`)
+  writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\nports: {admin: ${port}}\ndrainSeconds: 1\n${extra}`)
+  return { path, port }
+}
+
+function capture(): { dest: Writable; lines: () => Array<Record<string, unknown>> } {
+  const chunks: string[] = []
+  const dest = new Writable({ write(chunk: Buffer, _enc, cb) { chunks.push(chunk.toString()); cb() } })
+  return { dest, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) }
+}
+
+t.test('the daemon starts ready with its admin port, logs JSON per component, and stops cleanly', async (t) => {
+  const { path, port } = await config()
+  const logs = capture()
+  const daemon = await Daemon.start({ configPath: path, logDest: logs.dest })
+  t.equal(daemon.adminAddress.port, port)
+  t.ok(Object.isFrozen(daemon.config))
+  const ready = await fetch(`http://127.0.0.1:${port}/ready`)
+  t.equal(ready.status, 200)
+  await ready.body?.cancel()
+  await daemon.stop('test')
+  t.equal(daemon.readiness.ready, false, 'not ready once stopping')
+  await t.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'admin port closed')
+  t.equal(daemon.stop('again'), daemon.stop('again'), 'stop is idempotent')
+  const lines = logs.lines()
+  t.match(lines[0], { level: 'info', node: 'node-a', component: 'run', msg: 'hostmesh ready', admin: `127.0.0.1:${port}` })
+  t.match(lines.find((l) => l.msg === 'draining'), { reason: 'test', drainSeconds: 1 })
+  t.ok(lines.find((l) => l.msg === 'stopped'))
+})
+
+t.test('a request still running when the drain time is up is cut off', async (t) => {
+  const { path, port } = await config()
+  const logs = capture()
+  const daemon = await Daemon.start({ configPath: path, logDest: logs.dest })
+  // Hold a keep-alive connection with a request in flight that never completes.
+  const { request } = await import('node:http')
+  const req = request({ host: '127.0.0.1', port, path: '/never', method: 'POST', headers: { 'content-length': '10' } })
+  req.on('error', () => {})
+  req.write('12345')
+  await new Promise((r) => setTimeout(r, 50))
+  const started = Date.now()
+  await daemon.stop('test')
+  const took = Date.now() - started
+  t.ok(took >= 900, `waited for the drain time (${took} ms)`)
+  t.ok(logs.lines().find((l) => l.msg === 'drain time is up; closing remaining connections'))
+})
+
+t.test('`hostmesh run` serves /ready, and exits 0 after SIGTERM', async (t) => {
+  const { path, port } = await config()
+  const child = spawn(process.execPath, [CLI, 'run', '--config', path], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  for (let i = 0; i < 200 && !out.includes('hostmesh ready'); i++) await new Promise((r) => setTimeout(r, 25))
+  const res = await fetch(`http://127.0.0.1:${port}/ready`)
+  t.equal(res.status, 200)
+  await res.body?.cancel()
+  child.kill('SIGTERM')
+  t.equal(await exited, 0)
+  t.match(out, /"msg":"stopped"/)
+})
