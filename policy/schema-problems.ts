@@ -69,7 +69,7 @@ function show(v: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
 
-function keyName(path: readonly PropertyKey[]): string {
+export function keyName(path: readonly PropertyKey[]): string {
   return path.map((s, i) => (typeof s === 'number' ? `[${s}]` : `${i ? '.' : ''}${String(s)}`)).join('') || '(document)'
 }
 

@@ -62,6 +62,9 @@ export const NodeConfigSchema = z.strictObject({
   ports: ports.prefault({}),
   admin: admin.prefault({}),
   policyDir: absolutePath.default('/etc/hostmesh/policy.d'),
+  // Once a policy is loaded, an empty or missing policy dir is refused (a half-finished
+  // deploy must not wipe the mesh) unless this says an empty policy is intended.
+  allowEmptyPolicy: z.boolean().default(false),
   certDir: absolutePath.default('/etc/hostmesh/certs'),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   // Istio's terminationDrainDuration defaults to 5 s; long-lived TCP needs the option to wait more.

@@ -4,12 +4,15 @@
 // these two sequences, never elsewhere.
 import type { AddressInfo } from 'node:net'
 import type { DestinationStream } from 'pino'
+import { registerConfigDump } from '../admin/config-dump.ts'
 import { registerCoreRoutes } from '../admin/core-routes.ts'
 import { AdminServer } from '../admin/server.ts'
 import { loadNodeConfig } from '../config/load.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { createLogger, type RootLogger } from '../log/logger.ts'
 import { createMetrics, type Metrics } from '../metrics/registry.ts'
+import type { PolicyWatcher, ReloadEvent } from '../../policy/watcher.ts'
+import { createPolicyWatcher } from './policy-reload.ts'
 import { Readiness } from './readiness.ts'
 
 export interface DaemonOptions {
@@ -31,29 +34,43 @@ export class Daemon {
   readonly metrics: Metrics
   readonly readiness: Readiness
   readonly adminAddress: AddressInfo
+  readonly policy: PolicyWatcher
   readonly #admin: AdminServer
   #stopping: Promise<void> | undefined
 
-  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo) {
+  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher) {
     this.config = config
     this.log = log
     this.metrics = metrics
     this.readiness = readiness
     this.#admin = admin
     this.adminAddress = adminAddress
+    this.policy = policy
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const config = await loadNodeConfig(opts.configPath)
     const log = createLogger(config.logLevel, { node: config.node.name }, opts.logDest)
     const metrics = createMetrics()
-    const readiness = new Readiness(['listeners'])
+    const readiness = new Readiness(['listeners', 'policy'])
+    const policy = createPolicyWatcher(config, metrics, log.component('policy'), readiness)
     const admin = new AdminServer({ ...config.admin, port: config.ports.admin, log: log.component('admin') })
     registerCoreRoutes(admin, readiness, metrics)
+    registerConfigDump(admin, config, policy)
     const adminAddress = await admin.listen()
     readiness.markReady('listeners')
-    log.component('run').info({ admin: `${adminAddress.address}:${adminAddress.port}`, config: opts.configPath }, 'hostmesh ready')
-    return new Daemon(config, log, metrics, readiness, admin, adminAddress)
+    // A bad policy at start does not stop the daemon: /ready stays 503 ("policy") and the
+    // watcher installs the first good version as soon as it is written.
+    await policy.start()
+    const run = log.component('run')
+    if (readiness.ready) run.info({ admin: `${adminAddress.address}:${adminAddress.port}`, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
+    else run.warn({ waitingFor: readiness.status().waitingFor }, 'hostmesh started but not ready')
+    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy)
+  }
+
+  /** SIGHUP: re-read policy now. */
+  reload(reason: string): Promise<ReloadEvent> {
+    return this.policy.reload(reason)
   }
 
   /** Graceful stop; calling it again returns the same promise. */
@@ -66,6 +83,7 @@ export class Daemon {
     const log = this.log.component('run')
     this.readiness.startDrain()
     log.info({ reason, drainSeconds: this.config.drainSeconds }, 'draining')
+    await this.policy.close()
     // The admin port closes last, so /ready can report the drain while it happens.
     const order: Closable[] = [{ name: 'admin', close: () => this.#admin.close(), destroy: () => this.#admin.destroy() }]
     for (const listener of order) {

@@ -2,13 +2,6 @@
 // will have; running them fails with exit 2 and "not implemented yet", never fake output.
 import { notImplemented } from '../command.ts'
 
-export const validateCommand = notImplemented('validate', 'check policy files offline, like nginx -t', `Usage: hostmesh validate [DIR]
-
-Runs the policy pipeline (parse, schema, cross-references, compile) over DIR
-(default: the policyDir of the node config) without touching a running daemon.
-Prints every problem as file:line:col: message and exits non-zero if there is any.
-`)
-
 export const iptablesCommand = notImplemented('iptables', 'print, apply or remove the capture rules', `Usage: hostmesh iptables print|apply|remove [--config FILE]
 
   print    show the iptables-restore input for this node's HOSTMESH_* nat chains

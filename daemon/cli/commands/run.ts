@@ -8,6 +8,7 @@ export const runCommand: Command = {
   help: `Usage: hostmesh run [--config FILE]
 
 Runs the hostmesh daemon in the foreground until SIGTERM or SIGINT, then drains and exits 0.
+SIGHUP re-reads the policy dir now.
 
 Options:
   -c, --config FILE   node config (default: $HOSTMESH_CONFIG, else /etc/hostmesh/hostmesh.yaml)
@@ -18,10 +19,13 @@ Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error, 78 invalid node
   options: { config: { type: 'string', short: 'c' } },
   async run(args, io) {
     const daemon = await Daemon.start({ configPath: resolveConfigPath(stringOption(args, 'config'), io.env) })
+    const onHup = (): void => void daemon.reload('SIGHUP')
+    process.on('SIGHUP', onHup)
     await new Promise<void>((resolve) => {
       const onSignal = (signal: NodeJS.Signals): void => {
         process.off('SIGTERM', onSignal)
         process.off('SIGINT', onSignal)
+        process.off('SIGHUP', onHup)
         void daemon.stop(signal).then(resolve)
       }
       process.on('SIGTERM', onSignal)

@@ -31,6 +31,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     ports: { admin: 16000, outboundBase: 15001, inboundPlaintext: 15006, hbone: 15008 },
     admin: { address: '127.0.0.1', allowRemote: false },
     policyDir: '/etc/hostmesh/policy.d',
+    allowEmptyPolicy: false,
     certDir: '/etc/hostmesh/certs',
     logLevel: 'debug',
     drainSeconds: 12.5,

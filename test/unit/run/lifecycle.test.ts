@@ -37,7 +37,7 @@ t.test('the daemon starts ready with its admin port, logs JSON per component, an
   await t.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'admin port closed')
   t.equal(daemon.stop('again'), daemon.stop('again'), 'stop is idempotent')
   const lines = logs.lines()
-  t.match(lines[0], { level: 'info', node: 'node-a', component: 'run', msg: 'hostmesh ready', admin: `127.0.0.1:${port}` })
+  t.match(lines.find((l) => l.msg === 'hostmesh ready'), { level: 'info', node: 'node-a', component: 'run', admin: `127.0.0.1:${port}` })
   t.match(lines.find((l) => l.msg === 'draining'), { reason: 'test', drainSeconds: 1 })
   t.ok(lines.find((l) => l.msg === 'stopped'))
 })

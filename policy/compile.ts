@@ -1,0 +1,352 @@
+// Stage 4 of a reload: a valid PolicyIndex → one Snapshot with every lookup the data plane
+// needs precomputed. Runs only after validation found nothing, so references resolve; it
+// still never throws on policy content.
+import type { SourceProblem } from './errors.ts'
+import { deepFreeze } from './freeze.ts'
+import { problemAt, type PolicyIndex } from './index-docs.ts'
+import { addressKey } from './ip.ts'
+import type { LoadedDoc } from './load.ts'
+import { checkRegex } from './regex.ts'
+import { isHttpProtocol, labelsMatch, resolveServiceRef, selectedWorkloads, serviceKeyOf, servicePortKey, workloadAddresses } from './resolve.ts'
+import { DestinationSpecSchema } from './schema/destination-policy.ts'
+import { KINDS, type Kind } from './schema/documents.ts'
+import type {
+  CompiledAuthzPolicy, CompiledAuthzRule, CompiledHTTPRule, CompiledMatch, DestinationSettings, Endpoint, HeaderModifier,
+  NodeInfo, PatternSet, PortRoute, ServiceInfo, ServicePortInfo, Snapshot, SnapshotFile, WeightedBackends, WorkloadAuthz, WorkloadInfo,
+} from './snapshot.ts'
+
+export interface CompileOptions {
+  readonly generation: number
+  readonly hash: string
+  readonly files: readonly SnapshotFile[]
+  readonly trustDomain: string
+  /** Compile this node's view (local workloads, outbound ports); absent for offline validation. */
+  readonly localNode?: string
+  readonly outboundBase?: number
+  /** Ports the outbound listeners must not take (admin, inbound plaintext, HBONE). */
+  readonly reservedPorts?: readonly number[]
+  /** Keeps each surviving local workload on the outbound port it had, across reloads. */
+  readonly previous?: Snapshot
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: Snapshot; problems: SourceProblem[] } {
+  const problems: SourceProblem[] = []
+  const nodes = new Map<string, NodeInfo>()
+  for (const [name, n] of index.nodes) nodes.set(name, { name, addresses: n.doc.spec.addresses, hbonePort: n.doc.spec.hbonePort })
+
+  const workloads = new Map<string, WorkloadInfo>()
+  const workloadByAddress = new Map<string, WorkloadInfo>()
+  for (const [key, w] of index.workloads) {
+    const info = workloadInfo(index, key, w, opts.trustDomain)
+    workloads.set(key, info)
+    for (const a of info.addresses) for (const p of info.ports) workloadByAddress.set(addressKey(a, p.port), info)
+  }
+
+  const services = new Map<string, ServiceInfo>()
+  const servicePorts = new Map<string, Mutable<ServicePortInfo>>()
+  const byDestination = new Map<string, ServicePortInfo>()
+  const destinations = destinationSettings(index)
+  for (const [key, s] of index.services) {
+    const portKeys: string[] = []
+    for (const p of s.doc.spec.ports) {
+      const pk = servicePortKey(key, p.port)
+      portKeys.push(pk)
+      const sp: Mutable<ServicePortInfo> = { key: pk, service: key, port: p.port, protocol: p.protocol, endpoints: endpointsOf(index, s, p, workloads, nodes) }
+      if (p.name) sp.name = p.name
+      servicePorts.set(pk, sp)
+      for (const a of s.doc.spec.addresses) byDestination.set(addressKey(a, p.port), sp)
+    }
+    services.set(key, {
+      key, name: s.doc.metadata.name, namespace: s.doc.metadata.namespace, addresses: s.doc.spec.addresses,
+      external: s.doc.spec.endpoints !== undefined, ports: portKeys, destination: destinations.get(key) ?? destinations.get('')!,
+    })
+  }
+  attachRoutes(index, servicePorts)
+
+  const authorization = new Map<string, WorkloadAuthz>()
+  const policies = [...index.authorizationPolicies.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, d]) => ({ d, compiled: compileAuthz(key, d) }))
+  for (const [key, w] of workloads) {
+    const apply = policies.filter(({ d }) => d.doc.metadata.namespace === w.namespace && (!d.doc.spec.selector || labelsMatch(d.doc.spec.selector.matchLabels, w.labels)))
+    authorization.set(key, {
+      deny: apply.filter((p) => p.compiled.action === 'DENY').map((p) => p.compiled),
+      allow: apply.filter((p) => p.compiled.action === 'ALLOW').map((p) => p.compiled),
+    })
+  }
+
+  const localWorkloads = assignOutboundPorts(index, workloads, opts, problems)
+  if (problems.length > 0) return { problems }
+
+  const counts = Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<Kind, number>
+  for (const m of [index.nodes, index.workloads, index.services, index.httpRoutes, index.tcpRoutes, index.destinationPolicies, index.authorizationPolicies]) {
+    for (const d of m.values()) counts[d.kind]++
+  }
+  const snapshot: Snapshot = {
+    generation: opts.generation,
+    hash: opts.hash,
+    createdAt: new Date().toISOString(),
+    trustDomain: opts.trustDomain,
+    ...(opts.localNode !== undefined ? { localNode: opts.localNode } : {}),
+    files: opts.files,
+    counts,
+    nodes, workloads, services, servicePorts, byDestination, workloadByAddress,
+    localWorkloads,
+    outboundByPort: new Map(localWorkloads.map((l) => [l.outboundPort, l.workload])),
+    authorization,
+  }
+  return { snapshot: deepFreeze(snapshot), problems }
+}
+
+export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`
+}
+
+function workloadInfo(index: PolicyIndex, key: string, w: LoadedDoc<'Workload'>, trustDomain: string): WorkloadInfo {
+  const { metadata, spec } = w.doc
+  return {
+    key, name: metadata.name, namespace: metadata.namespace, node: spec.node, serviceAccount: spec.serviceAccount,
+    identity: spiffeId(trustDomain, metadata.namespace, spec.serviceAccount),
+    labels: metadata.labels,
+    match: spec.match.uid !== undefined ? { uid: spec.match.uid } : { address: spec.match.address! },
+    addresses: workloadAddresses(index, w),
+    ports: spec.ports.map((p) => (p.name ? { name: p.name, port: p.port } : { port: p.port })),
+    mtlsMode: spec.mtls.mode,
+  }
+}
+
+function endpointsOf(index: PolicyIndex, s: LoadedDoc<'Service'>, p: LoadedDoc<'Service'>['doc']['spec']['ports'][number], workloads: ReadonlyMap<string, WorkloadInfo>, nodes: ReadonlyMap<string, NodeInfo>): Endpoint[] {
+  if (s.doc.spec.endpoints) {
+    const target = typeof p.targetPort === 'number' ? p.targetPort : p.port
+    return s.doc.spec.endpoints.map((e) => ({ address: e.address, port: e.port ?? target }))
+  }
+  const out: Endpoint[] = []
+  for (const w of selectedWorkloads(index, s)) {
+    const info = workloads.get(`${w.doc.metadata.namespace}/${w.doc.metadata.name}`)!
+    // A named targetPort selects only the workloads that have a port of that name (Kubernetes).
+    const port = typeof p.targetPort === 'string' ? info.ports.find((wp) => wp.name === p.targetPort)?.port : (p.targetPort ?? p.port)
+    const node = nodes.get(info.node)
+    if (port === undefined || !node || info.addresses.length === 0) continue
+    out.push({ address: info.addresses[0]!, port, workload: info.key, identity: info.identity, node: { name: node.name, addresses: node.addresses, hbonePort: node.hbonePort } })
+  }
+  return out
+}
+
+let defaults: DestinationSettings | undefined
+
+function destinationSettings(index: PolicyIndex): Map<string, DestinationSettings> {
+  defaults ??= settings('default', DestinationSpecSchema.parse({ targetRefs: [{ name: 'default' }] }))
+  const out = new Map<string, DestinationSettings>([['', defaults]])
+  for (const [key, p] of index.destinationPolicies) {
+    const s = settings(key, p.doc.spec)
+    for (const ref of p.doc.spec.targetRefs) out.set(`${p.doc.metadata.namespace}/${ref.name}`, s)
+  }
+  return out
+}
+
+function settings(source: string, spec: LoadedDoc<'DestinationPolicy'>['doc']['spec']): DestinationSettings {
+  const { connectionPool: cp, outlierDetection: od, retryBudget: rb, rateLimit: rl } = spec
+  return {
+    source,
+    loadBalancer: spec.loadBalancer.type,
+    connectionPool: { maxConnections: cp.maxConnections, maxPendingRequests: cp.maxPendingRequests, maxRequests: cp.maxRequests, connectTimeoutMs: cp.connectTimeout },
+    outlierDetection: { consecutive5xxErrors: od.consecutive5xxErrors, consecutiveGatewayErrors: od.consecutiveGatewayErrors, intervalMs: od.interval, baseEjectionTimeMs: od.baseEjectionTime, maxEjectionPercent: od.maxEjectionPercent },
+    retryBudget: { percent: rb.percent, minRetriesPerSecond: rb.minRetriesPerSecond, ttlMs: rb.ttl },
+    ...(rl ? { rateLimit: { maxTokens: rl.maxTokens, tokensPerFill: rl.tokensPerFill, fillIntervalMs: rl.fillInterval } } : {}),
+  }
+}
+
+function weighted(index: PolicyIndex, ns: string, refs: readonly { name: string; namespace?: string | undefined; port: number; weight: number }[]): WeightedBackends {
+  const backends: { servicePort: string; weight: number }[] = []
+  const cumulative: number[] = []
+  let total = 0
+  for (const ref of refs) {
+    const res = resolveServiceRef(index, ns, ref)
+    if (!res.ok || ref.weight === 0) continue
+    total += ref.weight
+    backends.push({ servicePort: servicePortKey(serviceKeyOf(res.service), ref.port), weight: ref.weight })
+    cumulative.push(total)
+  }
+  return { backends, cumulative, total }
+}
+
+function attachRoutes(index: PolicyIndex, servicePorts: Map<string, Mutable<ServicePortInfo>>): void {
+  const parentPorts = (ns: string, ref: { name: string; namespace?: string | undefined; port?: number | undefined }, http: boolean): string[] => {
+    const res = resolveServiceRef(index, ns, ref)
+    if (!res.ok) return []
+    return res.ports.filter((p) => !http || isHttpProtocol(p.protocol)).map((p) => servicePortKey(serviceKeyOf(res.service), p.port))
+  }
+  for (const [key, r] of index.tcpRoutes) {
+    const ns = r.doc.metadata.namespace
+    const route: PortRoute = { kind: 'tcp', route: key, backends: weighted(index, ns, r.doc.spec.rules[0]!.backendRefs) }
+    for (const ref of r.doc.spec.parentRefs) for (const pk of parentPorts(ns, ref, false)) servicePorts.get(pk)!.route = route
+  }
+  const rulesByPort = new Map<string, CompiledHTTPRule[]>()
+  for (const [key, r] of index.httpRoutes) {
+    const ns = r.doc.metadata.namespace
+    const rules = r.doc.spec.rules.flatMap((rule, i) => compileHttpRule(index, key, ns, rule, i))
+    for (const ref of r.doc.spec.parentRefs) {
+      for (const pk of parentPorts(ns, ref, true)) {
+        let list = rulesByPort.get(pk)
+        if (!list) rulesByPort.set(pk, (list = []))
+        list.push(...rules)
+      }
+    }
+  }
+  for (const [pk, rules] of rulesByPort) servicePorts.get(pk)!.route = { kind: 'http', rules: rules.sort(precedence) }
+}
+
+type RuleSpec = LoadedDoc<'HTTPRoute'>['doc']['spec']['rules'][number]
+
+/** One compiled entry per match of the rule, so matches sort by Gateway API precedence individually. */
+function compileHttpRule(index: PolicyIndex, route: string, ns: string, rule: RuleSpec, i: number): CompiledHTTPRule[] {
+  const base: Mutable<Omit<CompiledHTTPRule, 'match'>> = {
+    route, rule: i,
+    backends: weighted(index, ns, rule.backendRefs),
+    timeouts: {
+      ...(rule.timeouts?.request !== undefined ? { requestMs: rule.timeouts.request } : {}),
+      ...(rule.timeouts?.backendRequest !== undefined ? { backendRequestMs: rule.timeouts.backendRequest } : {}),
+    },
+  }
+  if (rule.retry) base.retry = { attempts: rule.retry.attempts, codes: rule.retry.codes, backoffMs: rule.retry.backoff }
+  for (const f of rule.filters) {
+    if (f.type === 'RequestHeaderModifier') base.requestHeaders = modifier(f.requestHeaderModifier)
+    else if (f.type === 'ResponseHeaderModifier') base.responseHeaders = modifier(f.responseHeaderModifier)
+    else if (f.type === 'URLRewrite') {
+      const p = f.urlRewrite.path
+      base.urlRewrite = {
+        ...(f.urlRewrite.hostname !== undefined ? { hostname: f.urlRewrite.hostname } : {}),
+        ...(p ? { path: { type: p.type, value: (p.type === 'ReplaceFullPath' ? p.replaceFullPath : p.replacePrefixMatch)! } } : {}),
+      }
+    } else if (f.type === 'RequestMirror') {
+      const res = resolveServiceRef(index, ns, f.requestMirror.backendRef)
+      if (res.ok) base.mirror = { servicePort: servicePortKey(serviceKeyOf(res.service), f.requestMirror.backendRef.port), percent: f.requestMirror.percent }
+    } else {
+      base.fault = {
+        ...(f.fault.delay ? { delay: { fixedDelayMs: f.fault.delay.fixedDelay, percent: f.fault.delay.percent } } : {}),
+        ...(f.fault.abort ? { abort: f.fault.abort } : {}),
+      }
+    }
+  }
+  return rule.matches.map((m) => ({ ...base, match: compileMatch(m) }))
+}
+
+function compileMatch(m: RuleSpec['matches'][number]): CompiledMatch {
+  const regex = (s: string): RegExp | undefined => { const r = checkRegex(s); return r.ok ? r.regex : undefined }
+  const matcher = <T extends { type: 'Exact' | 'RegularExpression'; name: string; value: string }>(x: T) =>
+    x.type === 'RegularExpression' ? { type: x.type, name: x.name, value: x.value, regex: regex(x.value)! } : { type: x.type, name: x.name, value: x.value }
+  const type = m.path?.type ?? 'PathPrefix'
+  let value = m.path?.value ?? '/'
+  // Gateway API: a PathPrefix's trailing slash is ignored; "/foo/" matches "/foo" too.
+  if (type === 'PathPrefix' && value.length > 1 && value.endsWith('/')) value = value.replace(/\/+$/, '')
+  return {
+    path: type === 'RegularExpression' ? { type, value, regex: regex(value)! } : { type, value },
+    headers: (m.headers ?? []).map(matcher),
+    queryParams: (m.queryParams ?? []).map(matcher),
+    ...(m.method ? { method: m.method } : {}),
+  }
+}
+
+const PATH_RANK = { Exact: 0, RegularExpression: 1, PathPrefix: 2 } as const
+
+/**
+ * Gateway API precedence: exact path, then (hostmesh's choice for the implementation-defined
+ * case) regular expressions, then the longest prefix; then a method match; then more header
+ * matches; then more query matches; then route name, rule and match order.
+ */
+function precedence(a: CompiledHTTPRule, b: CompiledHTTPRule): number {
+  return PATH_RANK[a.match.path.type] - PATH_RANK[b.match.path.type]
+    || (a.match.path.type === 'PathPrefix' ? b.match.path.value.length - a.match.path.value.length : 0)
+    || Number(b.match.method !== undefined) - Number(a.match.method !== undefined)
+    || b.match.headers.length - a.match.headers.length
+    || b.match.queryParams.length - a.match.queryParams.length
+    || (a.route < b.route ? -1 : a.route > b.route ? 1 : 0)
+    || a.rule - b.rule
+}
+
+function modifier(m: { set?: { name: string; value: string }[] | undefined; add?: { name: string; value: string }[] | undefined; remove?: string[] | undefined }): HeaderModifier {
+  return { set: m.set ?? [], add: m.add ?? [], remove: m.remove ?? [] }
+}
+
+export function patternSet(patterns: readonly string[], normalize: (s: string) => string = (s) => s): PatternSet {
+  const exact = new Set<string>()
+  const prefixes: string[] = []
+  const suffixes: string[] = []
+  let any = false
+  for (const raw of patterns) {
+    const p = normalize(raw)
+    if (p === '*') any = true
+    else if (p.endsWith('*')) prefixes.push(p.slice(0, -1))
+    else if (p.startsWith('*')) suffixes.push(p.slice(1))
+    else exact.add(p)
+  }
+  return { any, exact, prefixes, suffixes }
+}
+
+export function matchesPattern(set: PatternSet, value: string): boolean {
+  return set.any || set.exact.has(value) || set.prefixes.some((p) => value.startsWith(p)) || set.suffixes.some((s) => value.endsWith(s))
+}
+
+/** Principals are compared without the scheme: "<td>/ns/<ns>/sa/<sa>", as Istio writes them. */
+export function principalOf(identity: string): string {
+  return identity.startsWith('spiffe://') ? identity.slice('spiffe://'.length) : identity
+}
+
+function compileAuthz(key: string, d: LoadedDoc<'AuthorizationPolicy'>): CompiledAuthzPolicy {
+  const opt = <T, U>(v: T | undefined, f: (v: T) => U): U | undefined => (v === undefined ? undefined : f(v))
+  const rules: CompiledAuthzRule[] = d.doc.spec.rules.map((r) => {
+    const rule: Mutable<CompiledAuthzRule> = {}
+    if (r.from) {
+      rule.from = r.from.map(({ source: s }) => strip({
+        principals: opt(s.principals, (p) => patternSet(p, principalOf)),
+        notPrincipals: opt(s.notPrincipals, (p) => patternSet(p, principalOf)),
+        namespaces: opt(s.namespaces, (p) => patternSet(p)),
+        notNamespaces: opt(s.notNamespaces, (p) => patternSet(p)),
+      }))
+    }
+    if (r.to) {
+      rule.to = r.to.map(({ operation: o }) => strip({
+        ports: opt(o.ports, (p) => new Set(p)),
+        notPorts: opt(o.notPorts, (p) => new Set(p)),
+        methods: opt(o.methods, (m) => new Set<string>(m)),
+        notMethods: opt(o.notMethods, (m) => new Set<string>(m)),
+        paths: opt(o.paths, (p) => patternSet(p)),
+        notPaths: opt(o.notPaths, (p) => patternSet(p)),
+      }))
+    }
+    return rule
+  })
+  return { key, action: d.doc.spec.action, rules }
+}
+
+function strip<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> }
+}
+
+function assignOutboundPorts(index: PolicyIndex, workloads: ReadonlyMap<string, WorkloadInfo>, opts: CompileOptions, problems: SourceProblem[]): { workload: WorkloadInfo; outboundPort: number }[] {
+  if (opts.localNode === undefined) return []
+  const local = [...workloads.values()].filter((w) => w.node === opts.localNode).sort((a, b) => (a.key < b.key ? -1 : 1))
+  const base = opts.outboundBase ?? 15001
+  const taken = new Set(opts.reservedPorts ?? [])
+  const out = new Map<string, number>()
+  // Survivors keep their port: an outbound port names its workload, and moving it while
+  // iptables rules and listeners catch up would misattribute connections.
+  for (const prev of opts.previous?.localWorkloads ?? []) {
+    if (local.some((w) => w.key === prev.workload.key) && !taken.has(prev.outboundPort)) {
+      out.set(prev.workload.key, prev.outboundPort)
+      taken.add(prev.outboundPort)
+    }
+  }
+  let next = base
+  for (const w of local) {
+    if (out.has(w.key)) continue
+    while (taken.has(next)) next++
+    if (next > 65535) {
+      problems.push(problemAt(index.workloads.get(w.key)!, ['metadata', 'name'], `no outbound port left for workload "${w.key}": ports ${base}-65535 are all taken; lower ports.outboundBase`))
+      continue
+    }
+    out.set(w.key, next)
+    taken.add(next)
+  }
+  return local.filter((w) => out.has(w.key)).map((w) => ({ workload: w, outboundPort: out.get(w.key)! })).sort((a, b) => a.outboundPort - b.outboundPort)
+}

@@ -1,0 +1,66 @@
+// Groups validated documents by kind and name. A name defined twice is reported at the second
+// definition, pointing at the first; the first one stays in the index so later checks still run.
+import type { SourceProblem } from './errors.ts'
+import type { LoadedDoc } from './load.ts'
+import type { Kind } from './schema/documents.ts'
+import { keyName } from './schema-problems.ts'
+import { positionOf } from './source.ts'
+
+export interface PolicyIndex {
+  /** Node name → document */
+  readonly nodes: ReadonlyMap<string, LoadedDoc<'Node'>>
+  /** `namespace/name` → document, for every namespaced kind */
+  readonly workloads: ReadonlyMap<string, LoadedDoc<'Workload'>>
+  readonly services: ReadonlyMap<string, LoadedDoc<'Service'>>
+  readonly httpRoutes: ReadonlyMap<string, LoadedDoc<'HTTPRoute'>>
+  readonly tcpRoutes: ReadonlyMap<string, LoadedDoc<'TCPRoute'>>
+  readonly destinationPolicies: ReadonlyMap<string, LoadedDoc<'DestinationPolicy'>>
+  readonly authorizationPolicies: ReadonlyMap<string, LoadedDoc<'AuthorizationPolicy'>>
+}
+
+export function problemAt(d: LoadedDoc, path: readonly PropertyKey[], message: string, which: 'key' | 'value' = 'value'): SourceProblem {
+  const at = positionOf(d.src, path, which)
+  const key = keyName(path)
+  return { file: d.src.file, line: at.line, col: at.col, key, message: `${key}: ${message}` }
+}
+
+export function where(d: LoadedDoc, path: readonly PropertyKey[] = ['metadata', 'name']): string {
+  const at = positionOf(d.src, path)
+  return `${d.src.file}:${at.line}:${at.col}`
+}
+
+/** `namespace/name` for namespaced kinds, `name` for Nodes. */
+export function nameOf(d: LoadedDoc): string {
+  return d.key.slice(d.kind.length + 1)
+}
+
+export function indexDocs(docs: readonly LoadedDoc[]): { index: PolicyIndex; problems: SourceProblem[] } {
+  const problems: SourceProblem[] = []
+  const byKind = new Map<Kind, Map<string, LoadedDoc>>()
+  for (const d of docs) {
+    let m = byKind.get(d.kind)
+    if (!m) byKind.set(d.kind, (m = new Map()))
+    const name = nameOf(d)
+    const first = m.get(name)
+    if (first) {
+      problems.push(problemAt(d, ['metadata', 'name'], `duplicate ${d.kind} "${name}": already defined at ${where(first)}`))
+      continue
+    }
+    m.set(name, d)
+  }
+  // Load order (file name, then position), so "already defined/used at" points backwards,
+  // at what the reader saw first. compile.ts sorts by name wherever order affects output.
+  const get = <K extends Kind>(k: K): Map<string, LoadedDoc<K>> => (byKind.get(k) ?? new Map()) as Map<string, LoadedDoc<K>>
+  return {
+    index: {
+      nodes: get('Node'),
+      workloads: get('Workload'),
+      services: get('Service'),
+      httpRoutes: get('HTTPRoute'),
+      tcpRoutes: get('TCPRoute'),
+      destinationPolicies: get('DestinationPolicy'),
+      authorizationPolicies: get('AuthorizationPolicy'),
+    },
+    problems,
+  }
+}

@@ -1,0 +1,115 @@
+// Stage 1 and 2 of a reload: read the policy dir, parse every YAML document with positions,
+// and validate each against its kind's schema. Pure except readPolicyDir (the only I/O).
+import { createHash } from 'node:crypto'
+import { readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { z } from 'zod'
+import type { SourceProblem } from './errors.ts'
+import { EnvelopeSchema, KIND_SCHEMAS, type Kind } from './schema/documents.ts'
+import { schemaProblems } from './schema-problems.ts'
+import { DEFAULT_LIMITS, parseSource, positionOf, readSource, type SourceDocument, type SourceLimits } from './source.ts'
+
+export interface PolicyFile {
+  readonly path: string
+  readonly text: string
+  readonly sha256: string
+}
+
+export interface PolicyDir {
+  readonly dir: string
+  /** The directory does not exist (as opposed to existing and holding no policy file). */
+  readonly missing: boolean
+  readonly files: readonly PolicyFile[]
+  /** sha256 over every file's name and content, in name order: "did anything change?" */
+  readonly hash: string
+  readonly problems: readonly SourceProblem[]
+}
+
+export type DocOf<K extends Kind> = z.output<(typeof KIND_SCHEMAS)[K]>
+
+export interface LoadedDoc<K extends Kind = Kind> {
+  readonly kind: K
+  /** `Kind/namespace/name`, or `Node/name`: unique per policy. */
+  readonly key: string
+  readonly doc: DocOf<K>
+  readonly src: SourceDocument
+}
+
+export const MAX_FILES = 1000
+
+/** Policy files are `*.yaml` / `*.yml` at the top of the dir; dotfiles (editor temp files,
+ * a ConfigMap's `..data`) are skipped. Symlinks are followed, as ConfigMap mounts need. */
+export function isPolicyFileName(name: string): boolean {
+  return !name.startsWith('.') && /\.ya?ml$/.test(name)
+}
+
+export async function readPolicyDir(dir: string, limits: SourceLimits = DEFAULT_LIMITS): Promise<PolicyDir> {
+  let names: string[]
+  try {
+    names = (await readdir(dir)).filter(isPolicyFileName).sort()
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return { dir, missing: true, files: [], hash: hashFiles([]), problems: [] }
+    return { dir, missing: false, files: [], hash: hashFiles([]), problems: [{ file: dir, line: 1, col: 1, key: '', message: `cannot read the policy dir: ${code ?? String(err)}` }] }
+  }
+  const problems: SourceProblem[] = []
+  if (names.length > MAX_FILES) {
+    problems.push({ file: dir, line: 1, col: 1, key: '', message: `${names.length} policy files, more than the limit of ${MAX_FILES}` })
+    names = names.slice(0, MAX_FILES)
+  }
+  const files: PolicyFile[] = []
+  for (const name of names) {
+    const path = join(dir, name)
+    try {
+      if (!(await stat(path)).isFile()) continue
+      const text = await readSource(path, limits)
+      files.push({ path, text, sha256: createHash('sha256').update(text).digest('hex') })
+    } catch (err) {
+      // A file that vanished between readdir and open is part of a swap in progress; the
+      // watcher reloads again once the writes settle.
+      problems.push({ file: path, line: 1, col: 1, key: '', message: (err as Error).message.replace(`${path}: `, '') })
+    }
+  }
+  return { dir, missing: false, files, hash: hashFiles(files), problems }
+}
+
+export function hashFiles(files: readonly Pick<PolicyFile, 'path' | 'sha256'>[]): string {
+  const h = createHash('sha256')
+  for (const f of files) h.update(`${f.path.split('/').pop()}\0${f.sha256}\0`)
+  return h.digest('hex')
+}
+
+/** Parses and schema-checks every document of every file. Never throws. */
+export function parsePolicyFiles(files: readonly Pick<PolicyFile, 'path' | 'text'>[], limits: SourceLimits = DEFAULT_LIMITS): { docs: LoadedDoc[]; problems: SourceProblem[] } {
+  const docs: LoadedDoc[] = []
+  const problems: SourceProblem[] = []
+  for (const file of files) {
+    const parsed = parseSource(file.path, file.text, limits)
+    problems.push(...parsed.problems)
+    for (const src of parsed.docs) {
+      if (src.value === undefined) continue // syntax problem, already reported
+      if (src.value === null) continue // an empty document (a stray "---") holds no policy
+      if (typeof src.value !== 'object' || Array.isArray(src.value)) {
+        const at = positionOf(src, [])
+        problems.push({ file: file.path, line: at.line, col: at.col, key: '', message: 'expected a mapping with apiVersion, kind, metadata and spec' })
+        continue
+      }
+      const envelope = EnvelopeSchema.safeParse(src.value)
+      if (!envelope.success) {
+        problems.push(...schemaProblems(src, EnvelopeSchema, envelope.error.issues))
+        continue
+      }
+      const kind = envelope.data.kind
+      const schema = KIND_SCHEMAS[kind] as z.ZodType
+      const result = schema.safeParse(src.value)
+      if (!result.success) {
+        problems.push(...schemaProblems(src, schema, result.error.issues))
+        continue
+      }
+      const doc = result.data as DocOf<Kind>
+      const ns = 'namespace' in doc.metadata ? `${doc.metadata.namespace}/` : ''
+      docs.push({ kind, key: `${kind}/${ns}${doc.metadata.name}`, doc, src })
+    }
+  }
+  return { docs, problems }
+}

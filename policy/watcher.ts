@@ -1,0 +1,164 @@
+// Stage 5 of a reload, and what triggers it. The watcher never trusts event types: any event
+// in the policy dir (a write, an atomic rename, a ConfigMap `..data` symlink swap) only
+// schedules a reload, and a reload re-reads every file and compares one hash. Bursts are
+// coalesced; reloads never overlap; a failed reload keeps the last good snapshot.
+import { EventEmitter } from 'node:events'
+import { watch, type FSWatcher } from 'chokidar'
+import { dirname } from 'node:path'
+import type { SourceProblem } from './errors.ts'
+import { readPolicyDir } from './load.ts'
+import { buildSnapshot, type BuildOptions } from './pipeline.ts'
+import type { Snapshot } from './snapshot.ts'
+
+export interface PolicyWatcherOptions extends Omit<BuildOptions, 'generation' | 'previous'> {
+  readonly dir: string
+  /** Accept an empty or missing policy dir after a policy has been loaded. */
+  readonly allowEmpty?: boolean
+  /** Quiet time after the last event before reloading. */
+  readonly debounceMs?: number
+  /** Reload at the latest this long after the first event of a burst. */
+  readonly maxDelayMs?: number
+  /** Re-read on a timer too, in case an event was missed (network filesystems, overflows). */
+  readonly resyncMs?: number
+}
+
+export type ReloadResult = 'success' | 'failure' | 'unchanged'
+
+export interface ReloadEvent {
+  readonly result: ReloadResult
+  readonly reason: string
+  readonly at: Date
+  readonly durationMs: number
+  readonly generation: number
+  readonly problems: readonly SourceProblem[]
+}
+
+export interface ReloadError {
+  readonly at: string
+  readonly reason: string
+  readonly hash: string
+  readonly problems: readonly SourceProblem[]
+}
+
+interface Events {
+  snapshot: [snapshot: Snapshot, previous: Snapshot | undefined]
+  reload: [event: ReloadEvent]
+}
+
+export class PolicyWatcher extends EventEmitter<Events> {
+  readonly #opts: PolicyWatcherOptions
+  #current: Snapshot | undefined
+  #lastError: ReloadError | undefined
+  #lastAttemptHash: string | undefined
+  #generation = 0
+  #fsWatcher: FSWatcher | undefined
+  #debounce: NodeJS.Timeout | undefined
+  #burstStart = 0
+  #resync: NodeJS.Timeout | undefined
+  #running: Promise<ReloadEvent> | undefined
+  #again: string | undefined
+  #closed = false
+
+  constructor(opts: PolicyWatcherOptions) {
+    super()
+    this.#opts = opts
+  }
+
+  /** The snapshot in force; undefined until the first good load. */
+  get current(): Snapshot | undefined {
+    return this.#current
+  }
+
+  /** The most recent failed reload, cleared by the next success. */
+  get lastError(): ReloadError | undefined {
+    return this.#lastError
+  }
+
+  /** First load, then watching. Resolves with the first load's outcome (a failure is not thrown). */
+  async start(): Promise<ReloadEvent> {
+    const first = await this.reload('start')
+    // Watch the parent too: the policy dir itself may be created, removed or swapped.
+    this.#fsWatcher = watch([this.#opts.dir, dirname(this.#opts.dir)], {
+      ignoreInitial: true,
+      depth: 1,
+      followSymlinks: true,
+      ignored: (path) => path !== this.#opts.dir && dirname(path) === dirname(this.#opts.dir),
+    })
+    this.#fsWatcher.on('all', () => this.#schedule())
+    this.#fsWatcher.on('error', () => this.#schedule())
+    await new Promise<void>((resolve) => this.#fsWatcher!.once('ready', resolve))
+    if (this.#opts.resyncMs) this.#resync = setInterval(() => void this.reload('resync'), this.#opts.resyncMs).unref()
+    return first
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#debounce)
+    clearInterval(this.#resync)
+    await this.#fsWatcher?.close()
+    await this.#running
+  }
+
+  /** Reload now (SIGHUP, start, events). Concurrent calls coalesce into one more run. */
+  reload(reason: string): Promise<ReloadEvent> {
+    if (this.#running) {
+      this.#again = reason
+      return this.#running
+    }
+    this.#running = this.#reloadOnce(reason).finally(() => {
+      this.#running = undefined
+      if (this.#again !== undefined && !this.#closed) {
+        const next = this.#again
+        this.#again = undefined
+        void this.reload(next)
+      }
+    })
+    return this.#running
+  }
+
+  #schedule(): void {
+    if (this.#closed) return
+    const now = Date.now()
+    if (!this.#debounce) this.#burstStart = now
+    clearTimeout(this.#debounce)
+    const wait = Math.min(this.#opts.debounceMs ?? 20, Math.max(0, this.#burstStart + (this.#opts.maxDelayMs ?? 250) - now))
+    this.#debounce = setTimeout(() => {
+      this.#debounce = undefined
+      void this.reload('watch')
+    }, wait)
+  }
+
+  async #reloadOnce(reason: string): Promise<ReloadEvent> {
+    const started = performance.now()
+    const at = new Date()
+    const dir = await readPolicyDir(this.#opts.dir, this.#opts.limits)
+    const done = (result: ReloadResult, problems: readonly SourceProblem[] = []): ReloadEvent => {
+      const event = { result, reason, at, durationMs: performance.now() - started, generation: this.#generation, problems }
+      this.emit('reload', event)
+      return event
+    }
+    // Same bytes as the last attempt (good or bad): nothing to do. SIGHUP forces a rebuild.
+    if (dir.hash === this.#lastAttemptHash && reason !== 'SIGHUP' && reason !== 'start') return done('unchanged')
+    this.#lastAttemptHash = dir.hash
+
+    const previous = this.#current
+    if (previous && previous.files.length > 0 && dir.files.length === 0 && dir.problems.length === 0 && !this.#opts.allowEmpty) {
+      return this.#fail(dir.hash, reason, [{
+        file: this.#opts.dir, line: 1, col: 1, key: '',
+        message: `the policy dir ${dir.missing ? 'is missing' : 'holds no policy file'}; keeping the last good policy (generation ${previous.generation}). An empty policy is refused after one was loaded, to survive half-finished deploys; set allowEmptyPolicy: true in the node config to allow it`,
+      }], done)
+    }
+    const result = buildSnapshot(dir, { ...this.#opts, generation: this.#generation + 1, ...(previous ? { previous } : {}) })
+    if (!result.ok) return this.#fail(dir.hash, reason, result.problems, done)
+    this.#generation = result.snapshot.generation
+    this.#current = result.snapshot
+    this.#lastError = undefined
+    this.emit('snapshot', result.snapshot, previous)
+    return done('success')
+  }
+
+  #fail(hash: string, reason: string, problems: readonly SourceProblem[], done: (r: ReloadResult, p: readonly SourceProblem[]) => ReloadEvent): ReloadEvent {
+    this.#lastError = { at: new Date().toISOString(), reason, hash, problems }
+    return done('failure', problems)
+  }
+}
