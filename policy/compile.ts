@@ -66,7 +66,7 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
   attachRoutes(index, servicePorts)
 
   const authorization = new Map<string, WorkloadAuthz>()
-  const policies = [...index.authorizationPolicies.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, d]) => ({ d, compiled: compileAuthz(key, d) }))
+  const policies = [...index.authorizationPolicies.values()].sort((a, b) => (a.key < b.key ? -1 : 1)).map((d) => ({ d, compiled: compileAuthz(d.key, d) }))
   for (const [key, w] of workloads) {
     const apply = policies.filter(({ d }) => d.doc.metadata.namespace === w.namespace && (!d.doc.spec.selector || labelsMatch(d.doc.spec.selector.matchLabels, w.labels)))
     authorization.set(key, {
@@ -137,8 +137,8 @@ let defaults: DestinationSettings | undefined
 function destinationSettings(index: PolicyIndex): Map<string, DestinationSettings> {
   defaults ??= settings('default', DestinationSpecSchema.parse({ targetRefs: [{ name: 'default' }] }))
   const out = new Map<string, DestinationSettings>([['', defaults]])
-  for (const [key, p] of index.destinationPolicies) {
-    const s = settings(key, p.doc.spec)
+  for (const p of index.destinationPolicies.values()) {
+    const s = settings(p.key, p.doc.spec)
     for (const ref of p.doc.spec.targetRefs) out.set(`${p.doc.metadata.namespace}/${ref.name}`, s)
   }
   return out
@@ -176,15 +176,15 @@ function attachRoutes(index: PolicyIndex, servicePorts: Map<string, Mutable<Serv
     if (!res.ok) return []
     return res.ports.filter((p) => !http || isHttpProtocol(p.protocol)).map((p) => servicePortKey(serviceKeyOf(res.service), p.port))
   }
-  for (const [key, r] of index.tcpRoutes) {
+  for (const r of index.tcpRoutes.values()) {
     const ns = r.doc.metadata.namespace
-    const route: PortRoute = { kind: 'tcp', route: key, backends: weighted(index, ns, r.doc.spec.rules[0]!.backendRefs) }
+    const route: PortRoute = { kind: 'tcp', route: r.key, backends: weighted(index, ns, r.doc.spec.rules[0]!.backendRefs) }
     for (const ref of r.doc.spec.parentRefs) for (const pk of parentPorts(ns, ref, false)) servicePorts.get(pk)!.route = route
   }
   const rulesByPort = new Map<string, CompiledHTTPRule[]>()
-  for (const [key, r] of index.httpRoutes) {
+  for (const r of index.httpRoutes.values()) {
     const ns = r.doc.metadata.namespace
-    const rules = r.doc.spec.rules.flatMap((rule, i) => compileHttpRule(index, key, ns, rule, i))
+    const rules = r.doc.spec.rules.flatMap((rule, i) => compileHttpRule(index, r.key, ns, rule, i))
     for (const ref of r.doc.spec.parentRefs) {
       for (const pk of parentPorts(ns, ref, true)) {
         let list = rulesByPort.get(pk)

@@ -77,7 +77,7 @@ export interface HeaderModifier {
 }
 
 export interface CompiledHTTPRule {
-  /** HTTPRoute key and rule index: for logs, metrics and /config_dump. */
+  /** `HTTPRoute/<ns>/<name>` and rule index: for logs, metrics and /config_dump. */
   readonly route: string
   readonly rule: number
   readonly match: CompiledMatch

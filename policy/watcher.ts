@@ -4,7 +4,7 @@
 // coalesced; reloads never overlap; a failed reload keeps the last good snapshot.
 import { EventEmitter } from 'node:events'
 import { watch, type FSWatcher } from 'chokidar'
-import { dirname } from 'node:path'
+import { basename, dirname } from 'node:path'
 import type { SourceProblem } from './errors.ts'
 import { readPolicyDir } from './load.ts'
 import { buildSnapshot, type BuildOptions } from './pipeline.ts'
@@ -56,6 +56,7 @@ export class PolicyWatcher extends EventEmitter<Events> {
   #burstStart = 0
   #resync: NodeJS.Timeout | undefined
   #running: Promise<ReloadEvent> | undefined
+  #followUp: Promise<ReloadEvent> | undefined
   #again: string | undefined
   #closed = false
 
@@ -84,7 +85,14 @@ export class PolicyWatcher extends EventEmitter<Events> {
       followSymlinks: true,
       ignored: (path) => path !== this.#opts.dir && dirname(path) === dirname(this.#opts.dir),
     })
+    // 'raw' too: chokidar folds quick successive writes into one 'change' and may drop a
+    // repeat within its throttle window; any raw inotify event is enough to re-read.
     this.#fsWatcher.on('all', () => this.#schedule())
+    this.#fsWatcher.on('raw', (_event, path, details) => {
+      // Raw events are not filtered by `ignored`: keep those about the policy dir, not its siblings.
+      const watched = (details as { watchedPath?: string } | undefined)?.watchedPath ?? ''
+      if (watched === this.#opts.dir || watched.startsWith(`${this.#opts.dir}/`) || path === basename(this.#opts.dir)) this.#schedule()
+    })
     this.#fsWatcher.on('error', () => this.#schedule())
     await new Promise<void>((resolve) => this.#fsWatcher!.once('ready', resolve))
     if (this.#opts.resyncMs) this.#resync = setInterval(() => void this.reload('resync'), this.#opts.resyncMs).unref()
@@ -99,20 +107,24 @@ export class PolicyWatcher extends EventEmitter<Events> {
     await this.#running
   }
 
-  /** Reload now (SIGHUP, start, events). Concurrent calls coalesce into one more run. */
+  /**
+   * Reload now (start, SIGHUP, file events). Reloads never overlap: a call during a reload
+   * gets one follow-up reload, shared by every such call, that starts when the current one
+   * ends and so sees everything written before it was asked for.
+   */
   reload(reason: string): Promise<ReloadEvent> {
     if (this.#running) {
-      this.#again = reason
-      return this.#running
-    }
-    this.#running = this.#reloadOnce(reason).finally(() => {
-      this.#running = undefined
-      if (this.#again !== undefined && !this.#closed) {
-        const next = this.#again
+      // A forced reason wins over a plain event, so SIGHUP is never downgraded to "unchanged".
+      if (this.#again !== 'SIGHUP') this.#again = reason
+      this.#followUp ??= this.#running.then(() => {
+        this.#followUp = undefined
+        const next = this.#again ?? reason
         this.#again = undefined
-        void this.reload(next)
-      }
-    })
+        return this.reload(next)
+      })
+      return this.#followUp
+    }
+    this.#running = this.#reloadOnce(reason).finally(() => { this.#running = undefined })
     return this.#running
   }
 

@@ -26,7 +26,12 @@ Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error, 78 invalid node
         process.off('SIGTERM', onSignal)
         process.off('SIGINT', onSignal)
         process.off('SIGHUP', onHup)
-        void daemon.stop(signal).then(resolve)
+        void daemon.stop(signal).then(() => {
+          // Everything is closed; if a stray handle (a library's watcher) still holds the
+          // event loop, do not hang the stop: systemd would SIGKILL us after TimeoutStopSec.
+          setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()
+          resolve()
+        })
       }
       process.on('SIGTERM', onSignal)
       process.on('SIGINT', onSignal)

@@ -32,7 +32,7 @@ Exit codes: 0 valid, 1 invalid (or DIR missing), 2 usage error, 78 invalid node 
   options: { json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, 'trust-domain': { type: 'string' } },
   async run(args, io) {
     const configPath = resolveConfigPath(stringOption(args, 'config'), io.env)
-    const explicitConfig = stringOption(args, 'config') !== undefined || io.env.HOSTMESH_CONFIG !== undefined
+    const explicitConfig = stringOption(args, 'config') !== undefined || Boolean(io.env.HOSTMESH_CONFIG)
     const config = explicitConfig || existsSync(configPath) ? await loadNodeConfig(configPath) : undefined
     const dir = args.positionals[0] ?? config?.policyDir ?? '/etc/hostmesh/policy.d'
     const trustDomain = stringOption(args, 'trust-domain') ?? config?.trustDomain ?? 'cluster.local'
