@@ -127,7 +127,8 @@ function endpointsOf(index: PolicyIndex, s: LoadedDoc<'Service'>, p: LoadedDoc<'
     const port = typeof p.targetPort === 'string' ? info.ports.find((wp) => wp.name === p.targetPort)?.port : (p.targetPort ?? p.port)
     const node = nodes.get(info.node)
     if (port === undefined || !node || info.addresses.length === 0) continue
-    out.push({ address: info.addresses[0]!, port, workload: info.key, identity: info.identity, node: { name: node.name, addresses: node.addresses, hbonePort: node.hbonePort } })
+    // The node's NodeInfo itself, shared by all its endpoints.
+    out.push({ address: info.addresses[0]!, port, workload: info.key, identity: info.identity, node })
   }
   return out
 }

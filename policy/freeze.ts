@@ -12,16 +12,17 @@ export type DeepReadonly<T> = T extends (...args: never[]) => unknown
         : T
 
 export function deepFreeze<T>(value: T): DeepReadonly<T> {
-  const seen = new Set<object>()
+  // Freeze before descending and skip what is frozen already: that marks visited objects
+  // (shared and cyclic references are walked once) without a Set, which matters for a
+  // snapshot of 10,000 services.
   const visit = (v: unknown): void => {
-    if (v === null || typeof v !== 'object' || seen.has(v)) return
-    seen.add(v)
-    // Map and Set contents are not protected by Object.freeze; snapshots use plain lookups
-    // built before freezing, and nothing exposes a mutating method on them.
+    if (v === null || typeof v !== 'object' || Object.isFrozen(v)) return
+    Object.freeze(v)
+    // Map and Set contents are not protected by Object.freeze; snapshots expose them only
+    // as ReadonlyMap / ReadonlySet.
     if (v instanceof Map) for (const [k, val] of v) { visit(k); visit(val) }
     else if (v instanceof Set) for (const val of v) visit(val)
-    else for (const key of Reflect.ownKeys(v)) visit((v as Record<PropertyKey, unknown>)[key])
-    Object.freeze(v)
+    else for (const key in v) visit((v as Record<string, unknown>)[key])
   }
   visit(value)
   return value as DeepReadonly<T>

@@ -35,7 +35,7 @@ export interface LoadedDoc<K extends Kind = Kind> {
   readonly src: SourceDocument
 }
 
-export const MAX_FILES = 1000
+export const MAX_FILES = 10_000
 
 /** Policy files are `*.yaml` / `*.yml` at the top of the dir; dotfiles (editor temp files,
  * a ConfigMap's `..data`) are skipped. Symlinks are followed, as ConfigMap mounts need. */
@@ -43,7 +43,30 @@ export function isPolicyFileName(name: string): boolean {
   return !name.startsWith('.') && /\.ya?ml$/.test(name)
 }
 
-export async function readPolicyDir(dir: string, limits: SourceLimits = DEFAULT_LIMITS): Promise<PolicyDir> {
+/**
+ * Remembers each file's content by its stat identity (inode, size, mtime, ctime in ns), so a
+ * reload re-reads only files that changed. A symlink swap or atomic rename changes the inode,
+ * a write changes mtime. `readPolicyDir(..., { fresh: true })` (resync, SIGHUP) ignores it
+ * and reads everything.
+ */
+export class StatCache {
+  readonly #entries = new Map<string, { id: string; file: PolicyFile }>()
+
+  get(path: string, id: string): PolicyFile | undefined {
+    const e = this.#entries.get(path)
+    return e && e.id === id ? e.file : undefined
+  }
+
+  set(path: string, id: string, file: PolicyFile): void {
+    this.#entries.set(path, { id, file })
+  }
+
+  retain(paths: ReadonlySet<string>): void {
+    for (const p of this.#entries.keys()) if (!paths.has(p)) this.#entries.delete(p)
+  }
+}
+
+export async function readPolicyDir(dir: string, limits: SourceLimits = DEFAULT_LIMITS, opts: { statCache?: StatCache; fresh?: boolean } = {}): Promise<PolicyDir> {
   let names: string[]
   try {
     names = (await readdir(dir)).filter(isPolicyFileName).sort()
@@ -58,18 +81,32 @@ export async function readPolicyDir(dir: string, limits: SourceLimits = DEFAULT_
     names = names.slice(0, MAX_FILES)
   }
   const files: PolicyFile[] = []
-  for (const name of names) {
+  const cache = opts.statCache
+  // Stats in parallel (the libuv pool does them anyway); reads only for what changed.
+  const stats = await Promise.all(names.map((name) => stat(join(dir, name), { bigint: true }).catch((err: unknown) => err as Error)))
+  for (const [i, name] of names.entries()) {
     const path = join(dir, name)
+    const st = stats[i]!
     try {
-      if (!(await stat(path)).isFile()) continue
+      if (st instanceof Error) throw st
+      if (!st.isFile()) continue
+      const id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
+      const known = opts.fresh ? undefined : cache?.get(path, id)
+      if (known) {
+        files.push(known)
+        continue
+      }
       const text = await readSource(path, limits)
-      files.push({ path, text, sha256: createHash('sha256').update(text).digest('hex') })
+      const file = { path, text, sha256: createHash('sha256').update(text).digest('hex') }
+      cache?.set(path, id, file)
+      files.push(file)
     } catch (err) {
       // A file that vanished between readdir and open is part of a swap in progress; the
       // watcher reloads again once the writes settle.
-      problems.push({ file: path, line: 1, col: 1, key: '', message: (err as Error).message.replace(`${path}: `, '') })
+      problems.push({ file: path, line: 1, col: 1, key: '', message: (err as Error).message.replace(`${path}: `, '').replace(/^ENOENT: .*/, 'cannot open: ENOENT') })
     }
   }
+  cache?.retain(new Set(files.map((f) => f.path)))
   return { dir, missing: false, files, hash: hashFiles(files), problems }
 }
 
@@ -79,11 +116,59 @@ export function hashFiles(files: readonly Pick<PolicyFile, 'path' | 'sha256'>[])
   return h.digest('hex')
 }
 
+/**
+ * Parsed and schema-checked documents of unchanged files, by path and content hash. YAML
+ * parsing is the most expensive stage of a reload (about 2 MB/s with positions kept), so a
+ * reload re-parses only the files whose bytes changed. Documents are never mutated later,
+ * so reusing them is safe.
+ */
+export class ParseCache {
+  readonly #entries = new Map<string, { sha256: string; docs: LoadedDoc[]; problems: SourceProblem[] }>()
+
+  get(file: Pick<PolicyFile, 'path' | 'sha256'>): { docs: LoadedDoc[]; problems: SourceProblem[] } | undefined {
+    const e = this.#entries.get(file.path)
+    return e && e.sha256 === file.sha256 ? e : undefined
+  }
+
+  set(file: Pick<PolicyFile, 'path' | 'sha256'>, docs: LoadedDoc[], problems: SourceProblem[]): void {
+    this.#entries.set(file.path, { sha256: file.sha256, docs, problems })
+  }
+
+  /** Forgets files that are gone. */
+  retain(files: readonly Pick<PolicyFile, 'path'>[]): void {
+    const keep = new Set(files.map((f) => f.path))
+    for (const path of this.#entries.keys()) if (!keep.has(path)) this.#entries.delete(path)
+  }
+
+  get size(): number {
+    return this.#entries.size
+  }
+}
+
 /** Parses and schema-checks every document of every file. Never throws. */
-export function parsePolicyFiles(files: readonly Pick<PolicyFile, 'path' | 'text'>[], limits: SourceLimits = DEFAULT_LIMITS): { docs: LoadedDoc[]; problems: SourceProblem[] } {
+export function parsePolicyFiles(files: readonly (Pick<PolicyFile, 'path' | 'text'> & { sha256?: string })[], limits: SourceLimits = DEFAULT_LIMITS, cache?: ParseCache): { docs: LoadedDoc[]; problems: SourceProblem[] } {
   const docs: LoadedDoc[] = []
   const problems: SourceProblem[] = []
   for (const file of files) {
+    const cached = cache && file.sha256 !== undefined ? cache.get(file as PolicyFile) : undefined
+    if (cached) {
+      docs.push(...cached.docs)
+      problems.push(...cached.problems)
+      continue
+    }
+    const fileDocs: LoadedDoc[] = []
+    const fileProblems: SourceProblem[] = []
+    parseFile(file, limits, fileDocs, fileProblems)
+    if (cache && file.sha256 !== undefined) cache.set(file as PolicyFile, fileDocs, fileProblems)
+    docs.push(...fileDocs)
+    problems.push(...fileProblems)
+  }
+  if (cache) cache.retain(files)
+  return { docs, problems }
+}
+
+function parseFile(file: Pick<PolicyFile, 'path' | 'text'>, limits: SourceLimits, docs: LoadedDoc[], problems: SourceProblem[]): void {
+  {
     const parsed = parseSource(file.path, file.text, limits)
     problems.push(...parsed.problems)
     for (const src of parsed.docs) {
@@ -111,5 +196,4 @@ export function parsePolicyFiles(files: readonly Pick<PolicyFile, 'path' | 'text
       docs.push({ kind, key: `${kind}/${ns}${doc.metadata.name}`, doc, src })
     }
   }
-  return { docs, problems }
 }

@@ -4,12 +4,12 @@
 import { compile, type CompileOptions } from './compile.ts'
 import type { SourceProblem } from './errors.ts'
 import { indexDocs } from './index-docs.ts'
-import { parsePolicyFiles, readPolicyDir, type PolicyDir } from './load.ts'
+import { parsePolicyFiles, readPolicyDir, type ParseCache, type PolicyDir } from './load.ts'
 import type { Snapshot } from './snapshot.ts'
 import { DEFAULT_LIMITS, type SourceLimits } from './source.ts'
 import { validateIndex } from './validate.ts'
 
-export type BuildOptions = Omit<CompileOptions, 'hash' | 'files'> & { readonly limits?: SourceLimits }
+export type BuildOptions = Omit<CompileOptions, 'hash' | 'files'> & { readonly limits?: SourceLimits; readonly cache?: ParseCache }
 
 export type BuildResult =
   | { readonly ok: true; readonly snapshot: Snapshot; readonly dir: PolicyDir }
@@ -22,13 +22,15 @@ export async function loadPolicy(dir: string, opts: BuildOptions): Promise<Build
 export function buildSnapshot(dir: PolicyDir, opts: BuildOptions): BuildResult {
   try {
     const problems: SourceProblem[] = [...dir.problems]
-    const parsed = parsePolicyFiles(dir.files, opts.limits ?? DEFAULT_LIMITS)
+    const parsed = parsePolicyFiles(dir.files, opts.limits ?? DEFAULT_LIMITS, opts.cache)
     problems.push(...parsed.problems)
     const { index, problems: dup } = indexDocs(parsed.docs)
     problems.push(...dup, ...validateIndex(index))
     // Compile only a policy with no problem at all: a snapshot is never partial.
     if (problems.length > 0) return { ok: false, problems: sortProblems(problems), dir }
-    const files = dir.files.map((f) => ({ path: f.path, sha256: f.sha256, documents: parsed.docs.filter((d) => d.src.file === f.path).length }))
+    const perFile = new Map<string, number>()
+    for (const d of parsed.docs) perFile.set(d.src.file, (perFile.get(d.src.file) ?? 0) + 1)
+    const files = dir.files.map((f) => ({ path: f.path, sha256: f.sha256, documents: perFile.get(f.path) ?? 0 }))
     const { snapshot, problems: compileProblems } = compile(index, { ...opts, hash: dir.hash, files })
     if (!snapshot) return { ok: false, problems: sortProblems(compileProblems), dir }
     return { ok: true, snapshot, dir }

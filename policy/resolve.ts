@@ -47,7 +47,13 @@ export function selectedWorkloads(index: PolicyIndex, service: LoadedDoc<'Servic
   const selector = service.doc.spec.selector
   if (!selector) return []
   const ns = service.doc.metadata.namespace
-  return [...index.workloads.values()].filter((w) => w.doc.metadata.namespace === ns && labelsMatch(selector, w.doc.metadata.labels))
+  // Start from the smallest candidate list among the selector's labels, then check the rest.
+  let candidates = index.workloadsByLabel.get(`${ns}\0`) ?? []
+  for (const [k, v] of Object.entries(selector)) {
+    const list = index.workloadsByLabel.get(`${ns}\0${k}=${v}`) ?? []
+    if (list.length < candidates.length) candidates = list
+  }
+  return candidates.filter((w) => labelsMatch(selector, w.doc.metadata.labels))
 }
 
 export function labelsMatch(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {

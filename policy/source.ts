@@ -47,11 +47,15 @@ export async function readSource(file: string, limits: SourceLimits = DEFAULT_LI
     if (size > limits.maxBytes) {
       throw new SourceReadError(file, `file is ${size} bytes, larger than the limit of ${limits.maxBytes} bytes`)
     }
-    // Read one byte past the limit: a file that grew since stat must still be refused.
-    const buf = Buffer.alloc(limits.maxBytes + 1)
+    // Read one byte past the size stat gave: if that byte exists the file grew meanwhile, so
+    // read it whole and check the limit again. Sized to the file, not to the limit: a reload
+    // reads every policy file, and zeroing 1 MiB per file made reloads of many files slow.
+    const buf = Buffer.allocUnsafe(size + 1)
     const { bytesRead } = await handle.read(buf, 0, buf.length, 0)
-    if (bytesRead > limits.maxBytes) throw new SourceReadError(file, `file is larger than the limit of ${limits.maxBytes} bytes`)
-    return buf.subarray(0, bytesRead).toString('utf8')
+    if (bytesRead <= size) return buf.subarray(0, bytesRead).toString('utf8')
+    const all = await handle.readFile()
+    if (all.length > limits.maxBytes) throw new SourceReadError(file, `file is larger than the limit of ${limits.maxBytes} bytes`)
+    return all.toString('utf8')
   } finally {
     await handle.close()
   }

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events'
 import { watch, type FSWatcher } from 'chokidar'
 import { basename, dirname } from 'node:path'
 import type { SourceProblem } from './errors.ts'
-import { readPolicyDir } from './load.ts'
+import { ParseCache, readPolicyDir, StatCache } from './load.ts'
 import { buildSnapshot, type BuildOptions } from './pipeline.ts'
 import type { Snapshot } from './snapshot.ts'
 
@@ -14,9 +14,9 @@ export interface PolicyWatcherOptions extends Omit<BuildOptions, 'generation' | 
   readonly dir: string
   /** Accept an empty or missing policy dir after a policy has been loaded. */
   readonly allowEmpty?: boolean
-  /** Quiet time after the last event before reloading. */
+  /** Quiet time after the last event before reloading (default 10 ms). */
   readonly debounceMs?: number
-  /** Reload at the latest this long after the first event of a burst. */
+  /** Reload at the latest this long after the first event of a burst (default 250 ms). */
   readonly maxDelayMs?: number
   /** Re-read on a timer too, in case an event was missed (network filesystems, overflows). */
   readonly resyncMs?: number
@@ -47,6 +47,8 @@ interface Events {
 
 export class PolicyWatcher extends EventEmitter<Events> {
   readonly #opts: PolicyWatcherOptions
+  readonly #cache = new ParseCache()
+  readonly #stats = new StatCache()
   #current: Snapshot | undefined
   #lastError: ReloadError | undefined
   #lastAttemptHash: string | undefined
@@ -133,7 +135,7 @@ export class PolicyWatcher extends EventEmitter<Events> {
     const now = Date.now()
     if (!this.#debounce) this.#burstStart = now
     clearTimeout(this.#debounce)
-    const wait = Math.min(this.#opts.debounceMs ?? 20, Math.max(0, this.#burstStart + (this.#opts.maxDelayMs ?? 250) - now))
+    const wait = Math.min(this.#opts.debounceMs ?? 10, Math.max(0, this.#burstStart + (this.#opts.maxDelayMs ?? 250) - now))
     this.#debounce = setTimeout(() => {
       this.#debounce = undefined
       void this.reload('watch')
@@ -143,7 +145,10 @@ export class PolicyWatcher extends EventEmitter<Events> {
   async #reloadOnce(reason: string): Promise<ReloadEvent> {
     const started = performance.now()
     const at = new Date()
-    const dir = await readPolicyDir(this.#opts.dir, this.#opts.limits)
+    // Events trust file metadata to skip unchanged files; start, SIGHUP and the periodic
+    // resync re-read every byte.
+    const fresh = reason !== 'watch'
+    const dir = await readPolicyDir(this.#opts.dir, this.#opts.limits, { statCache: this.#stats, fresh })
     const done = (result: ReloadResult, problems: readonly SourceProblem[] = []): ReloadEvent => {
       const event = { result, reason, at, durationMs: performance.now() - started, generation: this.#generation, problems }
       this.emit('reload', event)
@@ -160,7 +165,7 @@ export class PolicyWatcher extends EventEmitter<Events> {
         message: `the policy dir ${dir.missing ? 'is missing' : 'holds no policy file'}; keeping the last good policy (generation ${previous.generation}). An empty policy is refused after one was loaded, to survive half-finished deploys; set allowEmptyPolicy: true in the node config to allow it`,
       }], done)
     }
-    const result = buildSnapshot(dir, { ...this.#opts, generation: this.#generation + 1, ...(previous ? { previous } : {}) })
+    const result = buildSnapshot(dir, { ...this.#opts, cache: this.#cache, generation: this.#generation + 1, ...(previous ? { previous } : {}) })
     if (!result.ok) return this.#fail(dir.hash, reason, result.problems, done)
     this.#generation = result.snapshot.generation
     this.#current = result.snapshot

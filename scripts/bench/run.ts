@@ -3,12 +3,17 @@
 // ratio holds even when the machine's absolute speed drifts. Results go in BENCHMARKS.md.
 import { cpus, totalmem } from 'node:os'
 import { withTestNet } from '../netns/hosts.ts'
+import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
 
 interface Result { conns: number; failed: number; seconds: number; rate: number; p50ms: number; p99ms: number }
 
 const benches: Record<string, () => Promise<void>> = {
+  /** Reload pipeline cost for 1,000 and 10,000 services with routes. Goal: 10,000 in <= 1 s. */
+  'policy-compile': benchPolicyCompile,
+  /** File write → new snapshot in force, 1,000 services. Goal: p99 <= 100 ms. */
+  'policy-reload': benchPolicyReload,
   /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
   async capture() {
     await withTestNet({ hosts: 1 }, async (net) => {
@@ -30,7 +35,6 @@ const benches: Record<string, () => Promise<void>> = {
       const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
       const d = med(rounds.map((r) => r.direct.rate))
       const c = med(rounds.map((r) => r.captured.rate))
-      console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`)
       console.log('| path | conn/s (median of 3) | p50 ms | p99 ms | failed |')
       console.log('|---|---|---|---|---|')
       for (const [name, key] of [['direct connect', 'direct'], ['REDIRECT + SO_ORIGINAL_DST', 'captured']] as const) {
@@ -42,14 +46,19 @@ const benches: Record<string, () => Promise<void>> = {
   },
 }
 
-const name = process.argv[2] ?? 'capture'
-const bench = benches[name]
-if (!bench) {
-  console.error(`unknown benchmark "${name}"; available: ${Object.keys(benches).join(', ')}`)
-  process.exit(2)
+const NEEDS_ROOT = new Set(['capture'])
+const names = process.argv[2] ? [process.argv[2]] : Object.keys(benches)
+for (const name of names) {
+  const bench = benches[name]
+  if (!bench) {
+    console.error(`unknown benchmark "${name}"; available: ${Object.keys(benches).join(', ')}`)
+    process.exit(2)
+  }
+  if (NEEDS_ROOT.has(name) && process.getuid?.() !== 0) {
+    console.error(`${name}: SKIPPED: runs on network-namespace hosts and needs root`)
+    continue
+  }
+  console.log(`\n## ${name}\n`)
+  await bench()
 }
-if (process.getuid?.() !== 0) {
-  console.error('benchmarks run on network-namespace hosts and need root')
-  process.exit(2)
-}
-await bench()
+console.log(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`)
