@@ -3,7 +3,7 @@
 // "<trustDomain>/ns/<ns>/sa/<sa>" (a "spiffe://" prefix is accepted), with one "*" at the
 // start or the end, or "*" alone.
 import { z } from 'zod'
-import { API_VERSION, dnsLabel, httpMethod, labels, namespacedMetadata, port } from './common.ts'
+import { documentSchema, dnsLabel, httpMethod, labels, namespacedMetadata, port } from './common.ts'
 
 const principal = z.string().min(1).max(512).refine((s) => s === '*' || !s.slice(1, -1).includes('*'), {
   message: 'expected a principal with at most a leading or trailing "*", such as "cluster.local/ns/shop/sa/*"',
@@ -39,15 +39,10 @@ export const AuthorizationRuleSchema = z.strictObject({
   })).max(64).optional(),
 })
 
-export const AuthorizationPolicySchema = z.strictObject({
-  apiVersion: z.literal(API_VERSION),
-  kind: z.literal('AuthorizationPolicy'),
-  metadata: namespacedMetadata,
-  spec: z.strictObject({
-    // Absent: every workload in the policy's namespace.
-    selector: z.strictObject({ matchLabels: labels }).optional(),
-    action: z.enum(['ALLOW', 'DENY']).default('ALLOW'),
-    // ALLOW with no rules allows nothing; a rule that is {} matches everything (Istio).
-    rules: z.array(AuthorizationRuleSchema).max(64).default([]),
-  }),
-})
+export const AuthorizationPolicySchema = documentSchema('AuthorizationPolicy', namespacedMetadata, z.strictObject({
+  // Absent: every workload in the policy's namespace.
+  selector: z.strictObject({ matchLabels: labels }).optional(),
+  action: z.enum(['ALLOW', 'DENY']).default('ALLOW'),
+  // ALLOW with no rules allows nothing; a rule that is {} matches everything (Istio).
+  rules: z.array(AuthorizationRuleSchema).max(64).default([]),
+}))

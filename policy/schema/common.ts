@@ -75,3 +75,8 @@ export const serviceRef = {
   name: dnsLabel,
   namespace: dnsLabel.optional(),
 }
+
+/** The envelope every kind shares: apiVersion, kind, metadata, spec; nothing else. */
+export function documentSchema<K extends string, M extends z.ZodType, S extends z.ZodType>(kind: K, metadata: M, spec: S) {
+  return z.strictObject({ apiVersion: z.literal(API_VERSION), kind: z.literal(kind), metadata, spec })
+}

@@ -2,7 +2,7 @@
 // Linkerd's and Envoy's defaults). Every field has a default, so a Service without any
 // DestinationPolicy behaves exactly like one with an empty spec.
 import { z } from 'zod'
-import { API_VERSION, duration, dnsLabel, namespacedMetadata, percent } from './common.ts'
+import { documentSchema, duration, dnsLabel, namespacedMetadata, percent } from './common.ts'
 
 export const DEFAULT_DESTINATION = {
   loadBalancer: 'P2C_EWMA',
@@ -48,9 +48,4 @@ export const DestinationSpecSchema = z.strictObject({
   }).optional(),
 })
 
-export const DestinationPolicySchema = z.strictObject({
-  apiVersion: z.literal(API_VERSION),
-  kind: z.literal('DestinationPolicy'),
-  metadata: namespacedMetadata,
-  spec: DestinationSpecSchema,
-})
+export const DestinationPolicySchema = documentSchema('DestinationPolicy', namespacedMetadata, DestinationSpecSchema)

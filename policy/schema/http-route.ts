@@ -1,7 +1,7 @@
 // HTTPRoute (Gateway API, GAMMA: parentRefs name Services). Field names are Gateway API's;
 // the Fault filter is hostmesh's, modelled on Istio's HTTPFaultInjection.
 import { z } from 'zod'
-import { API_VERSION, duration, headerName, httpMethod, namespacedMetadata, percent, port, serviceRef } from './common.ts'
+import { documentSchema, duration, headerName, httpMethod, namespacedMetadata, percent, port, serviceRef } from './common.ts'
 import { BackendRefSchema, ParentRefSchema } from './tcp-route.ts'
 
 const pathMatch = z.strictObject({
@@ -79,12 +79,7 @@ export const HTTPRouteRuleSchema = z.strictObject({
   }).optional(),
 })
 
-export const HTTPRouteSchema = z.strictObject({
-  apiVersion: z.literal(API_VERSION),
-  kind: z.literal('HTTPRoute'),
-  metadata: namespacedMetadata,
-  spec: z.strictObject({
-    parentRefs: z.array(ParentRefSchema).min(1).max(32),
-    rules: z.array(HTTPRouteRuleSchema).min(1).max(64),
-  }),
-})
+export const HTTPRouteSchema = documentSchema('HTTPRoute', namespacedMetadata, z.strictObject({
+  parentRefs: z.array(ParentRefSchema).min(1).max(32),
+  rules: z.array(HTTPRouteRuleSchema).min(1).max(64),
+}))

@@ -1,6 +1,6 @@
 // TCPRoute (Gateway API, GAMMA): weighted backends for a Service port carrying plain TCP.
 import { z } from 'zod'
-import { API_VERSION, namespacedMetadata, port, serviceRef } from './common.ts'
+import { documentSchema, namespacedMetadata, port, serviceRef } from './common.ts'
 
 export const ParentRefSchema = z.strictObject({ ...serviceRef, port: port.optional() })
 
@@ -10,15 +10,10 @@ export const BackendRefSchema = z.strictObject({
   weight: z.number().int().min(0).max(1_000_000).default(1),
 })
 
-export const TCPRouteSchema = z.strictObject({
-  apiVersion: z.literal(API_VERSION),
-  kind: z.literal('TCPRoute'),
-  metadata: namespacedMetadata,
-  spec: z.strictObject({
-    parentRefs: z.array(ParentRefSchema).min(1).max(32),
-    rules: z.array(z.strictObject({
-      name: z.string().optional(),
-      backendRefs: z.array(BackendRefSchema).min(1).max(64),
-    })).min(1).max(1),
-  }),
-})
+export const TCPRouteSchema = documentSchema('TCPRoute', namespacedMetadata, z.strictObject({
+  parentRefs: z.array(ParentRefSchema).min(1).max(32),
+  rules: z.array(z.strictObject({
+    name: z.string().optional(),
+    backendRefs: z.array(BackendRefSchema).min(1).max(64),
+  })).min(1).max(1),
+}))
