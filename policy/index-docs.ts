@@ -4,7 +4,6 @@ import type { SourceProblem } from './errors.ts'
 import type { LoadedDoc } from './load.ts'
 import type { Kind } from './schema/documents.ts'
 import { keyName } from './schema-problems.ts'
-import { positionOf } from './source.ts'
 
 export interface PolicyIndex {
   /** Node name → document */
@@ -21,14 +20,14 @@ export interface PolicyIndex {
 }
 
 export function problemAt(d: LoadedDoc, path: readonly PropertyKey[], message: string, which: 'key' | 'value' = 'value'): SourceProblem {
-  const at = positionOf(d.src, path, which)
+  const at = d.locate(path, which)
   const key = keyName(path)
-  return { file: d.src.file, line: at.line, col: at.col, key, message: `${key}: ${message}` }
+  return { file: d.file, line: at.line, col: at.col, key, message: `${key}: ${message}` }
 }
 
 export function where(d: LoadedDoc, path: readonly PropertyKey[] = ['metadata', 'name']): string {
-  const at = positionOf(d.src, path)
-  return `${d.src.file}:${at.line}:${at.col}`
+  const at = d.locate(path)
+  return `${d.file}:${at.line}:${at.col}`
 }
 
 /** `namespace/name` for namespaced kinds, `name` for Nodes. */

@@ -29,7 +29,7 @@ export function buildSnapshot(dir: PolicyDir, opts: BuildOptions): BuildResult {
     // Compile only a policy with no problem at all: a snapshot is never partial.
     if (problems.length > 0) return { ok: false, problems: sortProblems(problems), dir }
     const perFile = new Map<string, number>()
-    for (const d of parsed.docs) perFile.set(d.src.file, (perFile.get(d.src.file) ?? 0) + 1)
+    for (const d of parsed.docs) perFile.set(d.file, (perFile.get(d.file) ?? 0) + 1)
     const files = dir.files.map((f) => ({ path: f.path, sha256: f.sha256, documents: perFile.get(f.path) ?? 0 }))
     const { snapshot, problems: compileProblems } = compile(index, { ...opts, hash: dir.hash, files })
     if (!snapshot) return { ok: false, problems: sortProblems(compileProblems), dir }

@@ -3,7 +3,8 @@
 // frozen snapshot, or located problems and no snapshot.
 import { readdirSync, readFileSync } from 'node:fs'
 import t from 'tap'
-import { hashFiles } from '../../../policy/load.ts'
+import { fastParseFile, hashFiles, parsePolicyFiles, type LoadedDoc } from '../../../policy/load.ts'
+import { DEFAULT_LIMITS } from '../../../policy/source.ts'
 import { buildSnapshot } from '../../../policy/pipeline.ts'
 
 const DIR = new URL('../../../policy/examples/', import.meta.url).pathname
@@ -74,3 +75,33 @@ t.test(`${MUTANTS} mutated files: no uncaught error, never a partial snapshot`, 
   t.equal(accepted + rejected, MUTANTS)
   t.ok(rejected > MUTANTS / 4, `${rejected} rejected, ${accepted} accepted (mutations still valid)`)
 })
+
+// The fast parser (js-yaml) is used only for files that are entirely valid; the
+// position-keeping one (yaml) for everything else. They must agree wherever the fast path
+// answers: same documents, same values, and the slow path finding no problem either.
+t.test('fast and position-keeping parsers agree on every file the fast path accepts', async (t) => {
+  const rnd = prng(0xfa57)
+  let compared = 0
+  const strip = (docs: LoadedDoc[]): unknown[] => docs.map((d) => ({ key: d.key, doc: d.doc }))
+  for (let n = 0; n < MUTANTS; n++) {
+    const f = FILES[Math.floor(rnd() * FILES.length)]!
+    const file = { path: f.path, text: n % 10 === 0 ? f.text : mutate(f.text, rnd) }
+    const fast = fastParseFile(file, DEFAULT_LIMITS)
+    if (!fast) continue
+    const slow = parsePolicyFiles([file])
+    if (slow.problems.length > 0) t.fail(`mutant ${n}: fast path accepted what the slow path rejects: ${slow.problems[0]!.message}\n${file.text}`)
+    else if (JSON.stringify(strip(fast)) !== JSON.stringify(strip(slow.docs))) t.fail(`mutant ${n}: the parsers disagree\n${file.text}`)
+    else compared++
+  }
+  t.ok(compared > 100, `${compared} files compared`)
+})
+
+t.test('the fast path leaves node properties (anchors, aliases, tags) to the bounded parser', async (t) => {
+  t.equal(fastParseFile({ path: 'a.yaml', text: 'a: &x 1\nb: *x\n' }, DEFAULT_LIMITS), undefined)
+  t.equal(fastParseFile({ path: 'a.yaml', text: 'a: !!str 1\n' }, DEFAULT_LIMITS), undefined)
+  t.equal(fastParseFile({ path: 'a.yaml', text: 'kind: [\n' }, DEFAULT_LIMITS), undefined, 'a syntax error: slow path, for the position')
+  const docs = fastParseFile({ path: 'n.yaml', text: 'apiVersion: hostmesh.io/v1alpha1\nkind: Node\nmetadata: {name: a}\nspec:\n  addresses: [10.0.0.1]\n' }, DEFAULT_LIMITS)
+  t.equal(docs?.length, 1)
+  t.same(docs![0]!.locate(['spec', 'addresses', 0]), { line: 5, col: 15 }, 'positions found lazily')
+})
+
