@@ -24,12 +24,3 @@ export class SourceReadError extends HostmeshError {
     this.file = file
   }
 }
-
-/** A file was read but is not acceptable. Carries every problem found, not just the first. */
-export class SourceInvalidError extends HostmeshError {
-  readonly problems: readonly SourceProblem[]
-  constructor(code: 'HOSTMESH_ERR_SOURCE_SYNTAX' | 'HOSTMESH_ERR_SOURCE_SCHEMA', what: string, problems: readonly SourceProblem[]) {
-    super(code, `${what}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${problems.map(formatProblem).join('\n')}`)
-    this.problems = Object.freeze([...problems])
-  }
-}

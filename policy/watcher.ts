@@ -43,6 +43,8 @@ export interface ReloadError {
 interface Events {
   snapshot: [snapshot: Snapshot, previous: Snapshot | undefined]
   reload: [event: ReloadEvent]
+  /** The file watcher failed (e.g. out of inotify watches); the periodic resync still runs. */
+  watchError: [error: Error]
 }
 
 export class PolicyWatcher extends EventEmitter<Events> {
@@ -95,7 +97,10 @@ export class PolicyWatcher extends EventEmitter<Events> {
       const watched = (details as { watchedPath?: string } | undefined)?.watchedPath ?? ''
       if (watched === this.#opts.dir || watched.startsWith(`${this.#opts.dir}/`) || path === basename(this.#opts.dir)) this.#schedule()
     })
-    this.#fsWatcher.on('error', () => this.#schedule())
+    this.#fsWatcher.on('error', (err) => {
+      this.emit('watchError', err instanceof Error ? err : new Error(String(err)))
+      this.#schedule()
+    })
     await new Promise<void>((resolve) => this.#fsWatcher!.once('ready', resolve))
     if (this.#opts.resyncMs) this.#resync = setInterval(() => void this.reload('resync'), this.#opts.resyncMs).unref()
     return first
@@ -107,6 +112,7 @@ export class PolicyWatcher extends EventEmitter<Events> {
     clearInterval(this.#resync)
     await this.#fsWatcher?.close()
     await this.#running
+    await this.#followUp
   }
 
   /**
@@ -115,6 +121,7 @@ export class PolicyWatcher extends EventEmitter<Events> {
    * ends and so sees everything written before it was asked for.
    */
   reload(reason: string): Promise<ReloadEvent> {
+    if (this.#closed) return Promise.resolve({ result: 'unchanged', reason, at: new Date(), durationMs: 0, generation: this.#generation, problems: [] })
     if (this.#running) {
       // A forced reason wins over a plain event, so SIGHUP is never downgraded to "unchanged".
       if (this.#again !== 'SIGHUP') this.#again = reason
@@ -155,18 +162,22 @@ export class PolicyWatcher extends EventEmitter<Events> {
       return event
     }
     // Same bytes as the last attempt (good or bad): nothing to do. SIGHUP forces a rebuild.
-    if (dir.hash === this.#lastAttemptHash && reason !== 'SIGHUP' && reason !== 'start') return done('unchanged')
-    this.#lastAttemptHash = dir.hash
+    if (dir.problems.length === 0 && dir.hash === this.#lastAttemptHash && reason !== 'SIGHUP' && reason !== 'start') return done('unchanged')
+    // A read that failed (a file vanished mid-swap, a dangling link) is not "these bytes":
+    // remember nothing, so the next event or resync tries again.
+    this.#lastAttemptHash = dir.problems.length === 0 ? dir.hash : undefined
 
     const previous = this.#current
-    if (previous && previous.files.length > 0 && dir.files.length === 0 && dir.problems.length === 0 && !this.#opts.allowEmpty) {
-      return this.#fail(dir.hash, reason, [{
-        file: this.#opts.dir, line: 1, col: 1, key: '',
-        message: `the policy dir ${dir.missing ? 'is missing' : 'holds no policy file'}; keeping the last good policy (generation ${previous.generation}). An empty policy is refused after one was loaded, to survive half-finished deploys; set allowEmptyPolicy: true in the node config to allow it`,
-      }], done)
-    }
     const result = buildSnapshot(dir, { ...this.#opts, cache: this.#cache, generation: this.#generation + 1, ...(previous ? { previous } : {}) })
     if (!result.ok) return this.#fail(dir.hash, reason, result.problems, done)
+    // Counted in documents, not files: a truncated file (`>` or `cp` mid-write) or one left
+    // with only comments must not wipe the mesh either.
+    if (previous && !this.#opts.allowEmpty && documents(previous) > 0 && documents(result.snapshot) === 0) {
+      return this.#fail(dir.hash, reason, [{
+        file: this.#opts.dir, line: 1, col: 1, key: '',
+        message: `the policy dir ${dir.missing ? 'is missing' : dir.files.length === 0 ? 'holds no policy file' : 'holds no policy document'}; keeping the last good policy (generation ${previous.generation}). An empty policy is refused after one was loaded, to survive half-finished deploys; set allowEmptyPolicy: true in the node config to allow it`,
+      }], done)
+    }
     this.#generation = result.snapshot.generation
     this.#current = result.snapshot
     this.#lastError = undefined
@@ -178,4 +189,8 @@ export class PolicyWatcher extends EventEmitter<Events> {
     this.#lastError = { at: new Date().toISOString(), reason, hash, problems }
     return done('failure', problems)
   }
+}
+
+function documents(s: Snapshot): number {
+  return Object.values(s.counts).reduce((a, b) => a + b, 0)
 }

@@ -30,7 +30,14 @@ export class AdminServer {
 
   constructor(opts: AdminServerOptions) {
     this.#opts = opts
-    this.#server = createServer((req, res) => void this.#handle(req, res))
+    this.#server = createServer((req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        // Last resort: an admin request must never take the daemon down.
+        this.#opts.log.error({ err }, 'admin request failed')
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' })
+        res.end()
+      })
+    })
   }
 
   /** Registers `handler` for METHOD path. A path registered twice is a programming error. */
@@ -73,10 +80,16 @@ export class AdminServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin')
-    const byMethod = this.#routes.get(url.pathname)
+    let url: URL | undefined
+    try {
+      // Only origin-form targets ("/path?query"); "//x" would otherwise parse as a host.
+      if ((req.url ?? '').startsWith('/') && !(req.url ?? '').startsWith('//')) url = new URL(req.url!, 'http://admin')
+    } catch { /* answered below */ }
+    const byMethod = url ? this.#routes.get(url.pathname) : undefined
     let reply: AdminReply
-    if (!byMethod) {
+    if (!url) {
+      reply = { status: 400, body: { error: 'bad request target; expected a path such as /ready' } }
+    } else if (!byMethod) {
       reply = { status: 404, body: { error: `no admin endpoint ${url.pathname}`, endpoints: [...this.#routes.keys()].sort() } }
     } else {
       const handler = byMethod.get(req.method ?? 'GET')

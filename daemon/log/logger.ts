@@ -14,7 +14,9 @@ export interface RootLogger {
 }
 
 // Key material must never reach a log line, whatever object a caller passes in.
-const REDACT = ['key', 'privateKey', 'cert.key', '*.key', '*.privateKey', '*.*.key', '*.*.privateKey']
+// pino's redaction has no recursive wildcard, so depth is listed up to four levels; the
+// certificate code (issue #4) must also never pass key objects to a logger at all.
+const REDACT = ['key', 'privateKey', 'keyPem', '*.key', '*.privateKey', '*.keyPem', '*.*.key', '*.*.privateKey', '*.*.keyPem', '*.*.*.key', '*.*.*.privateKey', '*.*.*.keyPem']
 
 export function createLogger(level: LogLevel, bindings: Record<string, string>, dest?: DestinationStream): RootLogger {
   const stream = dest ?? pino.destination({ dest: 1, sync: false })

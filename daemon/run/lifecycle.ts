@@ -59,9 +59,17 @@ export class Daemon {
     registerConfigDump(admin, config, policy)
     const adminAddress = await admin.listen()
     readiness.markReady('listeners')
-    // A bad policy at start does not stop the daemon: /ready stays 503 ("policy") and the
-    // watcher installs the first good version as soon as it is written.
-    await policy.start()
+    try {
+      // A bad policy at start does not stop the daemon: /ready stays 503 ("policy") and the
+      // watcher installs the first good version as soon as it is written.
+      await policy.start()
+    } catch (err) {
+      // Not a policy problem (those are reported, not thrown): release what is bound.
+      await policy.close()
+      admin.destroy()
+      log.flush()
+      throw err
+    }
     const run = log.component('run')
     if (readiness.ready) run.info({ admin: `${adminAddress.address}:${adminAddress.port}`, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
     else run.warn({ waitingFor: readiness.status().waitingFor }, 'hostmesh started but not ready')

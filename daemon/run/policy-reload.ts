@@ -41,8 +41,10 @@ export function createPolicyWatcher(config: NodeConfig, metrics: Metrics, log: L
       log.info({ reason: e.reason, generation: s.generation, hash: s.hash, files: s.files.length, durationMs: Math.round(e.durationMs * 10) / 10 }, 'policy loaded')
     } else {
       log.error({ reason: e.reason, problems: e.problems.length, keptGeneration: watcher.current?.generation ?? null }, `policy reload failed; ${watcher.current ? 'the last good policy stays in force' : 'no policy is in force yet'}`)
-      for (const p of e.problems.slice(0, 100)) log.error({ file: p.file, line: p.line, col: p.col, key: p.key }, formatProblem(p))
+      // `path`, not `key`: "key" is redacted everywhere, as it may be key material.
+      for (const p of e.problems.slice(0, 100)) log.error({ file: p.file, line: p.line, col: p.col, path: p.key }, formatProblem(p))
     }
   })
+  watcher.on('watchError', (err) => log.warn({ err }, 'policy file watching failed; changes are still picked up by the periodic re-read'))
   return watcher
 }

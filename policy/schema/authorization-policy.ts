@@ -5,8 +5,15 @@
 import { z } from 'zod'
 import { documentSchema, dnsLabel, httpMethod, labels, namespacedMetadata, port } from './common.ts'
 
-const principal = z.string().min(1).max(512).refine((s) => s === '*' || !s.slice(1, -1).includes('*'), {
-  message: 'expected a principal with at most a leading or trailing "*", such as "cluster.local/ns/shop/sa/*"',
+// One "*" at most, at the start or the end: "*x*" or "**" would otherwise compile to a
+// literal prefix that never matches, and a DENY rule that never matches fails open.
+function wildcardOk(s: string): boolean {
+  const stars = s.split('*').length - 1
+  return stars === 0 || (stars === 1 && (s.startsWith('*') || s.endsWith('*')))
+}
+
+const principal = z.string().min(1).max(512).refine(wildcardOk, {
+  message: 'expected a principal with at most one "*", at its start or its end, such as "cluster.local/ns/shop/sa/*"',
 })
 
 const portString = z.union([port, z.string().regex(/^[0-9]{1,5}$/).transform(Number).pipe(port)], {
@@ -14,8 +21,8 @@ const portString = z.union([port, z.string().regex(/^[0-9]{1,5}$/).transform(Num
 })
 
 // Istio path patterns: exact, "/prefix*", "*suffix", or "*".
-const pathPattern = z.string().min(1).max(1024).refine((s) => s === '*' || !s.slice(1, -1).includes('*'), {
-  message: 'expected a path with at most a leading or trailing "*", such as "/api/*"',
+const pathPattern = z.string().min(1).max(1024).refine(wildcardOk, {
+  message: 'expected a path with at most one "*", at its start or its end, such as "/api/*"',
 })
 
 export const AuthorizationRuleSchema = z.strictObject({

@@ -205,6 +205,9 @@ export class TestNet {
     this.#namespaces.push(sw)
     await mustRun('ip', ['netns', 'add', sw])
     await mustRun('ip', ['-n', sw, 'link', 'set', 'lo', 'up'])
+    // A new namespace copies the host's forwarding settings: turn forwarding off explicitly,
+    // so the switch can never route a test packet anywhere (it has no uplink either).
+    await mustRun('ip', ['netns', 'exec', sw, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0'])
     await mustRun('ip', ['-n', sw, 'link', 'add', 'br0', 'type', 'bridge'])
     await mustRun('ip', ['-n', sw, 'link', 'set', 'br0', 'up'])
     await mustRun('ip', ['-n', sw, 'addr', 'add', `${GATEWAY4}/24`, 'dev', 'br0'])

@@ -18,15 +18,25 @@ Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error, 78 invalid node
 `,
   options: { config: { type: 'string', short: 'c' } },
   async run(args, io) {
-    const daemon = await Daemon.start({ configPath: resolveConfigPath(stringOption(args, 'config'), io.env) })
-    const onHup = (): void => void daemon.reload('SIGHUP')
+    // SIGHUP's default action kills the process: hold it from the first moment, before the
+    // daemon is up (a reload is then done once it is) and through the drain (ignored).
+    let daemon: Daemon | undefined
+    let hupBeforeStart = false
+    const onHup = (): void => {
+      if (daemon) void daemon.reload('SIGHUP')
+      else hupBeforeStart = true
+    }
     process.on('SIGHUP', onHup)
+    daemon = await Daemon.start({ configPath: resolveConfigPath(stringOption(args, 'config'), io.env) })
+    if (hupBeforeStart) void daemon.reload('SIGHUP')
+    const running = daemon
     await new Promise<void>((resolve) => {
       const onSignal = (signal: NodeJS.Signals): void => {
         process.off('SIGTERM', onSignal)
         process.off('SIGINT', onSignal)
         process.off('SIGHUP', onHup)
-        void daemon.stop(signal).then(() => {
+        process.on('SIGHUP', () => {})
+        void running.stop(signal).then(() => {
           // Everything is closed; if a stray handle (a library's watcher) still holds the
           // event loop, do not hang the stop: systemd would SIGKILL us after TimeoutStopSec.
           setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()

@@ -10,7 +10,11 @@ import { e2eSkip } from '../../helpers/e2e.ts'
 
 const VICTIM = new URL('../fixtures/harness-victim.ts', import.meta.url).pathname
 
-interface Made { runId: string; namespaces: string[]; pids: number[]; users: string[] }
+interface Made { runId: string; namespaces: string[]; pids: number[]; users: string[]; rootLinks?: string[] }
+
+async function rootLinks(): Promise<string[]> {
+  return (await run('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => l.split(':')[1]?.trim() ?? '').filter(Boolean).sort()
+}
 
 async function namespaces(): Promise<string[]> {
   return (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean)
@@ -25,14 +29,13 @@ async function assertGone(t: Test, made: Made): Promise<void> {
   for (const pid of made.pids) t.notOk(isAlive(pid), `process ${pid} is gone`)
   const passwd = readFileSync('/etc/passwd', 'utf8')
   for (const u of made.users) t.notMatch(passwd, new RegExp(`^${u}:`, 'm'), `user ${u} is gone`)
-  const links = (await run('ip', ['-o', 'link', 'show'])).stdout
-  t.notMatch(links, made.runId, 'no link of the run in the root namespace')
+  t.same(await rootLinks(), made.rootLinks, 'the root namespace has exactly the links it had before the run')
   // The rule carried the run id as a comment: look for it in every namespace that remains.
   const rules = (await run('ip', ['-all', 'netns', 'exec', 'iptables-save', '-t', 'nat'])).stdout + (await run('iptables-save', ['-t', 'nat'])).stdout
   t.notMatch(rules, made.runId, 'no iptables rule of the run remains anywhere')
 }
 
-function startVictim(mode: 'throw' | 'hang'): { made: Promise<Made>; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>; pid: number } {
+function startVictim(mode: 'throw' | 'hang', before: Promise<string[]> = rootLinks()): { made: Promise<Made>; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>; pid: number } {
   const child = spawn(process.execPath, [VICTIM, mode], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
@@ -41,7 +44,7 @@ function startVictim(mode: 'throw' | 'hang'): { made: Promise<Made>; exit: Promi
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString()
       const line = stdout.split('\n')[0]
-      if (stdout.includes('\n') && line) resolve(JSON.parse(line) as Made)
+      if (stdout.includes('\n') && line) void before.then((rootLinks) => resolve({ ...(JSON.parse(line) as Made), rootLinks }))
     })
     child.once('exit', () => reject(new Error(`victim exited before reporting: ${stderr}`)))
   })
@@ -79,12 +82,13 @@ t.test('test hosts harness', { skip: e2eSkip() }, async (t) => {
   })
 
   t.test('a test that throws halfway leaves nothing behind (in process)', async (t) => {
+    const before = await rootLinks()
     let made: Made | undefined
     await t.rejects(withTestNet({ hosts: 2 }, async (net) => {
       const user = await net.user()
       const p = net.hosts[1]!.spawn(['sleep', '300'], { uid: user.uid })
       await net.hosts[1]!.mustExec(['iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-m', 'comment', '--comment', net.runId, '-j', 'RETURN'])
-      made = { runId: net.runId, namespaces: [net.switchNs, ...net.hosts.map((h) => h.netns)], pids: [p.pid], users: [user.name] }
+      made = { runId: net.runId, namespaces: [net.switchNs, ...net.hosts.map((h) => h.netns)], pids: [p.pid], users: [user.name], rootLinks: before }
       t.ok((await namespaces()).includes(net.hosts[1]!.netns), 'the namespace existed while the test ran')
       throw new Error('halfway')
     }), /halfway/)

@@ -76,6 +76,23 @@ t.test('a failing handler answers 500 without details and the server keeps servi
   t.equal((await fetch(`${base}/healthz`)).status, 200)
 })
 
+t.test('a request target that is not a path gets 400, and the server keeps serving', async (t) => {
+  const { base } = await started(t)
+  const { connect } = await import('node:net')
+  const port = Number(new URL(base).port)
+  for (const target of ['//', '///x', '//[', '*', 'http://evil/ready']) {
+    const answer = await new Promise<string>((resolve, reject) => {
+      let data = ''
+      const sock = connect(port, '127.0.0.1', () => sock.write(`GET ${target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`))
+      sock.on('data', (d: Buffer) => { data += d.toString() })
+      sock.on('end', () => resolve(data))
+      sock.on('error', reject)
+    })
+    t.match(answer, /^HTTP\/1\.1 400 /, `${target} → 400`)
+  }
+  t.equal((await fetch(`${base}/healthz`)).status, 200, 'still alive')
+})
+
 t.test('a non-loopback bind is refused unless allowRemote is set', async (t) => {
   const port = await freePort()
   const refused = new AdminServer({ address: '0.0.0.0', port, allowRemote: false, log })

@@ -34,10 +34,12 @@ t.test('setLevel changes the root and every component', async (t) => {
 t.test('private keys never reach a log line', async (t) => {
   const s = sink()
   const log = createLogger('info', {}, s.dest)
-  log.root.info({ key: 'PRIVATE1', cert: { key: 'PRIVATE2', privateKey: 'PRIVATE3' }, identity: { tls: { key: 'PRIVATE4' } } }, 'certs')
+  log.root.info({ key: 'PRIVATE1', cert: { key: 'PRIVATE2', privateKey: 'PRIVATE3' }, identity: { tls: { key: 'PRIVATE4', leaf: { keyPem: 'PRIVATE5' } } }, keyPem: 'PRIVATE6' }, 'certs')
   const text = JSON.stringify(s.lines())
   t.notMatch(text, /PRIVATE\d/)
   t.match(text, /\[redacted\]/)
+  log.root.error({ file: 'a.yaml', path: 'spec.key' }, 'a policy problem')
+  t.match(s.lines().at(-1), { file: 'a.yaml', path: 'spec.key' }, 'policy problem fields are not mistaken for keys')
 })
 
 t.test('flush does not throw', async (t) => {

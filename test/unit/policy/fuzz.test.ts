@@ -21,7 +21,7 @@ function prng(seed: number): () => number {
   }
 }
 
-const TOKENS = [':', '-', '[', ']', '{', '}', '&a', '*a', '!!binary', '? ', '|', '>', '#', '"', "'", '---', '...', ' ', '\t', '0', '-1', '99999', '1e9', 'null', '~', 'true', '10.96.0.20', 'fd96::20', 'kind: Service', 'weight: 0', '/(a+)+', '\u0000', '\u2028', '%YAML 1.2', '<<: *a']
+const TOKENS = [':', '-', '[', ']', '{', '}', '&a', '*a', '!!binary', '? ', '|', '>', '#', '"', "'", '---', '...', ' ', '\t', '0', '-1', '99999', '1e9', 'null', '~', 'true', '10.96.0.20', 'fd96::20', 'kind: Service', 'weight: 0', '/(a+)+', '\u0000', '\u2028', '%YAML 1.2', '%YAML 1.1', '<<: *a', '0b101', '-0x10', '0x1F', '+.5', '015010', '1_000', '0o17']
 
 function mutate(text: string, rnd: () => number): string {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!
@@ -36,7 +36,7 @@ function mutate(text: string, rnd: () => number): string {
       case 2: { const j = Math.floor(rnd() * lines.length); [lines[i], lines[j]] = [lines[j] ?? '', line]; break }
       case 3: { const c = Math.floor(rnd() * (line.length + 1)); lines[i] = line.slice(0, c) + pick(TOKENS) + line.slice(c); break }
       case 4: { const c = Math.floor(rnd() * line.length); lines[i] = line.slice(0, c) + line.slice(c + 1); break }
-      case 5: lines[i] = line.replace(/\d+/, () => pick(['0', '-3', '65536', '1.5', '4294967296', 'x'])); break
+      case 5: lines[i] = line.replace(/\d+/, () => pick(['0', '-3', '65536', '1.5', '4294967296', 'x', '0b101', '-0x10', '+.5', '0o17', '1_0'])); break
       case 6: lines[i] = rnd() < 0.5 ? ` ${line}` : line.replace(/^ /, ''); break
       case 7: lines = lines.slice(0, Math.max(1, i)); break
       default: lines[i] = line.replace(/: .*/, `: ${pick(TOKENS)}`)

@@ -42,11 +42,11 @@ t.test('the daemon starts ready with its admin port, logs JSON per component, an
   t.ok(lines.find((l) => l.msg === 'stopped'))
 })
 
-t.test('a request still running when the drain time is up is cut off', async (t) => {
+t.test('a connection still open when the drain time is up is cut off', async (t) => {
   const { path, port } = await config()
   const logs = capture()
   const daemon = await Daemon.start({ configPath: path, logDest: logs.dest })
-  // Hold a keep-alive connection with a request in flight that never completes.
+  // A request whose body never completes holds its connection open through the drain.
   const { request } = await import('node:http')
   const req = request({ host: '127.0.0.1', port, path: '/never', method: 'POST', headers: { 'content-length': '10' } })
   req.on('error', () => {})

@@ -20,7 +20,7 @@ async function setup(policy: 'good' | 'bad'): Promise<{ config: string; dir: str
   if (policy === 'bad') writeFileSync(join(dir, '30-routes.yaml'), readFileSync(join(dir, '30-routes.yaml'), 'utf8').replace('weight: 90', 'weight: -90'))
   const port = await freePort()
   const config = join(root, 'hostmesh.yaml')
-  writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}}\npolicyDir: ${dir}\ndrainSeconds: 0\n`)
+  writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}}\npolicyDir: ${dir}\ndrainSeconds: 1\n`)
   return { config, dir, port }
 }
 
@@ -91,6 +91,15 @@ t.test('SIGHUP makes `hostmesh run` reload now', async (t) => {
   child.kill('SIGHUP')
   await until(async () => /"reason":"SIGHUP".*"msg":"policy loaded"/.test(out), 'the SIGHUP reload')
   t.equal(JSON.parse((await get(port, '/config_dump')).body).policy.generation, 2)
+  // SIGHUP during the drain must not kill the process (its default action would).
+  const { connect } = await import('node:net')
+  const held = connect(port, '127.0.0.1', () => held.write('POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n12'))
+  held.on('error', () => {})
+  await new Promise((r) => setTimeout(r, 100))
+  const exitInfo = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
   child.kill('SIGTERM')
-  t.equal(await exited, 0)
+  await until(async () => out.includes('"msg":"draining"'), 'the drain')
+  child.kill('SIGHUP')
+  t.same(await exitInfo, { code: 0, signal: null }, 'drained and exited 0, not killed by SIGHUP')
+  void exited
 })
