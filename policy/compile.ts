@@ -31,15 +31,40 @@ export interface CompileOptions {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
+// Compiled parts of unchanged documents are reused across reloads. The parse cache hands back
+// the same LoadedDoc objects for files whose bytes did not change, so object identity means
+// "unchanged"; each memo below holds a pure function of its key document and of the inputs
+// stored next to it. Reused parts are already frozen, so the snapshot's deep freeze skips
+// them: a reload pays for what changed, plus the lookup maps.
+const nodeMemo = new WeakMap<LoadedDoc<'Node'>, NodeInfo>()
+const workloadMemo = new WeakMap<LoadedDoc<'Workload'>, { trustDomain: string; node: NodeInfo | undefined; info: WorkloadInfo }>()
+const endpointsMemo = new WeakMap<LoadedDoc<'Service'>, Map<number, { deps: readonly object[]; endpoints: Endpoint[] }>>()
+const httpRulesMemo = new WeakMap<LoadedDoc<'HTTPRoute'>, CompiledHTTPRule[]>()
+const tcpRouteMemo = new WeakMap<LoadedDoc<'TCPRoute'>, PortRoute>()
+const authzMemo = new WeakMap<LoadedDoc<'AuthorizationPolicy'>, CompiledAuthzPolicy>()
+const destinationMemo = new WeakMap<LoadedDoc<'DestinationPolicy'>, DestinationSettings>()
+
+function memo<K extends object, V>(map: WeakMap<K, V>, key: K, make: () => V): V {
+  let v = map.get(key)
+  if (v === undefined) map.set(key, (v = make()))
+  return v
+}
+
 export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: Snapshot; problems: SourceProblem[] } {
   const problems: SourceProblem[] = []
   const nodes = new Map<string, NodeInfo>()
-  for (const [name, n] of index.nodes) nodes.set(name, { name, addresses: n.doc.spec.addresses, hbonePort: n.doc.spec.hbonePort })
+  for (const [name, n] of index.nodes) nodes.set(name, memo(nodeMemo, n, () => ({ name, addresses: n.doc.spec.addresses, hbonePort: n.doc.spec.hbonePort })))
 
   const workloads = new Map<string, WorkloadInfo>()
   const workloadByAddress = new Map<string, WorkloadInfo>()
   for (const [key, w] of index.workloads) {
-    const info = workloadInfo(index, key, w, opts.trustDomain)
+    const node = nodes.get(w.doc.spec.node)
+    let m = workloadMemo.get(w)
+    if (!m || m.trustDomain !== opts.trustDomain || m.node !== node) {
+      m = { trustDomain: opts.trustDomain, node, info: workloadInfo(index, key, w, opts.trustDomain) }
+      workloadMemo.set(w, m)
+    }
+    const info = m.info
     workloads.set(key, info)
     for (const a of info.addresses) for (const p of info.ports) workloadByAddress.set(addressKey(a, p.port), info)
   }
@@ -66,7 +91,7 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
   attachRoutes(index, servicePorts)
 
   const authorization = new Map<string, WorkloadAuthz>()
-  const policies = [...index.authorizationPolicies.values()].sort((a, b) => (a.key < b.key ? -1 : 1)).map((d) => ({ d, compiled: compileAuthz(d.key, d) }))
+  const policies = [...index.authorizationPolicies.values()].sort((a, b) => (a.key < b.key ? -1 : 1)).map((d) => ({ d, compiled: memo(authzMemo, d, () => compileAuthz(d.key, d)) }))
   for (const [key, w] of workloads) {
     const apply = policies.filter(({ d }) => d.doc.metadata.namespace === w.namespace && (!d.doc.spec.selector || labelsMatch(d.doc.spec.selector.matchLabels, w.labels)))
     authorization.set(key, {
@@ -116,13 +141,26 @@ function workloadInfo(index: PolicyIndex, key: string, w: LoadedDoc<'Workload'>,
 }
 
 function endpointsOf(index: PolicyIndex, s: LoadedDoc<'Service'>, p: LoadedDoc<'Service'>['doc']['spec']['ports'][number], workloads: ReadonlyMap<string, WorkloadInfo>, nodes: ReadonlyMap<string, NodeInfo>): Endpoint[] {
+  // The endpoints depend on the service document and on the selected workloads and their
+  // nodes: reuse the last list when all of those are the very same objects.
+  const selected = s.doc.spec.endpoints ? [] : selectedWorkloads(index, s).map((w) => workloads.get(`${w.doc.metadata.namespace}/${w.doc.metadata.name}`)!)
+  const deps: object[] = [...selected, ...selected.map((w) => nodes.get(w.node) ?? w)]
+  let perPort = endpointsMemo.get(s)
+  if (!perPort) endpointsMemo.set(s, (perPort = new Map()))
+  const prev = perPort.get(p.port)
+  if (prev && prev.deps.length === deps.length && prev.deps.every((d, i) => d === deps[i])) return prev.endpoints
+  const endpoints = computeEndpoints(s, p, selected, nodes)
+  perPort.set(p.port, { deps, endpoints })
+  return endpoints
+}
+
+function computeEndpoints(s: LoadedDoc<'Service'>, p: LoadedDoc<'Service'>['doc']['spec']['ports'][number], selected: readonly WorkloadInfo[], nodes: ReadonlyMap<string, NodeInfo>): Endpoint[] {
   if (s.doc.spec.endpoints) {
     const target = typeof p.targetPort === 'number' ? p.targetPort : p.port
     return s.doc.spec.endpoints.map((e) => ({ address: e.address, port: e.port ?? target }))
   }
   const out: Endpoint[] = []
-  for (const w of selectedWorkloads(index, s)) {
-    const info = workloads.get(`${w.doc.metadata.namespace}/${w.doc.metadata.name}`)!
+  for (const info of selected) {
     // A named targetPort selects only the workloads that have a port of that name (Kubernetes).
     const port = typeof p.targetPort === 'string' ? info.ports.find((wp) => wp.name === p.targetPort)?.port : (p.targetPort ?? p.port)
     const node = nodes.get(info.node)
@@ -139,7 +177,7 @@ function destinationSettings(index: PolicyIndex): Map<string, DestinationSetting
   defaults ??= settings('default', DestinationSpecSchema.parse({ targetRefs: [{ name: 'default' }] }))
   const out = new Map<string, DestinationSettings>([['', defaults]])
   for (const p of index.destinationPolicies.values()) {
-    const s = settings(p.key, p.doc.spec)
+    const s = memo(destinationMemo, p, () => settings(p.key, p.doc.spec))
     for (const ref of p.doc.spec.targetRefs) out.set(`${p.doc.metadata.namespace}/${ref.name}`, s)
   }
   return out
@@ -179,13 +217,13 @@ function attachRoutes(index: PolicyIndex, servicePorts: Map<string, Mutable<Serv
   }
   for (const r of index.tcpRoutes.values()) {
     const ns = r.doc.metadata.namespace
-    const route: PortRoute = { kind: 'tcp', route: r.key, backends: weighted(index, ns, r.doc.spec.rules[0]!.backendRefs) }
+    const route = memo(tcpRouteMemo, r, (): PortRoute => ({ kind: 'tcp', route: r.key, backends: weighted(index, ns, r.doc.spec.rules[0]!.backendRefs) }))
     for (const ref of r.doc.spec.parentRefs) for (const pk of parentPorts(ns, ref, false)) servicePorts.get(pk)!.route = route
   }
   const rulesByPort = new Map<string, CompiledHTTPRule[]>()
   for (const r of index.httpRoutes.values()) {
     const ns = r.doc.metadata.namespace
-    const rules = r.doc.spec.rules.flatMap((rule, i) => compileHttpRule(index, r.key, ns, rule, i))
+    const rules = memo(httpRulesMemo, r, () => r.doc.spec.rules.flatMap((rule, i) => compileHttpRule(index, r.key, ns, rule, i)))
     for (const ref of r.doc.spec.parentRefs) {
       for (const pk of parentPorts(ns, ref, true)) {
         let list = rulesByPort.get(pk)

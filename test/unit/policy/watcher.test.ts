@@ -169,6 +169,37 @@ t.test('a file that cannot be read fails the reload, and is retried once it is g
   t.equal(w.lastError, undefined)
 })
 
+t.test('a reload reuses what did not change and recompiles what depends on a change', async (t) => {
+  const dir = freshDir()
+  const { w } = await started(t, dir)
+  const s1 = w.current!
+  const eps1 = s1.servicePorts.get('shop/payments:80')!.endpoints
+  const rules1 = s1.servicePorts.get('shop/payments:80')!.route
+  // 1. An unrelated edit: payments' compiled parts are the very same objects.
+  let reload = next(w)
+  writeFileSync(join(dir, '40-policies.yaml'), readFileSync(join(dir, '40-policies.yaml'), 'utf8').replace('maxTokens: 100', 'maxTokens: 101'))
+  t.equal((await reload).result, 'success')
+  const s2 = w.current!
+  t.equal(s2.servicePorts.get('shop/payments:80')!.endpoints, eps1, 'endpoints reused')
+  t.equal(s2.services.get('shop/fraud')!.destination.rateLimit!.maxTokens, 101, 'the changed policy is recompiled')
+  // 2. A node moves: the endpoints of its workloads follow, though their own documents did not change.
+  reload = next(w)
+  writeFileSync(join(dir, '00-nodes.yaml'), readFileSync(join(dir, '00-nodes.yaml'), 'utf8').replace('10.77.0.12, "fd77::12"', '10.77.0.22, "fd77::22"'))
+  t.equal((await reload).result, 'success')
+  const eps3 = w.current!.servicePorts.get('shop/payments:80')!.endpoints
+  t.not(eps3, eps1)
+  t.same(eps3.map((e) => e.address), ['10.77.0.22', '10.77.0.13'])
+  t.same(w.current!.workloads.get('shop/payments-v1')!.addresses, ['10.77.0.22', 'fd77::22'])
+  t.equal(w.current!.servicePorts.get('shop/payments:80')!.route, w.current!.servicePorts.get('shop/payments:80')!.route)
+  // 3. A route edit: the port's rules are recompiled.
+  reload = next(w)
+  writeFileSync(join(dir, '30-routes.yaml'), readFileSync(join(dir, '30-routes.yaml'), 'utf8').replace('weight: 90}', 'weight: 80}'))
+  t.equal((await reload).result, 'success')
+  const route = w.current!.servicePorts.get('shop/payments:80')!.route
+  t.not(route, rules1)
+  t.same(route?.kind === 'http' && route.rules.find((r) => r.rule === 1)!.backends.cumulative, [80, 90])
+})
+
 t.test('no reload runs after close()', async (t) => {
   const dir = freshDir()
   const w = new PolicyWatcher({ dir, ...OPTS })
