@@ -7,7 +7,7 @@ const major = Number(process.versions.node.split('.')[0])
 if (major < MIN_NODE_MAJOR) {
   process.stderr.write(
     `hostmesh: needs Node.js ${MIN_NODE_MAJOR} or newer, but this is ${process.version} (${process.execPath}).\n` +
-    `hostmesh: in the source tree use 'npx hostmesh' or 'npm run hostmesh --', which run the node@24 from node_modules;\n` +
+    `hostmesh: in the source tree use 'npm run hostmesh -- <command>', which runs the node@24 from node_modules;\n` +
     `hostmesh: an installed hostmesh (scripts/install.sh) ships its own runtime.\n`,
   )
   process.exit(1)
