@@ -9,7 +9,7 @@ import type { LoadedDoc } from './load.ts'
 import { checkRegex } from './regex.ts'
 import { isHttpProtocol, labelsMatch, resolveServiceRef, selectedWorkloads, serviceKeyOf, servicePortKey, workloadAddresses } from './resolve.ts'
 import { DestinationSpecSchema } from './schema/destination-policy.ts'
-import { KINDS, type Kind } from './schema/documents.ts'
+import type { Kind } from './schema/documents.ts'
 import type {
   CompiledAuthzPolicy, CompiledAuthzRule, CompiledHTTPRule, CompiledMatch, DestinationSettings, Endpoint, HeaderModifier,
   NodeInfo, PatternSet, PortRoute, ServiceInfo, ServicePortInfo, Snapshot, SnapshotFile, WeightedBackends, WorkloadAuthz, WorkloadInfo,
@@ -103,9 +103,10 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
   const localWorkloads = assignOutboundPorts(index, workloads, opts, problems)
   if (problems.length > 0) return { problems }
 
-  const counts = Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<Kind, number>
-  for (const m of [index.nodes, index.workloads, index.services, index.httpRoutes, index.tcpRoutes, index.destinationPolicies, index.authorizationPolicies]) {
-    for (const d of m.values()) counts[d.kind]++
+  const counts: Record<Kind, number> = {
+    Node: index.nodes.size, Workload: index.workloads.size, Service: index.services.size,
+    HTTPRoute: index.httpRoutes.size, TCPRoute: index.tcpRoutes.size,
+    DestinationPolicy: index.destinationPolicies.size, AuthorizationPolicy: index.authorizationPolicies.size,
   }
   const snapshot: Snapshot = {
     generation: opts.generation,

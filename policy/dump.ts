@@ -1,7 +1,6 @@
-// The compiled snapshot as plain JSON for /config_dump and `hostmesh validate --json`.
-// Maps become objects, sets arrays, regular expressions their source. Policy holds no
-// secrets (keys live in certs/), so nothing needs redacting here.
-import type { Snapshot } from './snapshot.ts'
+// The compiled snapshot as plain JSON for /config_dump. Maps become objects, sets arrays,
+// regular expressions their source. Policy holds no secrets (keys live in certs/), so
+// nothing needs redacting here.
 
 export function toJSON(value: unknown): unknown {
   if (value instanceof Map) return Object.fromEntries([...value.entries()].map(([k, v]) => [String(k), toJSON(v)]))
@@ -10,8 +9,4 @@ export function toJSON(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(toJSON)
   if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toJSON(v)]))
   return value
-}
-
-export function snapshotSummary(s: Snapshot): Record<string, unknown> {
-  return { generation: s.generation, hash: s.hash, createdAt: s.createdAt, localNode: s.localNode ?? null, files: s.files, counts: s.counts }
 }

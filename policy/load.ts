@@ -86,9 +86,9 @@ export async function readPolicyDir(dir: string, limits: SourceLimits = DEFAULT_
   const files: PolicyFile[] = []
   const cache = opts.statCache
   // Stats in parallel (the libuv pool does them anyway); reads only for what changed.
-  const stats = await Promise.all(names.map((name) => stat(join(dir, name), { bigint: true }).catch((err: unknown) => err as Error)))
-  for (const [i, name] of names.entries()) {
-    const path = join(dir, name)
+  const paths = names.map((name) => join(dir, name))
+  const stats = await Promise.all(paths.map((path) => stat(path, { bigint: true }).catch((err: unknown) => err as Error)))
+  for (const [i, path] of paths.entries()) {
     const st = stats[i]!
     try {
       if (st instanceof Error) throw st
@@ -142,10 +142,6 @@ export class ParseCache {
     const keep = new Set(files.map((f) => f.path))
     for (const path of this.#entries.keys()) if (!keep.has(path)) this.#entries.delete(path)
   }
-
-  get size(): number {
-    return this.#entries.size
-  }
 }
 
 /** Parses and schema-checks every document of every file. Never throws. */
@@ -173,32 +169,34 @@ export function parsePolicyFiles(files: readonly (Pick<PolicyFile, 'path' | 'tex
 }
 
 function parseFile(file: Pick<PolicyFile, 'path' | 'text'>, limits: SourceLimits, docs: LoadedDoc[], problems: SourceProblem[]): void {
-  {
-    const parsed = parseSource(file.path, file.text, limits)
-    problems.push(...parsed.problems)
-    for (const src of parsed.docs) {
-      if (src.value === undefined) continue // syntax problem, already reported
-      if (src.value === null) continue // an empty document (a stray "---") holds no policy
-      if (typeof src.value !== 'object' || Array.isArray(src.value)) {
-        const at = positionOf(src, [])
-        problems.push({ file: file.path, line: at.line, col: at.col, key: '', message: 'expected a mapping with apiVersion, kind, metadata and spec' })
-        continue
-      }
-      const envelope = EnvelopeSchema.safeParse(src.value)
-      if (!envelope.success) {
-        problems.push(...schemaProblems(src, EnvelopeSchema, envelope.error.issues))
-        continue
-      }
-      const kind = envelope.data.kind
-      const schema = KIND_SCHEMAS[kind] as z.ZodType
-      const result = schema.safeParse(src.value)
-      if (!result.success) {
-        problems.push(...schemaProblems(src, schema, result.error.issues))
-        continue
-      }
-      docs.push(loadedDoc(kind, result.data as DocOf<Kind>, file.path, (path, which) => positionOf(src, path, which)))
+  const parsed = parseSource(file.path, file.text, limits)
+  problems.push(...parsed.problems)
+  for (const src of parsed.docs) {
+    if (src.value === undefined) continue // syntax problem, already reported
+    if (src.value === null) continue // an empty document (a stray "---") holds no policy
+    const checked = checkDocument(src.value)
+    if (checked.ok) {
+      docs.push(loadedDoc(checked.kind, checked.doc, file.path, (path, which) => positionOf(src, path, which)))
+    } else if (checked.schema) {
+      problems.push(...schemaProblems(src, checked.schema, checked.issues))
+    } else {
+      const at = positionOf(src, [])
+      problems.push({ file: file.path, line: at.line, col: at.col, key: '', message: 'expected a mapping with apiVersion, kind, metadata and spec' })
     }
   }
+}
+
+/** One document's value against the envelope, then its kind's schema. Shared by both parsers. */
+function checkDocument(value: unknown):
+  | { ok: true; kind: Kind; doc: DocOf<Kind> }
+  | { ok: false; schema?: z.ZodType; issues: readonly z.core.$ZodIssue[] } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, issues: [] }
+  const envelope = EnvelopeSchema.safeParse(value)
+  if (!envelope.success) return { ok: false, schema: EnvelopeSchema, issues: envelope.error.issues }
+  const schema = KIND_SCHEMAS[envelope.data.kind] as z.ZodType
+  const result = schema.safeParse(value)
+  if (!result.success) return { ok: false, schema, issues: result.error.issues }
+  return { ok: true, kind: envelope.data.kind, doc: result.data as DocOf<Kind> }
 }
 
 function loadedDoc(kind: Kind, doc: DocOf<Kind>, file: string, locate: LoadedDoc['locate']): LoadedDoc {
@@ -232,12 +230,9 @@ export function fastParseFile(file: Pick<PolicyFile, 'path' | 'text'>, limits: S
   const out: LoadedDoc[] = []
   for (const [index, value] of values.entries()) {
     if (value === null || value === undefined) continue
-    if (typeof value !== 'object' || Array.isArray(value)) return undefined
-    const envelope = EnvelopeSchema.safeParse(value)
-    if (!envelope.success) return undefined
-    const result = (KIND_SCHEMAS[envelope.data.kind] as z.ZodType).safeParse(value)
-    if (!result.success) return undefined
-    out.push(loadedDoc(envelope.data.kind, result.data as DocOf<Kind>, file.path, (path, which) => {
+    const checked = checkDocument(value)
+    if (!checked.ok) return undefined
+    out.push(loadedDoc(checked.kind, checked.doc, file.path, (path, which) => {
       located ??= parseSource(file.path, file.text, limits)
       const src = located.docs[index]
       return src ? positionOf(src, path, which) : { line: 1, col: 1 }

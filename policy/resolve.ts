@@ -13,7 +13,7 @@ export interface ServiceRef {
 
 export type Resolved =
   | { readonly ok: true; readonly service: LoadedDoc<'Service'>; readonly ports: readonly ServicePortSpec[] }
-  | { readonly ok: false; readonly message: string }
+  | { readonly ok: false; readonly field: 'name' | 'port'; readonly message: string }
 
 /** A Service in `ref.namespace` (default: the referring namespace), and its port(s). */
 export function resolveServiceRef(index: PolicyIndex, fromNamespace: string, ref: ServiceRef): Resolved {
@@ -21,12 +21,12 @@ export function resolveServiceRef(index: PolicyIndex, fromNamespace: string, ref
   const service = index.services.get(key)
   if (!service) {
     const known = [...index.services.keys()]
-    return { ok: false, message: `unknown Service "${key}"; expected one of: ${known.length ? known.join(', ') : '(no Services defined)'}` }
+    return { ok: false, field: 'name', message: `unknown Service "${key}"; expected one of: ${known.length ? known.join(', ') : '(no Services defined)'}` }
   }
   const ports = service.doc.spec.ports
   if (ref.port === undefined) return { ok: true, service, ports }
   const port = ports.find((p) => p.port === ref.port)
-  if (!port) return { ok: false, message: `Service "${key}" has no port ${ref.port}; its ports are ${ports.map((p) => p.port).join(', ')}` }
+  if (!port) return { ok: false, field: 'port', message: `Service "${key}" has no port ${ref.port}; its ports are ${ports.map((p) => p.port).join(', ')}` }
   return { ok: true, service, ports: [port] }
 }
 

@@ -1,7 +1,7 @@
 // Stage 3 of a reload: cross-references and rules that span documents. Every problem is
 // collected and located at the value that is wrong; nothing stops at the first one.
 import type { SourceProblem } from './errors.ts'
-import { problemAt, where, type PolicyIndex } from './index-docs.ts'
+import { nameOf, problemAt, where, type PolicyIndex } from './index-docs.ts'
 import { addressKey } from './ip.ts'
 import type { LoadedDoc } from './load.ts'
 import { checkRegex } from './regex.ts'
@@ -22,7 +22,7 @@ function claims(problems: SourceProblem[], verb = 'used'): (value: string, d: Lo
   const seen = new Map<string, { d: LoadedDoc; path: readonly PropertyKey[] }>()
   return (value, d, path, what) => {
     const first = seen.get(value)
-    if (first) problems.push(problemAt(d, path, `${what} is already ${verb} by ${first.d.kind} "${first.d.key.split('/').slice(1).join('/')}" at ${where(first.d, first.path)}`))
+    if (first) problems.push(problemAt(d, path, `${what} is already ${verb} by ${first.d.kind} "${nameOf(first.d)}" at ${where(first.d, first.path)}`))
     else seen.set(value, { d, path })
   }
 }
@@ -83,7 +83,7 @@ function checkRoutes(index: PolicyIndex, problems: SourceProblem[]): void {
   const attach = (portKey: string, kind: 'HTTPRoute' | 'TCPRoute', d: LoadedDoc, path: readonly PropertyKey[]): void => {
     const first = owner.get(portKey)
     if (first && (first.kind === 'TCPRoute' || kind === 'TCPRoute')) {
-      problems.push(problemAt(d, path, `Service port ${portKey} already has ${first.kind} "${first.d.key.split('/').slice(1).join('/')}" (${where(first.d, first.path)}); a TCPRoute must be the only route of its port`))
+      problems.push(problemAt(d, path, `Service port ${portKey} already has ${first.kind} "${nameOf(first.d)}" (${where(first.d, first.path)}); a TCPRoute must be the only route of its port`))
     } else if (!first) {
       owner.set(portKey, { kind, d, path })
     }
@@ -93,7 +93,7 @@ function checkRoutes(index: PolicyIndex, problems: SourceProblem[]): void {
     const ns = r.doc.metadata.namespace
     r.doc.spec.parentRefs.forEach((ref, i) => {
       const res = resolveServiceRef(index, ns, ref)
-      if (!res.ok) return problems.push(problemAt(r, ['spec', 'parentRefs', i, ref.port === undefined || res.message.startsWith('unknown') ? 'name' : 'port'], res.message))
+      if (!res.ok) return problems.push(problemAt(r, ['spec', 'parentRefs', i, res.field], res.message))
       for (const p of res.ports) attach(servicePortKey(serviceKeyOf(res.service), p.port), 'TCPRoute', r, ['spec', 'parentRefs', i])
     })
     r.doc.spec.rules.forEach((rule, i) => checkBackends(index, r, ['spec', 'rules', i, 'backendRefs'], rule.backendRefs, problems))
@@ -103,7 +103,7 @@ function checkRoutes(index: PolicyIndex, problems: SourceProblem[]): void {
     const ns = r.doc.metadata.namespace
     r.doc.spec.parentRefs.forEach((ref, i) => {
       const res = resolveServiceRef(index, ns, ref)
-      if (!res.ok) return problems.push(problemAt(r, ['spec', 'parentRefs', i, ref.port === undefined || res.message.startsWith('unknown') ? 'name' : 'port'], res.message))
+      if (!res.ok) return problems.push(problemAt(r, ['spec', 'parentRefs', i, res.field], res.message))
       const httpPorts = res.ports.filter((p) => isHttpProtocol(p.protocol))
       if (httpPorts.length === 0) {
         const what = ref.port === undefined ? 'has no port with protocol http, http2 or grpc' : `port ${ref.port} has protocol ${res.ports[0]!.protocol}`
@@ -127,7 +127,7 @@ function checkRoutes(index: PolicyIndex, problems: SourceProblem[]): void {
       rule.filters.forEach((f, j) => {
         if (f.type !== 'RequestMirror') return
         const res = resolveServiceRef(index, ns, f.requestMirror.backendRef)
-        if (!res.ok) problems.push(problemAt(r, [...base, 'filters', j, 'requestMirror', 'backendRef', res.message.startsWith('unknown') ? 'name' : 'port'], res.message))
+        if (!res.ok) problems.push(problemAt(r, [...base, 'filters', j, 'requestMirror', 'backendRef', res.field], res.message))
       })
       const kinds = rule.filters.map((f) => f.type)
       kinds.forEach((k, j) => {
@@ -140,7 +140,7 @@ function checkRoutes(index: PolicyIndex, problems: SourceProblem[]): void {
 function checkBackends(index: PolicyIndex, r: LoadedDoc<'HTTPRoute'> | LoadedDoc<'TCPRoute'>, path: readonly PropertyKey[], refs: readonly { name: string; namespace?: string | undefined; port: number; weight: number }[], problems: SourceProblem[]): void {
   refs.forEach((ref, i) => {
     const res = resolveServiceRef(index, r.doc.metadata.namespace, ref)
-    if (!res.ok) problems.push(problemAt(r, [...path, i, res.message.startsWith('unknown') ? 'name' : 'port'], res.message))
+    if (!res.ok) problems.push(problemAt(r, [...path, i, res.field], res.message))
   })
   if (refs.length > 0 && refs.every((b) => b.weight === 0)) {
     problems.push(problemAt(r, path, 'every backendRef has weight 0, so no request could be sent anywhere; expected at least one weight above 0'))

@@ -1,7 +1,8 @@
 // Stage 5 of a reload, and what triggers it. The watcher never trusts event types: any event
 // in the policy dir (a write, an atomic rename, a ConfigMap `..data` symlink swap) only
-// schedules a reload, and a reload re-reads every file and compares one hash. Bursts are
-// coalesced; reloads never overlap; a failed reload keeps the last good snapshot.
+// schedules a reload, which stats every file, re-reads those whose stat changed (start,
+// SIGHUP and the resync re-read all), and compares one content hash. Bursts are coalesced;
+// reloads never overlap; a failed reload keeps the last good snapshot.
 import { EventEmitter } from 'node:events'
 import { watch, type FSWatcher } from 'chokidar'
 import { basename, dirname } from 'node:path'
@@ -54,7 +55,6 @@ export class PolicyWatcher extends EventEmitter<Events> {
   #current: Snapshot | undefined
   #lastError: ReloadError | undefined
   #lastAttemptHash: string | undefined
-  #generation = 0
   #fsWatcher: FSWatcher | undefined
   #debounce: NodeJS.Timeout | undefined
   #burstStart = 0
@@ -72,6 +72,11 @@ export class PolicyWatcher extends EventEmitter<Events> {
   /** The snapshot in force; undefined until the first good load. */
   get current(): Snapshot | undefined {
     return this.#current
+  }
+
+  /** Generation of the snapshot in force; 0 before the first good load. */
+  get #generation(): number {
+    return this.#current?.generation ?? 0
   }
 
   /** The most recent failed reload, cleared by the next success. */
@@ -178,7 +183,6 @@ export class PolicyWatcher extends EventEmitter<Events> {
         message: `the policy dir ${dir.missing ? 'is missing' : dir.files.length === 0 ? 'holds no policy file' : 'holds no policy document'}; keeping the last good policy (generation ${previous.generation}). An empty policy is refused after one was loaded, to survive half-finished deploys; set allowEmptyPolicy: true in the node config to allow it`,
       }], done)
     }
-    this.#generation = result.snapshot.generation
     this.#current = result.snapshot
     this.#lastError = undefined
     this.emit('snapshot', result.snapshot, previous)

@@ -25,11 +25,19 @@ const addresses = z.array(ipAddress).min(1).max(2).refine(
   { message: 'expected at most one IPv4 and one IPv6 address' },
 )
 
+/** ztunnel's port numbers, so operators' habits carry over. */
+export const DEFAULT_PORTS = Object.freeze({ admin: 15000, outboundBase: 15001, inboundPlaintext: 15006, hbone: 15008 })
+
+/** The fixed listener ports, which per-workload outbound ports must skip. */
+export function fixedPorts(p: { readonly admin: number; readonly inboundPlaintext: number; readonly hbone: number }): number[] {
+  return [p.admin, p.inboundPlaintext, p.hbone]
+}
+
 const ports = z.strictObject({
-  admin: port.default(15000),
-  outboundBase: port.default(15001),
-  inboundPlaintext: port.default(15006),
-  hbone: port.default(15008),
+  admin: port.default(DEFAULT_PORTS.admin),
+  outboundBase: port.default(DEFAULT_PORTS.outboundBase),
+  inboundPlaintext: port.default(DEFAULT_PORTS.inboundPlaintext),
+  hbone: port.default(DEFAULT_PORTS.hbone),
 }).superRefine((p, ctx) => {
   const seen = new Map<number, string>()
   for (const [name, value] of Object.entries(p)) {

@@ -2,7 +2,7 @@
 // metrics (reload counts by result, generation, last success) and logs (every problem of a
 // failed reload, one line each, with file:line:col).
 import { Counter, Gauge } from 'prom-client'
-import type { NodeConfig } from '../config/schema.ts'
+import { fixedPorts, type NodeConfig } from '../config/schema.ts'
 import type { Logger } from '../log/logger.ts'
 import type { Metrics } from '../metrics/registry.ts'
 import { formatProblem } from '../../policy/errors.ts'
@@ -17,7 +17,7 @@ export function createPolicyWatcher(config: NodeConfig, metrics: Metrics, log: L
     trustDomain: config.trustDomain,
     localNode: config.node.name,
     outboundBase: config.ports.outboundBase,
-    reservedPorts: [config.ports.admin, config.ports.inboundPlaintext, config.ports.hbone],
+    reservedPorts: fixedPorts(config.ports),
     allowEmpty: config.allowEmptyPolicy,
     resyncMs: POLICY_RESYNC_MS,
   })

@@ -10,9 +10,8 @@ import { hashFiles, parsePolicyFiles } from '../../policy/load.ts'
 import { validateIndex } from '../../policy/validate.ts'
 import { PolicyWatcher } from '../../policy/watcher.ts'
 import { syntheticPolicy } from './policy-gen.ts'
+import { median as med, percentile as pct } from './stats.ts'
 
-const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!
 
 export async function benchPolicyCompile(): Promise<void> {
   console.log('| services (+ routes, workloads) | YAML bytes | parse + schema ms | cross-refs ms | compile ms | total ms |')

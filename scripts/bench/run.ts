@@ -4,6 +4,7 @@
 import { cpus, totalmem } from 'node:os'
 import { withTestNet } from '../netns/hosts.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
+import { median as med } from './stats.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
 
@@ -32,7 +33,6 @@ const benches: Record<string, () => Promise<void>> = {
       await client(h.ipv4, 15002) // warm-up
       for (let i = 0; i < 3; i++) rounds.push({ direct: await client(h.ipv4, 15002), captured: await client('10.96.0.10', 80) })
       await server.stop()
-      const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
       const d = med(rounds.map((r) => r.direct.rate))
       const c = med(rounds.map((r) => r.captured.rate))
       console.log('| path | conn/s (median of 3) | p50 ms | p99 ms | failed |')

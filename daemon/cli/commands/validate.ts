@@ -3,10 +3,10 @@
 // assignment) are checked too.
 import { existsSync } from 'node:fs'
 import { loadNodeConfig, resolveConfigPath } from '../../config/load.ts'
-import { DEFAULT_CONFIG_PATH } from '../../config/schema.ts'
+import { DEFAULT_CONFIG_PATH, DEFAULT_PORTS, fixedPorts } from '../../config/schema.ts'
 import { formatProblem, type SourceProblem } from '../../../policy/errors.ts'
 import { indexDocs } from '../../../policy/index-docs.ts'
-import { parsePolicyFiles, readPolicyDir } from '../../../policy/load.ts'
+import { ParseCache, parsePolicyFiles, readPolicyDir } from '../../../policy/load.ts'
 import { buildSnapshot } from '../../../policy/pipeline.ts'
 import type { Snapshot } from '../../../policy/snapshot.ts'
 import { stringOption, type Command } from '../command.ts'
@@ -43,13 +43,16 @@ Exit codes: 0 valid, 1 invalid (or DIR missing), 2 usage error, 78 invalid node 
     if (policyDir.missing) {
       problems = [{ file: dir, line: 1, col: 1, key: '', message: 'the policy dir does not exist' }]
     } else {
-      // One compile per declared Node (each host's view), or one node-less compile.
-      const nodes = [...indexDocs(parsePolicyFiles(policyDir.files).docs).index.nodes.keys()]
+      // One compile per declared Node (each host's view), or one node-less compile. The
+      // files are parsed once: every compile after the first takes them from the cache.
+      const cache = new ParseCache()
+      const nodes = [...indexDocs(parsePolicyFiles(policyDir.files, undefined, cache).docs).index.nodes.keys()]
+      const ports = config?.ports ?? DEFAULT_PORTS
       for (const localNode of nodes.length ? nodes : [undefined]) {
         const res = buildSnapshot(policyDir, {
-          generation: 1, trustDomain,
+          generation: 1, trustDomain, cache,
           ...(localNode ? { localNode } : {}),
-          ...(config ? { outboundBase: config.ports.outboundBase, reservedPorts: [config.ports.admin, config.ports.inboundPlaintext, config.ports.hbone] } : { reservedPorts: [15000, 15006, 15008] }),
+          outboundBase: ports.outboundBase, reservedPorts: fixedPorts(ports),
         })
         if (!res.ok) { problems = res.problems; break }
         snapshot ??= res.snapshot

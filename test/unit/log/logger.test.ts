@@ -1,15 +1,10 @@
-import { Writable } from 'node:stream'
 import t from 'tap'
 import { createLogger } from '../../../daemon/log/logger.ts'
+import { logSink } from '../../helpers/log-sink.ts'
 
-function sink(): { dest: Writable; lines: () => Array<Record<string, unknown>> } {
-  const chunks: string[] = []
-  const dest = new Writable({ write(c: Buffer, _e, cb) { chunks.push(c.toString()); cb() } })
-  return { dest, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) }
-}
 
 t.test('JSON lines with level label, ISO time, node and component', async (t) => {
-  const s = sink()
+  const s = logSink()
   const log = createLogger('info', { node: 'n1' }, s.dest)
   log.component('tunnel').info({ peer: 'x' }, 'hello')
   log.component('tunnel').debug('hidden at info')
@@ -21,7 +16,7 @@ t.test('JSON lines with level label, ISO time, node and component', async (t) =>
 })
 
 t.test('setLevel changes the root and every component', async (t) => {
-  const s = sink()
+  const s = logSink()
   const log = createLogger('warn', {}, s.dest)
   const a = log.component('a')
   a.info('dropped')
@@ -32,7 +27,7 @@ t.test('setLevel changes the root and every component', async (t) => {
 })
 
 t.test('private keys never reach a log line', async (t) => {
-  const s = sink()
+  const s = logSink()
   const log = createLogger('info', {}, s.dest)
   log.root.info({ key: 'PRIVATE1', cert: { key: 'PRIVATE2', privateKey: 'PRIVATE3' }, identity: { tls: { key: 'PRIVATE4', leaf: { keyPem: 'PRIVATE5' } } }, keyPem: 'PRIVATE6' }, 'certs')
   const text = JSON.stringify(s.lines())
@@ -43,6 +38,6 @@ t.test('private keys never reach a log line', async (t) => {
 })
 
 t.test('flush does not throw', async (t) => {
-  const log = createLogger('info', {}, sink().dest)
+  const log = createLogger('info', {}, logSink().dest)
   t.doesNotThrow(() => log.flush())
 })

@@ -2,10 +2,10 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import t from 'tap'
 import { Daemon } from '../../../daemon/run/lifecycle.ts'
 import { CLI } from '../../helpers/cli.ts'
+import { logSink } from '../../helpers/log-sink.ts'
 import { freePort } from '../../helpers/ports.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'hostmesh-run-'))
@@ -17,15 +17,10 @@ async function config(extra = ''): Promise<{ path: string; port: number }> {
   return { path, port }
 }
 
-function capture(): { dest: Writable; lines: () => Array<Record<string, unknown>> } {
-  const chunks: string[] = []
-  const dest = new Writable({ write(chunk: Buffer, _enc, cb) { chunks.push(chunk.toString()); cb() } })
-  return { dest, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) }
-}
 
 t.test('the daemon starts ready with its admin port, logs JSON per component, and stops cleanly', async (t) => {
   const { path, port } = await config()
-  const logs = capture()
+  const logs = logSink()
   const daemon = await Daemon.start({ configPath: path, logDest: logs.dest })
   t.equal(daemon.adminAddress.port, port)
   t.ok(Object.isFrozen(daemon.config))
@@ -44,7 +39,7 @@ t.test('the daemon starts ready with its admin port, logs JSON per component, an
 
 t.test('a connection still open when the drain time is up is cut off', async (t) => {
   const { path, port } = await config()
-  const logs = capture()
+  const logs = logSink()
   const daemon = await Daemon.start({ configPath: path, logDest: logs.dest })
   // A request whose body never completes holds its connection open through the drain.
   const { request } = await import('node:http')
