@@ -1,6 +1,7 @@
 // Stage 4 of a reload: a valid PolicyIndex → one Snapshot with every lookup the data plane
 // needs precomputed. Runs only after validation found nothing, so references resolve; it
 // still never throws on policy content.
+import { workloadId } from '../certs/spiffe.ts'
 import type { SourceProblem } from './errors.ts'
 import { deepFreeze } from './freeze.ts'
 import { problemAt, type PolicyIndex } from './index-docs.ts'
@@ -124,15 +125,11 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
   return { snapshot: deepFreeze(snapshot), problems }
 }
 
-export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
-  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`
-}
-
 function workloadInfo(index: PolicyIndex, key: string, w: LoadedDoc<'Workload'>, trustDomain: string): WorkloadInfo {
   const { metadata, spec } = w.doc
   return {
     key, name: metadata.name, namespace: metadata.namespace, node: spec.node, serviceAccount: spec.serviceAccount,
-    identity: spiffeId(trustDomain, metadata.namespace, spec.serviceAccount),
+    identity: workloadId(trustDomain, metadata.namespace, spec.serviceAccount),
     labels: metadata.labels,
     match: spec.match.uid !== undefined ? { uid: spec.match.uid } : { address: spec.match.address! },
     addresses: workloadAddresses(index, w),

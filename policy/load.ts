@@ -60,6 +60,11 @@ export class StatCache {
     return e && e.id === id ? e.file : undefined
   }
 
+  /** The last content read for a path, whatever its stat now is. */
+  peek(path: string): PolicyFile | undefined {
+    return this.#entries.get(path)?.file
+  }
+
   set(path: string, id: string, file: PolicyFile): void {
     this.#entries.set(path, { id, file })
   }
@@ -69,10 +74,25 @@ export class StatCache {
   }
 }
 
-export async function readPolicyDir(dir: string, limits: SourceLimits = DEFAULT_LIMITS, opts: { statCache?: StatCache; fresh?: boolean } = {}): Promise<PolicyDir> {
+export interface ReadDirOptions {
+  readonly statCache?: StatCache
+  /** Ignore the stat cache and read every file (start, SIGHUP, resync). */
+  readonly fresh?: boolean
+  /**
+   * Names the file watcher saw change. When set, only these, and names the cache has not
+   * seen, are stat-ed; the rest keep their cached content. Ignored when any policy file is a
+   * symlink, since a change behind a link is reported under the link target's name.
+   */
+  readonly changed?: ReadonlySet<string>
+}
+
+export async function readPolicyDir(dir: string, limits: SourceLimits = DEFAULT_LIMITS, opts: ReadDirOptions = {}): Promise<PolicyDir> {
   let names: string[]
+  let links = false
   try {
-    names = (await readdir(dir)).filter(isPolicyFileName).sort()
+    const entries = (await readdir(dir, { withFileTypes: true })).filter((e) => isPolicyFileName(e.name))
+    links = entries.some((e) => e.isSymbolicLink())
+    names = entries.map((e) => e.name).sort()
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return { dir, missing: true, files: [], hash: hashFiles([]), problems: [] }
@@ -87,16 +107,23 @@ export async function readPolicyDir(dir: string, limits: SourceLimits = DEFAULT_
   const cache = opts.statCache
   // Stats in parallel (the libuv pool does them anyway); reads only for what changed.
   const paths = names.map((name) => join(dir, name))
-  const stats = await Promise.all(paths.map((path) => stat(path, { bigint: true }).catch((err: unknown) => err as Error)))
+  const narrow = !opts.fresh && !links && cache && opts.changed ? opts.changed : undefined
+  const kept = paths.map((path, i) => (narrow && !narrow.has(names[i]!) ? cache?.peek(path) : undefined))
+  const stats = await Promise.all(paths.map((path, i) => (kept[i] ? undefined : stat(path, { bigint: true }).catch((err: unknown) => err as Error))))
   for (const [i, path] of paths.entries()) {
+    const known = kept[i]
+    if (known) {
+      files.push(known)
+      continue
+    }
     const st = stats[i]!
     try {
       if (st instanceof Error) throw st
       if (!st.isFile()) continue
       const id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
-      const known = opts.fresh ? undefined : cache?.get(path, id)
-      if (known) {
-        files.push(known)
+      const same = opts.fresh ? undefined : cache?.get(path, id)
+      if (same) {
+        files.push(same)
         continue
       }
       const text = await readSource(path, limits)

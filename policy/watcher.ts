@@ -1,13 +1,15 @@
 // Stage 5 of a reload, and what triggers it. The watcher never trusts event types: any event
 // in the policy dir (a write, an atomic rename, a ConfigMap `..data` symlink swap) only
-// schedules a reload, which stats every file, re-reads those whose stat changed (start,
-// SIGHUP and the resync re-read all), and compares one content hash. Bursts are coalesced;
-// reloads never overlap; a failed reload keeps the last good snapshot.
+// schedules a reload. An event naming a policy file narrows that reload's stat to the named
+// files (editor and `write; rename` temp dotfiles need no stat of their own); any other event
+// (the dir itself, `..data`, an error) stats every file. Files whose stat changed are re-read
+// (start, SIGHUP and the periodic resync re-read all) and one content hash is compared.
+// Bursts are coalesced; reloads never overlap; a failed reload keeps the last good snapshot.
 import { EventEmitter } from 'node:events'
 import { watch, type FSWatcher } from 'chokidar'
 import { basename, dirname } from 'node:path'
 import type { SourceProblem } from './errors.ts'
-import { ParseCache, readPolicyDir, StatCache } from './load.ts'
+import { isPolicyFileName, ParseCache, readPolicyDir, StatCache } from './load.ts'
 import { buildSnapshot, type BuildOptions } from './pipeline.ts'
 import type { Snapshot } from './snapshot.ts'
 
@@ -62,6 +64,8 @@ export class PolicyWatcher extends EventEmitter<Events> {
   #running: Promise<ReloadEvent> | undefined
   #followUp: Promise<ReloadEvent> | undefined
   #again: string | undefined
+  /** Policy file names events reported since the last reload began; 'all' after any other event. */
+  #changed: Set<string> | 'all' = 'all'
   #closed = false
 
   constructor(opts: PolicyWatcherOptions) {
@@ -96,14 +100,21 @@ export class PolicyWatcher extends EventEmitter<Events> {
     })
     // 'raw' too: chokidar folds quick successive writes into one 'change' and may drop a
     // repeat within its throttle window; any raw inotify event is enough to re-read.
-    this.#fsWatcher.on('all', () => this.#schedule())
+    this.#fsWatcher.on('all', (_event, path) => {
+      this.#note(dirname(path) === this.#opts.dir ? basename(path) : undefined)
+      this.#schedule()
+    })
     this.#fsWatcher.on('raw', (_event, path, details) => {
       // Raw events are not filtered by `ignored`: keep those about the policy dir, not its siblings.
       const watched = (details as { watchedPath?: string } | undefined)?.watchedPath ?? ''
-      if (watched === this.#opts.dir || watched.startsWith(`${this.#opts.dir}/`) || path === basename(this.#opts.dir)) this.#schedule()
+      if (watched === this.#opts.dir || watched.startsWith(`${this.#opts.dir}/`) || path === basename(this.#opts.dir)) {
+        this.#note(watched === this.#opts.dir && typeof path === 'string' ? path : undefined)
+        this.#schedule()
+      }
     })
     this.#fsWatcher.on('error', (err) => {
       this.emit('watchError', err instanceof Error ? err : new Error(String(err)))
+      this.#note(undefined)
       this.#schedule()
     })
     await new Promise<void>((resolve) => this.#fsWatcher!.once('ready', resolve))
@@ -142,6 +153,15 @@ export class PolicyWatcher extends EventEmitter<Events> {
     return this.#running
   }
 
+  /** Records what an event names: a file directly in the policy dir, or undefined for anything else. */
+  #note(name: string | undefined): void {
+    if (this.#changed === 'all') return
+    if (name !== undefined && isPolicyFileName(name)) this.#changed.add(name)
+    // A plain dotfile is a temp file (`.x.yaml.tmp`, `.x.swp`) that becomes a policy file
+    // by a rename, which is reported under the new name. `..data` is a ConfigMap swap.
+    else if (name === undefined || !name.startsWith('.') || name.startsWith('..')) this.#changed = 'all'
+  }
+
   #schedule(): void {
     if (this.#closed) return
     const now = Date.now()
@@ -160,7 +180,9 @@ export class PolicyWatcher extends EventEmitter<Events> {
     // Events trust file metadata to skip unchanged files; start, SIGHUP and the periodic
     // resync re-read every byte.
     const fresh = reason !== 'watch'
-    const dir = await readPolicyDir(this.#opts.dir, this.#opts.limits, { statCache: this.#stats, fresh })
+    const changed = this.#changed
+    this.#changed = new Set()
+    const dir = await readPolicyDir(this.#opts.dir, this.#opts.limits, { statCache: this.#stats, fresh, ...(changed === 'all' ? {} : { changed }) })
     const done = (result: ReloadResult, problems: readonly SourceProblem[] = []): ReloadEvent => {
       const event = { result, reason, at, durationMs: performance.now() - started, generation: this.#generation, problems }
       this.emit('reload', event)

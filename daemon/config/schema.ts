@@ -4,6 +4,7 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
 import type { DeepReadonly } from '../../policy/freeze.ts'
+import { duration } from '../../policy/schema/common.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/hostmesh/hostmesh.yaml'
 
@@ -74,6 +75,16 @@ export const NodeConfigSchema = z.strictObject({
   // deploy must not wipe the mesh) unless this says an empty policy is intended.
   allowEmptyPolicy: z.boolean().default(false),
   certDir: absolutePath.default('/etc/hostmesh/certs'),
+  certificates: z.strictObject({
+    // ca: mint leaves from certDir/ca-cert.pem + ca-key.pem (`hostmesh ca node`).
+    // file: read certDir/workloads/<namespace>/<serviceAccount>/{cert,key,chain}.pem written
+    // by an external issuer (SPIRE, step-ca, cert-manager).
+    mode: z.enum(['ca', 'file']).default('ca'),
+    // Istio's default workload certificate TTL; renewed at half-life. Compiled to ms.
+    leafTtl: duration.prefault('24h').refine((ms) => ms >= 60_000 && ms <= 90 * 86_400_000, {
+      message: 'expected a leaf lifetime between 1m and 2160h (90 days)',
+    }),
+  }).prefault({}),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   // Istio's terminationDrainDuration defaults to 5 s; long-lived TCP needs the option to wait more.
   drainSeconds: z.number().min(0).max(3600).default(5),

@@ -1,9 +1,10 @@
-// Start and stop, in one readable order. Start: config → logger → metrics → listeners bound →
-// ready. Stop: not ready → stop accepting → let in-flight work finish up to drainSeconds →
+// Start and stop, in one readable order. Start: config → logger → metrics → admin bound →
+// policy → certificates for its local workloads → ready. Stop: not ready → stop accepting → let in-flight work finish up to drainSeconds →
 // destroy what remains. Later components (policy, certificates, data listeners) slot into
 // these two sequences, never elsewhere.
 import type { AddressInfo } from 'node:net'
 import type { DestinationStream } from 'pino'
+import { registerCerts } from '../admin/certs.ts'
 import { registerConfigDump } from '../admin/config-dump.ts'
 import { registerCoreRoutes } from '../admin/core-routes.ts'
 import { AdminServer } from '../admin/server.ts'
@@ -12,6 +13,7 @@ import type { NodeConfig } from '../config/schema.ts'
 import { createLogger, type RootLogger } from '../log/logger.ts'
 import { createMetrics, type Metrics } from '../metrics/registry.ts'
 import type { PolicyWatcher, ReloadEvent } from '../../policy/watcher.ts'
+import { createCertificates, type Certificates } from './certificates.ts'
 import { createPolicyWatcher } from './policy-reload.ts'
 import { Readiness } from './readiness.ts'
 
@@ -35,10 +37,11 @@ export class Daemon {
   readonly readiness: Readiness
   readonly adminAddress: AddressInfo
   readonly policy: PolicyWatcher
+  readonly certificates: Certificates
   readonly #admin: AdminServer
   #stopping: Promise<void> | undefined
 
-  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher) {
+  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates) {
     this.config = config
     this.log = log
     this.metrics = metrics
@@ -46,26 +49,36 @@ export class Daemon {
     this.#admin = admin
     this.adminAddress = adminAddress
     this.policy = policy
+    this.certificates = certificates
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const config = await loadNodeConfig(opts.configPath)
     const log = createLogger(config.logLevel, { node: config.node.name }, opts.logDest)
     const metrics = createMetrics()
-    const readiness = new Readiness(['listeners', 'policy'])
+    const readiness = new Readiness(['listeners', 'policy', 'certificates'])
     const policy = createPolicyWatcher(config, metrics, log.component('policy'), readiness)
+    const certificates = createCertificates(config, metrics, log.component('certs'), readiness)
     const admin = new AdminServer({ ...config.admin, port: config.ports.admin, log: log.component('admin') })
     registerCoreRoutes(admin, readiness, metrics)
     registerConfigDump(admin, config, policy)
+    registerCerts(admin, certificates.manager)
     const adminAddress = await admin.listen()
     readiness.markReady('listeners')
     try {
       // A bad policy at start does not stop the daemon: /ready stays 503 ("policy") and the
       // watcher installs the first good version as soon as it is written.
       await policy.start()
+      // Certificate problems are reported the same way: /ready waits for "certificates" and
+      // the cert dir is watched. A new snapshot changes the set of local identities.
+      await certificates.follow(policy.current)
+      policy.on('snapshot', (s) => {
+        certificates.follow(s).catch((err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
+      })
     } catch (err) {
-      // Not a policy problem (those are reported, not thrown): release what is bound.
+      // Not a policy or certificate problem (those are reported, not thrown): release what is bound.
       await policy.close()
+      await certificates.manager.close()
       admin.destroy()
       log.flush()
       throw err
@@ -73,12 +86,13 @@ export class Daemon {
     const run = log.component('run')
     if (readiness.ready) run.info({ admin: `${adminAddress.address}:${adminAddress.port}`, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
     else run.warn({ waitingFor: readiness.status().waitingFor }, 'hostmesh started but not ready')
-    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy)
+    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates)
   }
 
-  /** SIGHUP: re-read policy now. */
-  reload(reason: string): Promise<ReloadEvent> {
-    return this.policy.reload(reason)
+  /** SIGHUP: re-read policy and certificate files now. */
+  async reload(reason: string): Promise<ReloadEvent> {
+    const [event] = await Promise.all([this.policy.reload(reason), this.certificates.manager.reload(reason)])
+    return event
   }
 
   /** Graceful stop; calling it again returns the same promise. */
@@ -92,6 +106,7 @@ export class Daemon {
     this.readiness.startDrain()
     log.info({ reason, drainSeconds: this.config.drainSeconds }, 'draining')
     await this.policy.close()
+    await this.certificates.manager.close()
     // The admin port closes last, so /ready can report the drain while it happens.
     const order: Closable[] = [{ name: 'admin', close: () => this.#admin.close(), destroy: () => this.#admin.destroy() }]
     for (const listener of order) {

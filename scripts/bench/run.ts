@@ -1,8 +1,9 @@
-// `npm run bench [-- NAME]`: benchmarks on real namespace hosts. Needs root.
+// `npm run bench [-- NAME]`. `capture` runs on real namespace hosts and needs root; the others do not.
 // Each benchmark measures hostmesh against a baseline in the same run, interleaved, so the
 // ratio holds even when the machine's absolute speed drifts. Results go in BENCHMARKS.md.
 import { cpus, totalmem } from 'node:os'
 import { withTestNet } from '../netns/hosts.ts'
+import { benchCertMint, benchDaemonStart } from './certs.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
 import { median as med } from './stats.ts'
 
@@ -15,6 +16,10 @@ const benches: Record<string, () => Promise<void>> = {
   'policy-compile': benchPolicyCompile,
   /** File write → new snapshot in force, 1,000 services. Goal: p99 <= 100 ms. */
   'policy-reload': benchPolicyReload,
+  /** Leaf certificate mint and publish time. Goal: mint p50 <= 5 ms. */
+  'cert-mint': benchCertMint,
+  /** `hostmesh run` spawn → /ready, with certificates for every local identity. */
+  'daemon-start': benchDaemonStart,
   /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
   async capture() {
     await withTestNet({ hosts: 1 }, async (net) => {

@@ -9,13 +9,6 @@ export const iptablesCommand = notImplemented('iptables', 'print, apply or remov
   remove   remove every hostmesh rule and chain
 `, { config: { type: 'string', short: 'c' } })
 
-export const caCommand = notImplemented('ca', 'make the mesh root CA and node intermediates', `Usage: hostmesh ca init --dir DIR [--force]
-       hostmesh ca node --ca DIR --node NAME --out DIR [--force]
-
-  init   make a root CA (ECDSA P-256, 10 years) in DIR
-  node   make the intermediate CA for one node, constrained to the trust domain
-`, { dir: { type: 'string' }, ca: { type: 'string' }, node: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' } })
-
 export const statusCommand = notImplemented('status', 'summarise a running daemon from its admin port', `Usage: hostmesh status [--admin URL]
 
 Prints what the daemon on this host has loaded: policy, identities and their expiry,

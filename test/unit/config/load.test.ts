@@ -33,6 +33,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     policyDir: '/etc/hostmesh/policy.d',
     allowEmptyPolicy: false,
     certDir: '/etc/hostmesh/certs',
+    certificates: { mode: 'ca', leafTtl: 86_400_000 },
     logLevel: 'debug',
     drainSeconds: 12.5,
     outboundTrafficPolicy: 'REGISTRY_ONLY',
@@ -47,6 +48,7 @@ t.test('the shipped example config is valid', async (t) => {
   const cfg = await loadNodeConfig(new URL('../../../systemd/etc-hostmesh/hostmesh.yaml', import.meta.url).pathname)
   t.equal(cfg.ports.hbone, 15008)
   t.equal(cfg.admin.address, '127.0.0.1')
+  t.same(cfg.certificates, { mode: 'ca', leafTtl: 86_400_000 })
 })
 
 t.test('config path: --config, then HOSTMESH_CONFIG, then the default', async (t) => {
@@ -70,6 +72,8 @@ const BAD: Array<{ name: string; text: string; at: RegExp; also?: RegExp }> = [
   { name: 'two ports the same', text: 'node: {name: a, addresses: [10.0.0.1]}\nports: {admin: 15008}\n', at: /:2:16: ports\.admin: port 15008 is used by both ports\.admin and ports\.hbone/ },
   { name: 'a remote admin bind without allowRemote', text: 'node: {name: a, addresses: [10.0.0.1]}\nadmin: {address: 0.0.0.0}\n', at: /:2:18: admin\.address: the admin port has no authentication/ },
   { name: 'a repeated key', text: 'node: {name: a, addresses: [10.0.0.1]}\nlogLevel: info\nlogLevel: debug\n', at: /:3:1: YAML syntax: Map keys must be unique/ },
+  { name: 'a leaf lifetime out of range', text: 'node: {name: a, addresses: [10.0.0.1]}\ncertificates: {leafTtl: 10s}\n', at: /:2:25: certificates\.leafTtl: expected a leaf lifetime between 1m and 2160h/ },
+  { name: 'an unknown certificate mode', text: 'node: {name: a, addresses: [10.0.0.1]}\ncertificates:\n  mode: spire\n', at: /:3:9: certificates\.mode: "spire" is not allowed; expected one of "ca", "file"/ },
   { name: 'an empty file', text: '', at: /:1:1: the file holds no YAML document/ },
   { name: 'an alias bomb', text: `node: {name: a, addresses: [10.0.0.1]}\nx0: &a0 [1,1,1,1,1,1,1,1,1,1]\n${Array.from({ length: 8 }, (_, i) => `x${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(',')}]`).join('\n')}\n`, at: /:1:1: YAML aliases: .*the limit is 100 alias expansions/ },
 ]

@@ -8,6 +8,8 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import { Daemon } from '../../../daemon/run/lifecycle.ts'
 import { CLI } from '../../helpers/cli.ts'
+import { nodeCertDir } from '../../helpers/pki.ts'
+import { get, until } from '../../helpers/admin.ts'
 import { freePort } from '../../helpers/ports.ts'
 
 const EXAMPLES = new URL('../../../policy/examples/', import.meta.url).pathname
@@ -20,21 +22,9 @@ async function setup(policy: 'good' | 'bad'): Promise<{ config: string; dir: str
   if (policy === 'bad') writeFileSync(join(dir, '30-routes.yaml'), readFileSync(join(dir, '30-routes.yaml'), 'utf8').replace('weight: 90', 'weight: -90'))
   const port = await freePort()
   const config = join(root, 'hostmesh.yaml')
-  writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}}\npolicyDir: ${dir}\ndrainSeconds: 1\n`)
+  const certDir = await nodeCertDir(root, 'node-c')
+  writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}}\npolicyDir: ${dir}\ncertDir: ${certDir}\ndrainSeconds: 1\n`)
   return { config, dir, port }
-}
-
-async function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`)
-  return { status: res.status, body: await res.text() }
-}
-
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (await check()) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`timed out waiting for ${what}`)
 }
 
 t.test('a bad change keeps the last good policy, visible in /config_dump and the metrics', async (t) => {
@@ -73,7 +63,7 @@ t.test('with a bad policy at start the daemon runs but is not ready until it is 
   t.teardown(() => daemon.stop('test'))
   const ready = await get(port, '/ready')
   t.equal(ready.status, 503)
-  t.same(JSON.parse(ready.body).waitingFor, ['policy'])
+  t.same(JSON.parse(ready.body).waitingFor, ['policy', 'certificates'], 'certificates wait for a policy that names the local identities')
   t.equal(JSON.parse((await get(port, '/config_dump')).body).policy.snapshot, null)
   writeFileSync(join(dir, '30-routes.yaml'), readFileSync(join(EXAMPLES, '30-routes.yaml')))
   await until(async () => (await get(port, '/ready')).status === 200, 'readiness')
