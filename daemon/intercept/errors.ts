@@ -23,3 +23,12 @@ export class OrigDstLookupError extends HostmeshError {
     this.errno = errno
   }
 }
+
+/** An iptables command failed; `command` and the tool's own stderr say which and why. */
+export class IptablesError extends HostmeshError {
+  readonly command: string
+  constructor(command: string, stderr: string, options?: { cause?: unknown }) {
+    super('HOSTMESH_ERR_IPTABLES', `${command} failed: ${stderr.trim() || 'no output'}${/Permission denied|not permitted/i.test(stderr) ? ' (hostmesh needs CAP_NET_ADMIN, or root, to change iptables)' : ''}`, options)
+    this.command = command
+  }
+}

@@ -2,13 +2,6 @@
 // will have; running them fails with exit 2 and "not implemented yet", never fake output.
 import { notImplemented } from '../command.ts'
 
-export const iptablesCommand = notImplemented('iptables', 'print, apply or remove the capture rules', `Usage: hostmesh iptables print|apply|remove [--config FILE]
-
-  print    show the iptables-restore input for this node's HOSTMESH_* nat chains
-  apply    apply them atomically (idempotent)
-  remove   remove every hostmesh rule and chain
-`, { config: { type: 'string', short: 'c' } })
-
 export const statusCommand = notImplemented('status', 'summarise a running daemon from its admin port', `Usage: hostmesh status [--admin URL]
 
 Prints what the daemon on this host has loaded: policy, identities and their expiry,

@@ -1,0 +1,73 @@
+// The capture rules, as a pure function of node config + policy snapshot: the input for
+// `iptables-restore --noflush` (and ip6tables-restore) for hostmesh's own nat chains. The
+// same snapshot always gives the same text, so applying twice changes nothing, and the
+// daemon can compare texts to know whether a sync is needed.
+//
+//   nat OUTPUT     -p tcp -j HOSTMESH_OUTPUT        (host processes, matched by uid)
+//   nat PREROUTING -p tcp -j HOSTMESH_PREROUTING    (containers by source address; inbound)
+//
+// HOSTMESH_OUTPUT:     the daemon's own uid and loopback destinations RETURN (loop
+//                      avoidance); then one REDIRECT per uid-matched local workload to its
+//                      own outbound port.
+// HOSTMESH_PREROUTING: the HBONE port RETURNs (never redirected); one REDIRECT per
+//                      address-matched local workload to its outbound port; then plaintext
+//                      arriving for a local workload's address:port goes to the inbound
+//                      plaintext port.
+import { isIP } from 'node:net'
+import type { Snapshot } from '../../policy/snapshot.ts'
+
+export const CHAIN_OUTPUT = 'HOSTMESH_OUTPUT'
+export const CHAIN_PREROUTING = 'HOSTMESH_PREROUTING'
+/** The rules in the built-in chains that send TCP to ours. Added once, checked with -C. */
+export const JUMPS = [
+  ['OUTPUT', ['-p', 'tcp', '-j', CHAIN_OUTPUT]],
+  ['PREROUTING', ['-p', 'tcp', '-j', CHAIN_PREROUTING]],
+] as const
+
+export type Family = 4 | 6
+
+export interface CaptureInput {
+  /** The uid the daemon runs as: its own connections are never captured. */
+  readonly daemonUid: number
+  readonly inboundPlaintextPort: number
+  readonly hbonePort: number
+  readonly localWorkloads: Snapshot['localWorkloads']
+}
+
+const LOOPBACK: Record<Family, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
+
+export function captureRules(input: CaptureInput, family: Family): string {
+  const out: string[] = [
+    `-A ${CHAIN_OUTPUT} -m owner --uid-owner ${input.daemonUid} -j RETURN`,
+    `-A ${CHAIN_OUTPUT} -d ${LOOPBACK[family]} -j RETURN`,
+  ]
+  const pre: string[] = [`-A ${CHAIN_PREROUTING} -p tcp --dport ${input.hbonePort} -j RETURN`]
+  const inbound: string[] = []
+  // Sorted by port: the order of the snapshot's list must not change the text.
+  for (const { workload: w, outboundPort } of [...input.localWorkloads].sort((a, b) => a.outboundPort - b.outboundPort)) {
+    const tag = `-m comment --comment "${w.key}"`
+    if (w.match.uid !== undefined) out.push(`-A ${CHAIN_OUTPUT} -p tcp -m owner --uid-owner ${w.match.uid} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
+    else if (w.match.address !== undefined && isIP(w.match.address) === family) pre.push(`-A ${CHAIN_PREROUTING} -p tcp -s ${w.match.address} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
+    for (const a of w.addresses) {
+      if (isIP(a) !== family) continue
+      for (const p of w.ports) inbound.push(`-A ${CHAIN_PREROUTING} -p tcp -d ${a} --dport ${p.port} ${tag} -j REDIRECT --to-ports ${input.inboundPlaintextPort}`)
+    }
+  }
+  // Declaring a chain in --noflush mode creates it, or flushes it if it exists: the chain's
+  // whole content is replaced in one commit.
+  return ['*nat', `:${CHAIN_OUTPUT} - [0:0]`, `:${CHAIN_PREROUTING} - [0:0]`, ...out, ...pre, ...inbound, 'COMMIT', ''].join('\n')
+}
+
+/** What `hostmesh iptables print` shows: both families, and the jumps. */
+export function describeRules(input: CaptureInput): string {
+  const jumps = JUMPS.map(([chain, rule]) => `#   -t nat -A ${chain} ${rule.join(' ')}`).join('\n')
+  return [
+    '# IPv4: iptables-restore --noflush',
+    captureRules(input, 4),
+    '# IPv6: ip6tables-restore --noflush',
+    captureRules(input, 6),
+    '# and in both families, once (checked with -C first):',
+    jumps,
+    '',
+  ].join('\n')
+}

@@ -1,0 +1,69 @@
+// Applying and removing the capture rules (iptables-rules.ts) with the real tools. Apply is
+// atomic per family (one iptables-restore commit replaces the content of both our chains) and
+// idempotent (the jumps from OUTPUT and PREROUTING are added only if -C does not find them).
+// Remove deletes the jumps, then our chains. IPv4 first, then IPv6, as DESIGN.md says.
+import { spawn } from 'node:child_process'
+import { captureRules, CHAIN_OUTPUT, CHAIN_PREROUTING, JUMPS, type CaptureInput, type Family } from './iptables-rules.ts'
+import { IptablesError } from './errors.ts'
+
+const TOOLS: Record<Family, { restore: string; iptables: string }> = {
+  4: { restore: 'iptables-restore', iptables: 'iptables' },
+  6: { restore: 'ip6tables-restore', iptables: 'ip6tables' },
+}
+const FAMILIES: readonly Family[] = [4, 6]
+// Wait for the xtables lock rather than fail when another tool holds it.
+const WAIT = ['-w', '5']
+
+interface Result { code: number; stderr: string }
+
+function run(cmd: string, args: readonly string[], input?: string): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.on('error', (err) => reject(new IptablesError(`${cmd} ${args.join(' ')}`, (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${cmd} is not installed (Debian: apt-get install iptables)` : err.message, { cause: err })))
+    child.on('close', (code) => resolve({ code: code ?? 1, stderr }))
+    if (input !== undefined) {
+      // A tool that exits early (bad input) closes its stdin; its exit code tells the story.
+      child.stdin!.on('error', () => undefined)
+      child.stdin!.end(input)
+    }
+  })
+}
+
+async function must(cmd: string, args: readonly string[], input?: string): Promise<void> {
+  const r = await run(cmd, args, input)
+  if (r.code !== 0) throw new IptablesError(`${cmd} ${args.join(' ')}`, r.stderr)
+}
+
+/** Replaces the content of our chains with the rules for `input`, and makes sure the jumps exist. */
+export async function applyCapture(input: CaptureInput): Promise<void> {
+  for (const family of FAMILIES) {
+    const t = TOOLS[family]
+    await must(t.restore, [...WAIT, '--noflush'], captureRules(input, family))
+    for (const [chain, rule] of JUMPS) {
+      if ((await run(t.iptables, [...WAIT, '-t', 'nat', '-C', chain, ...rule])).code !== 0) await must(t.iptables, [...WAIT, '-t', 'nat', '-A', chain, ...rule])
+    }
+  }
+}
+
+/** Removes every hostmesh rule and chain. Returns how many jumps were deleted; missing pieces are fine. */
+export async function removeCapture(): Promise<number> {
+  let removed = 0
+  for (const family of FAMILIES) {
+    const t = TOOLS[family]
+    for (const [chain, rule] of JUMPS) {
+      // A jump added twice by hand, or by an old version, is removed too (bounded).
+      for (let i = 0; i < 32 && (await run(t.iptables, [...WAIT, '-t', 'nat', '-C', chain, ...rule])).code === 0; i++) {
+        await must(t.iptables, [...WAIT, '-t', 'nat', '-D', chain, ...rule])
+        removed++
+      }
+    }
+    for (const chain of [CHAIN_OUTPUT, CHAIN_PREROUTING]) {
+      if ((await run(t.iptables, [...WAIT, '-t', 'nat', '-n', '-L', chain])).code !== 0) continue
+      await must(t.iptables, [...WAIT, '-t', 'nat', '-F', chain])
+      await must(t.iptables, [...WAIT, '-t', 'nat', '-X', chain])
+    }
+  }
+  return removed
+}
