@@ -3,7 +3,7 @@
 // only code that reads the root key.
 import { createPrivateKey, type X509Certificate } from 'node:crypto'
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { CertFileError, CertOverwriteError } from './errors.ts'
 import { parseCertificates } from './pem.ts'
 import { nodeId, trustDomainId } from './spiffe.ts'
@@ -45,11 +45,11 @@ export async function initRootCa(opts: { dir: string; trustDomain: string; force
   })
   await mkdir(opts.dir, { recursive: true, mode: 0o700 })
   const pem = cert.toString('pem') + '\n'
-  const files = [
-    await writeAtomic(paths.key, await privateKeyPem(keys.privateKey), 0o600),
-    await writeAtomic(paths.cert, pem, 0o644),
-    await writeAtomic(paths.bundle, pem, 0o644),
-  ]
+  const files = await writeAll([
+    { path: paths.key, text: await privateKeyPem(keys.privateKey), mode: 0o600 },
+    { path: paths.cert, text: pem, mode: 0o644 },
+    { path: paths.bundle, text: pem, mode: 0o644 },
+  ])
   return { files, trustDomain: opts.trustDomain, notAfter }
 }
 
@@ -88,11 +88,11 @@ export async function makeNodeCa(opts: { caDir: string; node: string; outDir: st
     ]),
   })
   await mkdir(opts.outDir, { recursive: true, mode: 0o700 })
-  const files = [
-    await writeAtomic(paths.key, await privateKeyPem(keys.privateKey), 0o600),
-    await writeAtomic(paths.cert, cert.toString('pem') + '\n', 0o644),
-    await writeAtomic(paths.bundle, bundle, 0o644),
-  ]
+  const files = await writeAll([
+    { path: paths.key, text: await privateKeyPem(keys.privateKey), mode: 0o600 },
+    { path: paths.cert, text: cert.toString('pem') + '\n', mode: 0o644 },
+    { path: paths.bundle, text: bundle, mode: 0o644 },
+  ])
   return { files, trustDomain, notAfter }
 }
 
@@ -133,18 +133,36 @@ export async function readOrExplain(file: string): Promise<string> {
   }
 }
 
-/** Write to a temp file created with `mode` (never wider, whatever the umask), then rename. */
-export async function writeAtomic(path: string, text: string, mode: number): Promise<WrittenFile> {
-  const tmp = `${path}.tmp-${process.pid}`
-  await unlink(tmp).catch(() => undefined)
-  const fh = await open(tmp, 'wx', mode)
+/**
+ * Writes a set of files all or nothing, as far as a filesystem allows: every temp file is
+ * created with its `mode` (never wider, whatever the umask), written and synced first; only
+ * then are they renamed into place, and the directories synced. A failure before the renames
+ * leaves no new file behind, so a retry does not need --force.
+ */
+export async function writeAll(files: ReadonlyArray<{ path: string; text: string; mode: number }>): Promise<WrittenFile[]> {
+  const temps: string[] = []
   try {
-    await fh.chmod(mode)
-    await fh.writeFile(text)
-    await fh.sync()
-  } finally {
-    await fh.close()
+    for (const f of files) {
+      const tmp = `${f.path}.tmp-${process.pid}`
+      await unlink(tmp).catch(() => undefined)
+      const fh = await open(tmp, 'wx', f.mode)
+      temps.push(tmp)
+      try {
+        await fh.chmod(f.mode)
+        await fh.writeFile(f.text)
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+    }
+  } catch (err) {
+    await Promise.all(temps.map((t) => unlink(t).catch(() => undefined)))
+    throw err
   }
-  await rename(tmp, path)
-  return { path, mode }
+  for (const [i, f] of files.entries()) await rename(temps[i]!, f.path)
+  for (const dir of new Set(files.map((f) => dirname(f.path)))) {
+    const dh = await open(dir, 'r')
+    await dh.sync().finally(() => dh.close())
+  }
+  return files.map((f) => ({ path: f.path, mode: f.mode }))
 }

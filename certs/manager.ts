@@ -71,6 +71,8 @@ interface Slot {
   failures: number
   lastError?: string
   nextRenewal?: Date
+  /** When the slot's timer is due (renewal, retry or expiry); kept so an early wake-up re-arms to the same time. */
+  dueAt?: number
   /** Settles when the first attempt (success or not) is over. */
   readonly first: Promise<void>
   settleFirst: () => void
@@ -142,6 +144,8 @@ export class CertManager extends EventEmitter<Events> {
       clearTimeout(slot.timer)
       this.#slots.delete(id)
       this.#byServerName.delete(serverName(id)!)
+      // Anyone waiting in ensure() gets an answer (no certificate) instead of waiting forever.
+      slot.settleFirst()
     }
     const fresh: Slot[] = []
     for (const id of want) {
@@ -233,7 +237,10 @@ export class CertManager extends EventEmitter<Events> {
     this.#closed = true
     clearTimeout(this.#debounce)
     clearInterval(this.#resync)
-    for (const s of this.#slots.values()) clearTimeout(s.timer)
+    for (const s of this.#slots.values()) {
+      clearTimeout(s.timer)
+      s.settleFirst()
+    }
     await this.#watcher?.close()
     await this.#reloading
   }
@@ -249,23 +256,27 @@ export class CertManager extends EventEmitter<Events> {
     const log = this.#opts.log
     let changed = false
     try {
-      const bundle = await loadBundle(bundlePath(this.#opts.certDir))
-      if (bundle.hash !== this.#bundle?.hash) {
-        const first = !this.#bundle
+      // Both candidates are read and checked against each other before either is committed:
+      // a bundle that does not hold the node CA's root must not replace the one in force.
+      const loaded = await loadBundle(bundlePath(this.#opts.certDir))
+      const bundle = loaded.hash === this.#bundle?.hash ? this.#bundle : loaded
+      let issuer = this.#issuer
+      if (this.#opts.mode === 'ca') {
+        const candidate = await NodeIssuer.load(this.#opts.certDir, this.#opts.trustDomain, this.#opts.node)
+        if (!bundle.roots.some((r) => candidate.certificate.checkIssued(r) && candidate.certificate.verify(r.publicKey))) {
+          throw new CertFileError(join(this.#opts.certDir, 'ca-cert.pem'), `is not signed by any root of ${bundle.file}`)
+        }
+        if (candidate.fingerprint !== issuer?.fingerprint) issuer = candidate
+      }
+      if (bundle !== this.#bundle) {
+        log.info({ reason, roots: bundle.roots.length, file: bundle.file }, this.#bundle ? 'trust bundle replaced' : 'trust bundle loaded')
         this.#bundle = bundle
         changed = true
-        log.info({ reason, roots: bundle.roots.length, file: bundle.file }, first ? 'trust bundle loaded' : 'trust bundle replaced')
       }
-      if (this.#opts.mode === 'ca') {
-        const issuer = await NodeIssuer.load(this.#opts.certDir, this.#opts.trustDomain, this.#opts.node)
-        if (!this.#bundle.roots.some((r) => issuer.certificate.checkIssued(r) && issuer.certificate.verify(r.publicKey))) {
-          throw new CertFileError(join(this.#opts.certDir, 'ca-cert.pem'), `is not signed by any root of ${this.#bundle.file}`)
-        }
-        if (issuer.fingerprint !== this.#issuer?.fingerprint) {
-          this.#issuer = issuer
-          changed = true
-          log.info({ reason, node: this.#opts.node, notAfter: issuer.certificate.validToDate.toISOString() }, 'node CA loaded')
-        }
+      if (issuer !== this.#issuer) {
+        log.info({ reason, node: this.#opts.node, notAfter: issuer!.certificate.validToDate.toISOString() }, 'node CA loaded')
+        this.#issuer = issuer
+        changed = true
       }
       this.#trustError = undefined
       this.emit('reloaded', reason, undefined)
@@ -285,16 +296,24 @@ export class CertManager extends EventEmitter<Events> {
    * slot do not overlap.
    */
   #refresh(slot: Slot, why: 'issue' | 'files' | 'renew'): Promise<void> {
-    if (this.#opts.mode === 'ca' && why === 'files' && slot.current) return Promise.resolve()
+    if (this.#opts.mode === 'ca' && why === 'files' && slot.state === 'Available') return Promise.resolve()
+    const live = (): boolean => !this.#closed && this.#slots.get(slot.identity) === slot
     const run = async (): Promise<void> => {
-      if (this.#closed || this.#slots.get(slot.identity) !== slot) return
       try {
+        if (!live()) return
         const material = await this.#obtain(slot.identity)
+        // The identity may have left the policy (or the manager closed) while minting.
+        if (!live()) return
         const hash = createHash('sha256').update(material.certPem).update(material.chainPem).update(material.keyPem).digest('hex')
-        if (slot.current?.hash === hash && slot.current.context && this.#bundleUnchanged(slot)) return this.#arm(slot)
+        if (slot.state === 'Available' && slot.current?.hash === hash && this.#bundleUnchanged(slot)) {
+          // The same good bytes again (e.g. files restored after a bad swap): nothing wrong any more.
+          slot.failures = 0
+          delete slot.lastError
+          return this.#arm(slot)
+        }
         this.#publish(slot, material, hash)
       } catch (err) {
-        this.#failed(slot, err as Error)
+        if (live()) this.#failed(slot, err as Error)
       } finally {
         slot.settleFirst()
       }
@@ -375,8 +394,9 @@ export class CertManager extends EventEmitter<Events> {
 
   #unavailable(slot: Slot, reason: string): void {
     if (slot.state === 'Unavailable') return
+    // The expired certificate's serial and validity stay visible (/certs, the expiry gauge
+    // goes negative); only its context stops being served.
     slot.state = 'Unavailable'
-    delete slot.current
     this.emit('unavailable', slot.identity, reason)
   }
 
@@ -385,25 +405,32 @@ export class CertManager extends EventEmitter<Events> {
    * failure, or the expiry of the current certificate, whichever comes first.
    */
   #arm(slot: Slot, retryAt?: number): void {
-    clearTimeout(slot.timer)
     delete slot.nextRenewal
-    if (this.#closed) return
-    const cur = slot.current
+    const cur = slot.state === 'Available' ? slot.current : undefined
     let at = retryAt ?? Number.POSITIVE_INFINITY
-    if (cur && retryAt === undefined && this.#opts.mode === 'ca') {
+    if (retryAt !== undefined) {
+      slot.nextRenewal = new Date(retryAt)
+    } else if (cur && this.#opts.mode === 'ca') {
       // Half of the remaining lifetime ±10%, and never sooner than a second: a leaf capped
       // by an expiring node CA must not renew in a tight loop.
       at = cur.at + Math.max(1000, (cur.notAfter.getTime() - cur.at) * (0.4 + Math.random() * 0.2))
       slot.nextRenewal = new Date(at)
-    } else if (retryAt !== undefined) {
-      slot.nextRenewal = new Date(retryAt)
     }
     if (cur) at = Math.min(at, cur.notAfter.getTime())
-    if (!Number.isFinite(at)) return
+    if (Number.isFinite(at)) slot.dueAt = at
+    else delete slot.dueAt
+    this.#wake(slot)
+  }
+
+  /** Sets the slot's one timer for `dueAt`. libuv may fire a little early: re-arm to the same time then. */
+  #wake(slot: Slot): void {
+    clearTimeout(slot.timer)
+    const at = slot.dueAt
+    if (at === undefined || this.#closed) return
     slot.timer = setTimeout(() => {
-      const now = Date.now()
-      if (now < at) return this.#arm(slot, retryAt) // a capped timer fired early
-      if (slot.current && now >= slot.current.notAfter.getTime()) this.#unavailable(slot, 'the certificate expired')
+      if (Date.now() < at) return this.#wake(slot)
+      delete slot.dueAt
+      if (slot.state === 'Available' && slot.current && Date.now() >= slot.current.notAfter.getTime()) this.#unavailable(slot, 'the certificate expired')
       void this.#refresh(slot, 'renew')
     }, Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS)).unref()
   }

@@ -118,10 +118,13 @@ export function acceptVerified(raw: Socket, contexts: ServerContexts, verifier: 
       socket.destroy()
       reject(err)
     }
+    const onError = (err: Error & { code?: string }): void => fail(new TlsPeerError(verifier.handshakeFailed(err, remote), err.message))
     const timer = setTimeout(() => fail(new TlsPeerError(verifier.handshakeFailed(new Error('handshake timed out'), remote), `TLS handshake from ${remote} timed out`)), timeoutMs)
-    socket.once('error', (err: Error & { code?: string }) => fail(new TlsPeerError(verifier.handshakeFailed(err, remote), err.message)))
+    socket.once('error', onError)
     socket.once('secure', () => {
       clearTimeout(timer)
+      // From here on errors belong to the connection, not the handshake: the caller handles them.
+      socket.off('error', onError)
       const verdict = verifier.check(socket)
       if (!verdict.ok) return fail(new TlsPeerError(verdict.reason, verdict.message))
       resolve({ socket, identity: verdict.identity, leaf: verdict.leaf, ...(verdict.node !== undefined ? { node: verdict.node } : {}) })
@@ -171,9 +174,11 @@ export function connectVerified(p: ClientTlsParams, verifier: PeerVerifier): Pro
   return new Promise((resolve, reject) => {
     const socket = connect(clientTlsOptions(p))
     const timer = setTimeout(() => socket.destroy(new TlsPeerError('handshake', `TLS handshake with ${p.host}:${p.port} timed out`)), p.timeoutMs ?? 10_000)
-    socket.once('error', (err) => { clearTimeout(timer); reject(err) })
+    const onError = (err: Error): void => { clearTimeout(timer); reject(err) }
+    socket.once('error', onError)
     socket.once('secureConnect', () => {
       clearTimeout(timer)
+      socket.off('error', onError)
       const verdict = verifier.check(socket, p.expected)
       if (verdict.ok) return resolve({ socket, identity: verdict.identity, leaf: verdict.leaf, ...(verdict.node !== undefined ? { node: verdict.node } : {}) })
       socket.destroy()

@@ -2,7 +2,8 @@
 // certificates before they are published:
 //   1. the chain leads to a root of the trust bundle (signatures, issuer names, CA flags);
 //   2. the leaf has exactly one URI SAN, a workload SPIFFE ID in our trust domain;
-//   3. every certificate on the path is within its validity period;
+//   3. every certificate on the path is within its validity period, and every CA's
+//      basicConstraints pathLen holds (a pathLen-0 node CA cannot vouch for a sub-CA);
 //   4. the ID is the one expected (client side: the destination policy names);
 //   5. node binding: the intermediate that issued the leaf is the CA of a node that policy
 //      says hosts a workload with that ID, so a compromised host cannot mint other hosts'
@@ -72,10 +73,16 @@ export function verifyPeer(chain: readonly X509Certificate[], trust: TrustPolicy
     path.push(next)
   }
 
+  // pathLen: a CA at path[i] has i - 1 CAs below it (the leaf is path[0]).
+  for (let i = 2; i < path.length; i++) {
+    const limit = pathLenOf(path[i]!)
+    if (limit !== undefined && i - 1 > limit) return reject('untrusted', `${identity}: CA ${oneLine(path[i]!.subject)} allows ${limit} CA${limit === 1 ? '' : 's'} below it, the chain has ${i - 1}`)
+  }
+
   const now = opts.now ?? new Date()
   for (const c of path) {
-    if (now < c.validFromDate) return reject('not_yet_valid', `${identity}: ${c === leaf ? 'the leaf' : `CA ${c.subject.replace(/\n/g, ', ')}`} is not valid before ${c.validFromDate.toISOString()}`)
-    if (now > c.validToDate) return reject('expired', `${identity}: ${c === leaf ? 'the leaf' : `CA ${c.subject.replace(/\n/g, ', ')}`} expired at ${c.validToDate.toISOString()}`)
+    if (now < c.validFromDate) return reject('not_yet_valid', `${identity}: ${c === leaf ? 'the leaf' : `CA ${oneLine(c.subject)}`} is not valid before ${c.validFromDate.toISOString()}`)
+    if (now > c.validToDate) return reject('expired', `${identity}: ${c === leaf ? 'the leaf' : `CA ${oneLine(c.subject)}`} expired at ${c.validToDate.toISOString()}`)
   }
 
   if (opts.expected !== undefined && identity !== opts.expected) return reject('wrong_identity', `the peer is ${identity}, expected ${opts.expected}`)
@@ -83,11 +90,28 @@ export function verifyPeer(chain: readonly X509Certificate[], trust: TrustPolicy
   if (!trust.nodesOf) return { ok: true, identity, leaf }
   const hosts = trust.nodesOf(identity)
   if (!hosts || hosts.size === 0) return reject('unknown_identity', `${identity}: policy has no workload with this identity`)
-  const issuer = path[1]!
-  const node = path.length > 2 ? nodeOf(issuer, trust.trustDomain) : undefined
-  if (node === undefined) return reject('wrong_node', `${identity}: the leaf was not issued by a hostmesh node CA`)
+  // Exactly leaf → node CA → root: a node CA is the only CA between a leaf and the root.
+  const node = path.length === 3 ? nodeOf(path[1]!, trust.trustDomain) : undefined
+  if (node === undefined) return reject('wrong_node', `${identity}: the leaf was not issued by a hostmesh node CA directly under a root`)
   if (!hosts.has(node)) return reject('wrong_node', `${identity} was issued by node ${node}'s CA, but policy places it on ${[...hosts].sort().join(', ')}`)
   return { ok: true, identity, node, leaf }
+}
+
+// CA certificates are few (roots, node CAs) and seen on every handshake: decode each once.
+const pathLens = new Map<string, number | undefined>()
+
+/** basicConstraints pathLenConstraint of a CA certificate; undefined when unlimited. */
+function pathLenOf(ca: X509Certificate): number | undefined {
+  const key = ca.fingerprint256
+  if (pathLens.has(key)) return pathLens.get(key)
+  const bc = new x509.X509Certificate(ca.raw).getExtension(x509.BasicConstraintsExtension)
+  if (pathLens.size >= 1024) pathLens.clear()
+  pathLens.set(key, bc?.pathLength)
+  return bc?.pathLength
+}
+
+function oneLine(dn: string | undefined): string {
+  return (dn ?? '').split('\n').join(', ')
 }
 
 function issued(issuer: X509Certificate, subject: X509Certificate): boolean {

@@ -38,10 +38,19 @@ export function randomSerial(): string {
   return Buffer.from(b).toString('hex')
 }
 
-/** Name constraints permitting only URIs whose host is the trust domain (RFC 5280 4.2.1.10). */
+/**
+ * Name constraints for a node CA: URIs only in the trust domain (RFC 5280 4.2.1.10), and no
+ * DNS name, IP address or email address at all. A permitted subtree constrains only its own
+ * name type, so the other types are shut out too: DNS and IP by excluding everything (an
+ * empty DNS base and the 0/0 networks match every name of their type), email by permitting
+ * only the reserved `invalid` domain (OpenSSL does not treat an empty email base as "all").
+ */
 export function trustDomainConstraint(trustDomain: string): x509.Extension {
-  const permitted = new GeneralSubtrees([new GeneralSubtree({ base: new GeneralName({ uniformResourceIdentifier: trustDomain }) })])
-  return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(new NameConstraints({ permittedSubtrees: permitted })))
+  const subtree = (base: ConstructorParameters<typeof GeneralName>[0]): GeneralSubtree => new GeneralSubtree({ base: new GeneralName(base) })
+  return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(new NameConstraints({
+    permittedSubtrees: new GeneralSubtrees([subtree({ uniformResourceIdentifier: trustDomain }), subtree({ rfc822Name: 'invalid' })]),
+    excludedSubtrees: new GeneralSubtrees([subtree({ dNSName: '' }), subtree({ iPAddress: '0.0.0.0/0' }), subtree({ iPAddress: '::/0' })]),
+  })))
 }
 
 export function caExtensions(pathLength: number | undefined, publicKey: Key, uri: string, extra: x509.Extension[] = []): Promise<x509.Extension[]> {

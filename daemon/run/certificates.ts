@@ -53,20 +53,30 @@ export function createCertificates(config: NodeConfig, metrics: Metrics, log: Lo
   }
   manager.on('published', markIfReady)
   registerCertMetrics(manager, metrics.registry)
+  // Calls are serialised and each run uses the newest snapshot, so a policy change that
+  // lands while certificates are still starting is not lost.
   let started = false
+  let latest: Snapshot | undefined
+  let queue: Promise<void> = Promise.resolve()
   return {
     manager,
     verifier,
-    async follow(snapshot) {
-      placement = nodesByIdentity(snapshot)
-      policyLoaded ||= snapshot !== undefined
-      const ids = localIdentities(snapshot)
-      if (started) await manager.sync(ids)
-      else {
-        started = true
-        await manager.start(ids)
-      }
-      markIfReady()
+    follow(snapshot) {
+      latest = snapshot
+      const run = queue.then(async () => {
+        const s = latest
+        placement = nodesByIdentity(s)
+        policyLoaded ||= s !== undefined
+        const ids = localIdentities(s)
+        if (started) await manager.sync(ids)
+        else {
+          started = true
+          await manager.start(ids)
+        }
+        markIfReady()
+      })
+      queue = run.catch(() => undefined)
+      return run
     },
   }
 }

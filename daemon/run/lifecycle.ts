@@ -71,10 +71,10 @@ export class Daemon {
       await policy.start()
       // Certificate problems are reported the same way: /ready waits for "certificates" and
       // the cert dir is watched. A new snapshot changes the set of local identities.
-      await certificates.follow(policy.current)
       policy.on('snapshot', (s) => {
         certificates.follow(s).catch((err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
       })
+      await certificates.follow(policy.current)
     } catch (err) {
       // Not a policy or certificate problem (those are reported, not thrown): release what is bound.
       await policy.close()

@@ -114,3 +114,10 @@ export async function nodeCertDir(parent: string, node: string, trustDomain = TD
   await makeNodeCa({ caDir: root, node, outDir: certDir, force: true })
   return certDir
 }
+
+/** Verified sockets leave error handling to their owner: in tests, a peer killed at teardown is fine. */
+export async function quiet<T extends { socket: { on(e: 'error', f: () => void): unknown } }>(p: Promise<T>): Promise<T> {
+  const v = await p
+  v.socket.on('error', () => undefined)
+  return v
+}

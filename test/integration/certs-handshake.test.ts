@@ -12,7 +12,7 @@ import { TlsPeerError } from '../../certs/errors.ts'
 import { serverName } from '../../certs/spiffe.ts'
 import { connectVerified, PeerVerifier } from '../../certs/tls.ts'
 import { parseCertificates } from '../../certs/pem.ts'
-import { certDirFor, id, pki, startPeer, TD, type LeafFiles, type Peer, type Pki } from '../helpers/pki.ts'
+import { certDirFor, id, pki, quiet, startPeer, TD, type LeafFiles, type Peer, type Pki } from '../helpers/pki.ts'
 
 const PAYMENTS = id('shop', 'payments') // hosted on node-a, served by the peer process
 const CHECKOUT = id('shop', 'checkout') // hosted on node-b, the usual client
@@ -71,7 +71,7 @@ t.test('a good peer is accepted on both sides', async (t) => {
   const m = await mesh(t)
   const bundle = readFileSync(`${m.nodeA}/bundle.pem`, 'utf8')
   const leaf = await m.p.leaf(m.nodeB, CHECKOUT)
-  const { socket } = await connectVerified({ host: '127.0.0.1', port: m.server.port, context: clientContext(leaf, bundle), expected: PAYMENTS }, verifierFor(bundle))
+  const { socket } = await quiet(connectVerified({ host: '127.0.0.1', port: m.server.port, context: clientContext(leaf, bundle), expected: PAYMENTS }, verifierFor(bundle)))
   t.teardown(() => socket.destroy())
   t.equal(socket.getProtocol(), 'TLSv1.3')
   t.equal(socket.alpnProtocol, 'h2')
@@ -135,7 +135,7 @@ t.test('a bundle with two roots accepts certificates from either', async (t) => 
   const server = await startPeer(t, { role: 'server', mode: 'ca', certDir: certDirFor(p, nodeA, bundle), node: 'node-a', trustDomain: TD, identities: [PAYMENTS], hosts: HOSTS })
   for (const [i, r] of [r1, r2].entries()) {
     const nodeB = await p.node(r, 'node-b')
-    const { socket } = await connectVerified({ host: '127.0.0.1', port: server.port, context: clientContext(await p.leaf(nodeB, CHECKOUT), bundle), expected: PAYMENTS }, verifierFor(bundle))
+    const { socket } = await quiet(connectVerified({ host: '127.0.0.1', port: server.port, context: clientContext(await p.leaf(nodeB, CHECKOUT), bundle), expected: PAYMENTS }, verifierFor(bundle)))
     t.match(await firstLine(socket), /^hello /, `client under root ${i + 1} accepted`)
     socket.destroy()
     t.match(await verdictFor(server, i), { ok: true, identity: CHECKOUT })

@@ -11,7 +11,7 @@ import { fileModeDir } from '../../certs/manager.ts'
 import { parseCertificates } from '../../certs/pem.ts'
 import { connectVerified, PeerVerifier } from '../../certs/tls.ts'
 import { hostmesh } from '../helpers/cli.ts'
-import { certDirFor, id, pki, startPeer, TD, type LeafFiles } from '../helpers/pki.ts'
+import { certDirFor, id, pki, quiet, startPeer, TD, type LeafFiles } from '../helpers/pki.ts'
 
 const PAYMENTS = id('shop', 'payments')
 const CHECKOUT = id('shop', 'checkout')
@@ -51,7 +51,7 @@ t.test('CA mode: a renewal does not touch an open connection; the next handshake
   const bundle = readFileSync(join(root, 'bundle.pem'), 'utf8')
   const server = await startPeer(t, { role: 'server', mode: 'ca', certDir: certDirFor(p, nodeA), node: 'node-a', trustDomain: TD, identities: [PAYMENTS], hosts: { [CHECKOUT]: ['node-b'] }, leafTtlMs: 3000 })
   const { context, verifier } = client(await p.leaf(await p.node(root, 'node-b'), CHECKOUT), bundle)
-  const { socket: first, leaf: firstLeaf } = await connectVerified({ host: '127.0.0.1', port: server.port, context, expected: PAYMENTS }, verifier)
+  const { socket: first, leaf: firstLeaf } = await quiet(connectVerified({ host: '127.0.0.1', port: server.port, context, expected: PAYMENTS }, verifier))
   t.teardown(() => first.destroy())
   const read1 = lines(first)
   const serial1 = serialOf(await read1())
@@ -59,7 +59,7 @@ t.test('CA mode: a renewal does not touch an open connection; the next handshake
   await server.waitFor((e) => e.event === 'published' && e.serial !== serial1)
   first.write('still there?\n')
   t.equal(await read1(), 'still there?', 'the connection made before the renewal still carries data')
-  const { socket: second } = await connectVerified({ host: '127.0.0.1', port: server.port, context, expected: PAYMENTS }, verifier)
+  const { socket: second } = await quiet(connectVerified({ host: '127.0.0.1', port: server.port, context, expected: PAYMENTS }, verifier))
   t.teardown(() => second.destroy())
   const serial2 = serialOf(await lines(second)())
   t.not(serial2, serial1, 'a new handshake sees the new serial')
@@ -85,7 +85,7 @@ t.test('file mode: swapping the files changes the served certificate without a r
   install(v1)
   const server = await startPeer(t, { role: 'server', mode: 'file', certDir, node: 'node-a', trustDomain: TD, identities: [PAYMENTS] })
   const { context, verifier } = client(await p.leaf(await p.node(root, 'node-b'), CHECKOUT), bundle)
-  const { socket: first } = await connectVerified({ host: '127.0.0.1', port: server.port, context, expected: PAYMENTS }, verifier)
+  const { socket: first } = await quiet(connectVerified({ host: '127.0.0.1', port: server.port, context, expected: PAYMENTS }, verifier))
   t.teardown(() => first.destroy())
   const read1 = lines(first)
   const serial1 = serialOf(await read1())
@@ -93,7 +93,7 @@ t.test('file mode: swapping the files changes the served certificate without a r
   const serialV2 = new (await import('node:crypto')).X509Certificate(readFileSync(v2.cert)).serialNumber.toLowerCase()
   install(v2)
   await server.waitFor((e) => e.event === 'published' && e.serial === serialV2)
-  const { socket: second } = await connectVerified({ host: '127.0.0.1', port: server.port, context, expected: PAYMENTS }, verifier)
+  const { socket: second } = await quiet(connectVerified({ host: '127.0.0.1', port: server.port, context, expected: PAYMENTS }, verifier))
   t.teardown(() => second.destroy())
   t.equal(serialOf(await lines(second)()), serialV2, 'the swapped-in certificate is served')
   t.not(serialV2, serial1)

@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSyn
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { CertManager, fileModeDir, type CertManagerOptions } from '../../../certs/manager.ts'
-import { certDirFor, id, pki, TD } from '../../helpers/pki.ts'
+import { certDirFor, id, pki, TD, type LeafFiles } from '../../helpers/pki.ts'
 import { logSink } from '../../helpers/log-sink.ts'
 import pino from 'pino'
 
@@ -60,9 +60,11 @@ t.test('CA mode renews at about half-life; the old context keeps working', async
   const { m } = manager(t, { certDir: certDirFor(p, nodeA), watch: false, leafTtlMs: 3000 })
   await m.start([A])
   const first = m.views()[0]!.serial
+  const due = Date.parse(m.views()[0]!.nextRenewal!)
   const oldCtx = m.contextFor(A)
   const [, v] = await next<[string, { serial: string }]>(m, 'published', (i) => i === A)
   t.not(v.serial, first, 'a new serial')
+  t.ok(Math.abs(Date.now() - due) < 250, `renewed when /certs said it would (${Date.now() - due} ms off)`)
   t.not(m.contextFor(A), oldCtx, 'new handshakes get the new context')
 })
 
@@ -110,6 +112,14 @@ t.test('a bad bundle is refused and the last good one stays; a good new one re-i
   t.match(err?.message, /bundle\.pem/)
   t.match(m.views()[0], { state: 'Available', serial }, 'identity untouched')
   t.equal(m.bundle!.roots.length, 1)
+  // A well-formed bundle that does not hold the node CA's root is refused as a whole too.
+  const stranger = await p.root('stranger')
+  const before = m.bundle!.hash
+  const refused = next<[string, Error | undefined]>(m, 'reloaded', (_r, e) => e !== undefined)
+  writeFileSync(join(certDir, 'bundle.pem'), readFileSync(join(stranger, 'root-cert.pem')))
+  t.match((await refused)[1]?.message, /ca-cert\.pem: is not signed by any root of/)
+  t.equal(m.bundle!.hash, before, 'the bundle in force is still the old one')
+  t.match(m.views()[0], { state: 'Available', serial })
   // Root rotation, step 1: both roots in the bundle. The leaf is re-issued against it.
   const second = await p.root('second')
   const published = next(m, 'published')
@@ -126,7 +136,7 @@ t.test('file mode: files are validated, hot-swapped, and a bad swap keeps the la
   const certDir = join(p.dir, 'file-mode')
   mkdirSync(certDir)
   copyFileSync(join(root, 'bundle.pem'), join(certDir, 'bundle.pem'))
-  const put = async (identity: string, leafOf = identity): Promise<void> => {
+  const put = async (identity: string, leafOf = identity): Promise<LeafFiles> => {
     const leaf = await p.leaf(nodeA, leafOf)
     const dir = fileModeDir(certDir, identity)
     mkdirSync(dir, { recursive: true })
@@ -135,6 +145,7 @@ t.test('file mode: files are validated, hot-swapped, and a bad swap keeps the la
       copyFileSync(leaf[f], join(dir, `.${f}.tmp`))
       renameSync(join(dir, `.${f}.tmp`), join(dir, `${f}.pem`))
     }
+    return leaf
   }
   await put(A)
   const { m } = manager(t, { mode: 'file', certDir, watch: true })
@@ -144,7 +155,7 @@ t.test('file mode: files are validated, hot-swapped, and a bad swap keeps the la
   const before = m.views()[1]!.serial
 
   let published = next<[string]>(m, 'published', (i) => i === A)
-  await put(A)
+  const afterLeaf = await put(A)
   await published
   t.not(m.views()[1]!.serial, before, 'swapped without a restart')
 
@@ -162,6 +173,10 @@ t.test('file mode: files are validated, hot-swapped, and a bad swap keeps the la
   writeFileSync(join(dirA, 'key.pem'), readFileSync(other.key))
   await m.reload('SIGHUP')
   t.match(m.views()[1], { serial: after, lastError: /private key does not belong to the certificate/ })
+  for (const f of ['cert', 'key', 'chain'] as const) copyFileSync(afterLeaf[f], join(dirA, `${f}.pem`))
+  await m.reload('SIGHUP')
+  t.match(m.views()[1], { state: 'Available', serial: after })
+  t.notOk(m.views()[1]!.lastError, 'the good files back: the stale error is cleared')
 
   published = next<[string]>(m, 'published', (i) => i === B)
   await put(B)
@@ -170,4 +185,42 @@ t.test('file mode: files are validated, hot-swapped, and a bad swap keeps the la
   rmSync(dirA, { recursive: true })
   await m.reload('SIGHUP')
   t.match(m.views()[1], { state: 'Available', serial: after }, 'files removed: the last good certificate stays until it expires')
+})
+
+t.test('an identity removed while its first certificate is pending: ensure() answers, nothing is published', async (t) => {
+  const p = pki(t)
+  const nodeA = await p.node(await p.root('root'), 'node-a')
+  const { m, logs } = manager(t, { certDir: certDirFor(p, nodeA), watch: false })
+  await m.start([A])
+  const C = id('shop', 'ledger')
+  const published: string[] = []
+  m.on('published', (i) => published.push(i))
+  const adding = m.sync([A, C])
+  const waiting = m.ensure(C)
+  await m.sync([A])
+  await adding
+  await t.rejects(waiting, { code: 'HOSTMESH_ERR_CERT_UNAVAILABLE' }, 'ensure() does not hang')
+  await new Promise((r) => setTimeout(r, 100))
+  t.same(published, [], 'no certificate published for the removed identity')
+  t.notOk(logs().some((l) => l.identity === C && l.msg === 'certificate published'))
+})
+
+t.test('an expired certificate makes its identity Unavailable, and stays visible', async (t) => {
+  const p = pki(t)
+  const root = await p.root('root')
+  const nodeA = await p.node(root, 'node-a')
+  const certDir = join(p.dir, 'expiring')
+  const dir = fileModeDir(certDir, A)
+  mkdirSync(dir, { recursive: true })
+  copyFileSync(join(root, 'bundle.pem'), join(certDir, 'bundle.pem'))
+  const leaf = await p.leaf(nodeA, A, { ttlMs: 1500 })
+  for (const f of ['cert', 'key', 'chain'] as const) copyFileSync(leaf[f], join(dir, `${f}.pem`))
+  const { m } = manager(t, { mode: 'file', certDir, watch: false })
+  await m.start([A])
+  const serial = m.views()[0]!.serial
+  t.equal(m.views()[0]!.state, 'Available')
+  await next(m, 'unavailable', (i) => i === A, 5000)
+  t.match(m.views()[0], { state: 'Unavailable', serial, notAfter: String }, 'serial and notAfter stay for /certs and the expiry gauge')
+  t.equal(m.contextFor(A), undefined, 'an expired certificate is not served')
+  t.ok(Date.parse(m.views()[0]!.notAfter!) <= Date.now())
 })

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap'
 import { CertManager } from '../../../certs/manager.ts'
 import { serverName } from '../../../certs/spiffe.ts'
 import { acceptVerified, connectVerified, PeerVerifier, type VerifiedSocket } from '../../../certs/tls.ts'
-import { certDirFor, id, pki, TD } from '../../helpers/pki.ts'
+import { certDirFor, id, pki, quiet, TD } from '../../helpers/pki.ts'
 
 const A = id('shop', 'payments')
 const B = id('shop', 'checkout')
@@ -36,16 +36,27 @@ async function setup(t: Test) {
 
 t.test('both sides verify each other in one process', async (t) => {
   const s = await setup(t)
-  const client = await connectVerified({ host: '127.0.0.1', port: s.port, context: await s.certs.ensure(B), expected: A }, s.verifier)
+  const client = await quiet(connectVerified({ host: '127.0.0.1', port: s.port, context: await s.certs.ensure(B), expected: A }, s.verifier))
   t.teardown(() => client.socket.destroy())
   t.match(client, { identity: A, node: 'node-a' })
-  const server = await s.accepted[0]!
+  const server = await quiet(s.accepted[0]!)
   t.teardown(() => server.socket.destroy())
   t.match(server, { identity: B, node: 'node-a' })
   t.equal(server.leaf.serialNumber.toLowerCase(), s.certs.views().find((v) => v.identity === B)!.serial)
   server.socket.write('x')
   await new Promise((r) => client.socket.once('data', r))
   t.pass('data flows after verification')
+  // A reset after the handshake is the connection's business, not a handshake failure.
+  // The client closes with unread data in its buffer, so the kernel answers with a reset.
+  const closed = new Promise((r) => server.socket.once('close', r))
+  const errored = new Promise<string>((r) => server.socket.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? e.message)))
+  client.socket.pause()
+  server.socket.write(Buffer.alloc(4 << 20))
+  await new Promise((r) => setTimeout(r, 50))
+  client.socket.destroy()
+  t.match(await errored, /ECONNRESET|EPIPE/, 'the server socket saw the reset')
+  await closed
+  t.match(await s.registry.metrics(), /hostmesh_tls_handshake_failures_total\{reason="handshake"\} 0\n/)
 })
 
 t.test('handshake failures are refused and counted by reason', async (t) => {

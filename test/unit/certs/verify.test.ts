@@ -44,6 +44,7 @@ t.test('every refusal has its reason', async (t) => {
   const root = await make(undefined, { uris: [trustDomainId(TD)], ca: true, pathLen: 1, subject: 'CN=root' })
   const nodeA = await make(root, { uris: [nodeId(TD, 'node-a')], ca: true, pathLen: 0, subject: 'CN=node a' })
   const nodeB = await make(root, { uris: [nodeId(TD, 'node-b')], ca: true, pathLen: 0, subject: 'CN=node b' })
+  const subCa = await make(nodeB, { uris: [nodeId(TD, 'node-a')], ca: true, pathLen: 0, subject: 'CN=hostmesh node node-a' })
   const oldNode = await make(root, { uris: [nodeId(TD, 'node-a')], ca: true, pathLen: 0, subject: 'CN=node a old', to: -60_000 })
   const other = await make(undefined, { uris: [trustDomainId(TD)], ca: true, pathLen: 1, subject: 'CN=root' })
   const trust: TrustPolicy = { trustDomain: TD, roots: [root.cert], nodesOf: (id) => (id === ID ? new Set(['node-a']) : undefined) }
@@ -60,7 +61,11 @@ t.test('every refusal has its reason', async (t) => {
     ['two URI SANs', [(await leaf(nodeA, { uris: [ID, workloadId(TD, 'shop', 'x')] })).cert, nodeA.cert], 'bad_spiffe_id'],
     ['a node ID as a leaf', [(await leaf(nodeA, { uris: [nodeId(TD, 'node-a')] })).cert, nodeA.cert], 'bad_spiffe_id'],
     ['a foreign trust domain', [(await leaf(nodeA, { uris: [workloadId('evil.example', 'shop', 'payments')] })).cert, nodeA.cert], 'foreign_trust_domain'],
-    ['a CA as leaf', [nodeB.cert], 'bad_spiffe_id'],
+    ['a node CA as leaf', [nodeB.cert], 'bad_spiffe_id'],
+    ['a CA certificate carrying a workload ID', [(await make(nodeA, { uris: [ID], ca: true, pathLen: 0 })).cert, nodeA.cert], 'untrusted'],
+    // A compromised node-b signs a sub-CA that claims to be node-a's, and mints node-a's workload under it.
+    ['a sub-CA under a pathLen-0 node CA', [(await leaf(subCa)).cert, subCa.cert, nodeB.cert], 'untrusted'],
+    ['the same without node binding', [(await leaf(subCa)).cert, subCa.cert, nodeB.cert], 'untrusted', { trustDomain: TD, roots: [root.cert] }],
     ['an intermediate missing from the chain', [good.cert], 'untrusted'],
     ['a foreign root', [(await leaf(other)).cert, other.cert], 'untrusted'],
     ['an expired intermediate', [(await leaf(oldNode)).cert, oldNode.cert], 'expired'],
