@@ -125,6 +125,9 @@ export function acceptVerified(raw: Socket, contexts: ServerContexts, verifier: 
       clearTimeout(timer)
       // From here on errors belong to the connection, not the handshake: the caller handles them.
       socket.off('error', onError)
+      // What tls.Server's own 'secure' handler would do: the handshake is over. http2 waits
+      // for 'secureConnect' (which server sockets never emit) while this is still true.
+      ;(socket as TLSSocket & { secureConnecting: boolean }).secureConnecting = false
       const verdict = verifier.check(socket)
       if (!verdict.ok) return fail(new TlsPeerError(verdict.reason, verdict.message))
       resolve({ socket, identity: verdict.identity, leaf: verdict.leaf, ...(verdict.node !== undefined ? { node: verdict.node } : {}) })

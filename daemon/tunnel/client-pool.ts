@@ -1,0 +1,135 @@
+// HBONE client: CONNECT streams over pooled HTTP/2 sessions. A session is TLS 1.3 as the
+// source workload's identity to the destination node's :15008, with the destination
+// workload's identity verified (certs/tls.ts, connectVerified) before the session exists.
+// Sessions are pooled per (source identity, destination identity, destination node address),
+// at most 100 streams each, closed after 5 idle minutes; a dead one is replaced.
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
+import type { CertManager } from '../../certs/manager.ts'
+import { connectVerified, type PeerVerifier } from '../../certs/tls.ts'
+import { HostmeshError } from '../errors.ts'
+import { formatAuthority } from './authority.ts'
+import { CONNECTION_WINDOW, H2_SETTINGS, IDLE_SESSION_MS, MAX_STREAMS_PER_SESSION } from './settings.ts'
+
+/** The tunnel could not be opened; `status` is the HBONE answer (400, 401, 503) when there was one. */
+export class TunnelError extends HostmeshError {
+  readonly status: number | undefined
+  constructor(message: string, status?: number, options?: { cause?: unknown }) {
+    super('HOSTMESH_ERR_TUNNEL', message, options)
+    this.status = status
+  }
+}
+
+export interface TunnelTarget {
+  /** The source workload's identity: the client certificate. */
+  readonly source: string
+  /** The identity the destination must prove. */
+  readonly destination: string
+  /** The destination node's HBONE address and port. */
+  readonly node: { readonly address: string; readonly port: number }
+  /** The workload address and port, for :authority. */
+  readonly address: string
+  readonly port: number
+  /** W3C baggage for the destination's telemetry. */
+  readonly baggage?: string
+  readonly sourceWorkload?: string
+}
+
+interface PooledSession {
+  readonly h2: ClientHttp2Session
+  active: number
+}
+
+export class HboneClientPool {
+  readonly #certs: CertManager
+  readonly #verifier: PeerVerifier
+  readonly #connectTimeoutMs: number
+  readonly #pools = new Map<string, PooledSession[]>()
+  readonly #opening = new Map<string, Promise<PooledSession>>()
+
+  constructor(certs: CertManager, verifier: PeerVerifier, connectTimeoutMs = 5000) {
+    this.#certs = certs
+    this.#verifier = verifier
+    this.#connectTimeoutMs = connectTimeoutMs
+  }
+
+  /** Sessions open now (for /stats and tests). */
+  get sessions(): number {
+    let n = 0
+    for (const list of this.#pools.values()) n += list.length
+    return n
+  }
+
+  /** Opens one tunnel; resolves with the CONNECT stream once the destination answered 200. */
+  async open(t: TunnelTarget): Promise<ClientHttp2Stream> {
+    const session = await this.#session(t)
+    session.active++
+    return new Promise<ClientHttp2Stream>((resolve, reject) => {
+        const stream = session.h2.request({
+          ':method': 'CONNECT',
+          ':authority': formatAuthority(t.address, t.port),
+          ...(t.baggage ? { baggage: t.baggage } : {}),
+          ...(t.sourceWorkload ? { 'x-hostmesh-source-workload': t.sourceWorkload } : {}),
+        }, { endStream: false })
+        const timer = setTimeout(() => { stream.close(http2.constants.NGHTTP2_CANCEL); reject(new TunnelError(`no answer to CONNECT ${formatAuthority(t.address, t.port)} within ${this.#connectTimeoutMs} ms`)) }, this.#connectTimeoutMs)
+        stream.once('response', (headers) => {
+          clearTimeout(timer)
+          const status = Number(headers[':status'])
+          if (status === 200) return resolve(stream)
+          stream.close()
+          reject(new TunnelError(`CONNECT ${formatAuthority(t.address, t.port)} via ${formatAuthority(t.node.address, t.node.port)}: ${status}`, status))
+        })
+        stream.once('error', (err) => { clearTimeout(timer); reject(new TunnelError(`CONNECT stream failed: ${err.message}`, undefined, { cause: err })) })
+        stream.once('close', () => { session.active-- })
+      })
+  }
+
+  close(): void {
+    for (const list of this.#pools.values()) for (const s of list) s.h2.close()
+  }
+
+  destroy(): void {
+    for (const list of this.#pools.values()) for (const s of list) s.h2.destroy()
+    this.#pools.clear()
+  }
+
+  async #session(t: TunnelTarget): Promise<PooledSession> {
+    const key = `${t.source}|${t.destination}|${formatAuthority(t.node.address, t.node.port)}`
+    const list = this.#pools.get(key) ?? []
+    const usable = list.find((s) => !s.h2.closed && !s.h2.destroyed && s.active < MAX_STREAMS_PER_SESSION)
+    if (usable) return usable
+    // One handshake at a time per key: a burst of connections shares the new session.
+    let opening = this.#opening.get(key)
+    if (!opening) {
+      opening = this.#connect(key, t).finally(() => this.#opening.delete(key))
+      this.#opening.set(key, opening)
+    }
+    const s = await opening
+    return s.active < MAX_STREAMS_PER_SESSION ? s : this.#connect(key, t)
+  }
+
+  async #connect(key: string, t: TunnelTarget): Promise<PooledSession> {
+    const context = await this.#certs.ensure(t.source)
+    const { socket } = await connectVerified({ host: t.node.address, port: t.node.port, context, expected: t.destination, timeoutMs: this.#connectTimeoutMs }, this.#verifier)
+    const h2 = http2.connect(`https://${formatAuthority(t.node.address, t.node.port)}`, { createConnection: () => socket, settings: H2_SETTINGS })
+    const pooled: PooledSession = { h2, active: 0 }
+    const drop = (): void => {
+      const l = this.#pools.get(key)
+      if (!l) return
+      const i = l.indexOf(pooled)
+      if (i >= 0) l.splice(i, 1)
+      if (l.length === 0) this.#pools.delete(key)
+    }
+    h2.on('error', drop)
+    h2.on('close', drop)
+    h2.on('goaway', drop)
+    h2.setTimeout(IDLE_SESSION_MS, () => { if (pooled.active === 0) h2.close() })
+    await new Promise<void>((resolve, reject) => {
+      h2.once('connect', () => { h2.setLocalWindowSize(CONNECTION_WINDOW); resolve() })
+      h2.once('error', (err) => reject(new TunnelError(`HTTP/2 to ${formatAuthority(t.node.address, t.node.port)} failed: ${err.message}`, undefined, { cause: err })))
+    })
+    const l = this.#pools.get(key) ?? []
+    l.push(pooled)
+    this.#pools.set(key, l)
+    return pooled
+  }
+}

@@ -1,0 +1,172 @@
+// The HBONE server on :15008, in data-flow order for each tunnel:
+//   accept TCP → TLS 1.3 with the destination workload's certificate (SNI) → verify the
+//   client (certs/tls.ts) → HTTP/2 → CONNECT stream → :authority must be a local workload's
+//   ip:port (else 400) → AuthorizationPolicy with the peer's identity (deny: 401) → connect
+//   to the workload (fail: 503) → 200 and splice both ways.
+// Open tunnels are kept so that a new snapshot can re-check them: a tunnel the new policy
+// denies is closed.
+import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2'
+import { connect as tcpConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import type { CertManager } from '../../certs/manager.ts'
+import { acceptVerified, type PeerVerifier } from '../../certs/tls.ts'
+import { addressKey } from '../../policy/ip.ts'
+import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import { authorize } from '../authz/evaluate.ts'
+import type { Logger } from '../log/logger.ts'
+import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
+import { parseAuthority } from './authority.ts'
+import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
+import { splice, type Splice } from './splice.ts'
+
+export interface HboneServerOptions {
+  readonly host: string
+  readonly port: number
+  readonly certs: CertManager
+  readonly verifier: PeerVerifier
+  readonly snapshot: () => Snapshot | undefined
+  readonly log: Logger
+  readonly metrics: TcpMetrics
+  readonly connectTimeoutMs?: number
+}
+
+interface Tunnel {
+  readonly peer: string
+  readonly workload: WorkloadInfo
+  readonly port: number
+  readonly splice: Splice
+}
+
+export class HboneServer {
+  readonly #opts: HboneServerOptions
+  readonly #tcp: Server
+  readonly #h2 = http2.createServer({ settings: H2_SETTINGS })
+  readonly #peers = new WeakMap<Http2Session, string>()
+  readonly #tunnels = new Set<Tunnel>()
+  readonly #sockets = new Set<Socket>()
+  #pendingPeer: string | undefined
+
+  constructor(opts: HboneServerOptions) {
+    this.#opts = opts
+    this.#tcp = createServer((raw) => this.#accept(raw))
+    // Sessions are created synchronously inside emit('connection'): that is where the
+    // verified peer identity is attached to its session.
+    this.#h2.on('session', (session) => {
+      this.#peers.set(session, this.#pendingPeer!)
+      session.setLocalWindowSize(CONNECTION_WINDOW)
+      session.on('error', () => undefined)
+    })
+    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers))
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.#tcp.once('error', reject)
+      this.#tcp.listen({ host: this.#opts.host, port: this.#opts.port, ipv6Only: false }, () => { this.#tcp.off('error', reject); resolve() })
+    })
+    return this.#tcp.address() as AddressInfo
+  }
+
+  /** Stop accepting; resolves when every tunnel has ended. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#tcp.close(() => resolve()))
+  }
+
+  destroy(): void {
+    for (const t of this.#tunnels) t.splice.close(new Error('hostmesh is shutting down'))
+    for (const s of this.#sockets) s.destroy()
+  }
+
+  get tunnels(): number {
+    return this.#tunnels.size
+  }
+
+  /** After a snapshot swap: closes the tunnels the new AuthorizationPolicies deny. Returns how many. */
+  recheck(snapshot: Snapshot): number {
+    let closed = 0
+    for (const t of this.#tunnels) {
+      const d = authorize(snapshot.authorization.get(t.workload.key), { identity: t.peer, port: t.port })
+      if (d.allowed) continue
+      closed++
+      this.#opts.log.warn({ peer: t.peer, workload: t.workload.key, port: t.port, reason: d.reason, generation: snapshot.generation }, 'open connection closed: the new policy denies it')
+      t.splice.close(new Error(`revoked by policy: ${d.reason}`))
+    }
+    return closed
+  }
+
+  #accept(raw: Socket): void {
+    this.#sockets.add(raw)
+    raw.once('close', () => this.#sockets.delete(raw))
+    raw.on('error', () => undefined)
+    acceptVerified(raw, this.#opts.certs, this.#opts.verifier).then(({ socket, identity }) => {
+      socket.on('error', () => undefined)
+      if (socket.alpnProtocol !== 'h2') {
+        this.#opts.log.warn({ peer: identity, alpn: socket.alpnProtocol }, 'HBONE client did not negotiate h2; closing')
+        return socket.destroy()
+      }
+      this.#pendingPeer = identity
+      this.#h2.emit('connection', socket)
+      this.#pendingPeer = undefined
+    }, () => undefined) // refused: counted and logged by the verifier
+  }
+
+  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const peer = this.#peers.get(stream.session!)!
+    const started = Date.now()
+    stream.on('error', () => undefined)
+    const answer = (status: number, why: string, extra: Record<string, unknown> = {}): void => {
+      this.#opts.log.warn({ peer, authority: headers[':authority'], status, ...extra }, why)
+      if (!stream.destroyed) stream.respond({ ':status': status }, { endStream: true })
+    }
+    if (headers[':method'] !== 'CONNECT') return answer(400, 'HBONE request is not CONNECT', { method: headers[':method'] })
+    const target = parseAuthority(headers[':authority'])
+    const snap = this.#opts.snapshot()
+    const workload = target && snap ? snap.workloadByAddress.get(addressKey(target.ip, target.port)) : undefined
+    if (!target || !snap || !workload || workload.node !== snap.localNode) return answer(400, 'HBONE :authority is not a local workload')
+    const labels: TcpLabels = {
+      reporter: 'destination', source_workload: String(headers['x-hostmesh-source-workload'] ?? 'unknown'), source_principal: peer,
+      destination_service: 'unknown', destination_workload: workload.name, destination_principal: workload.identity,
+      connection_security_policy: 'mutual_tls', response_flags: '-',
+    }
+    const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port })
+    if (!decision.allowed) {
+      this.#opts.metrics.opened(labels)
+      this.#opts.metrics.closed({ ...labels, response_flags: 'UAEX' }, 0, 0)
+      this.#access(labels, target, 0, 0, started, `denied: ${decision.reason}`)
+      return answer(401, 'connection denied by AuthorizationPolicy', { workload: workload.key, reason: decision.reason })
+    }
+    const upstream = tcpConnect({ host: target.ip, port: target.port, allowHalfOpen: true, timeout: this.#opts.connectTimeoutMs ?? 5000 })
+    const refused = (err: Error): void => {
+      upstream.destroy()
+      this.#opts.metrics.opened(labels)
+      this.#opts.metrics.closed({ ...labels, response_flags: 'UF' }, 0, 0)
+      this.#access(labels, target, 0, 0, started, `workload unreachable: ${(err as NodeJS.ErrnoException).code ?? err.message}`)
+      answer(503, 'the workload is unreachable', { workload: workload.key, error: (err as NodeJS.ErrnoException).code ?? err.message })
+    }
+    upstream.once('timeout', () => refused(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })))
+    upstream.once('error', refused)
+    upstream.once('connect', () => {
+      upstream.off('error', refused)
+      upstream.setTimeout(0)
+      if (stream.destroyed) return upstream.destroy()
+      stream.respond({ ':status': 200 })
+      this.#opts.metrics.opened(labels)
+      const tunnel: Tunnel = {
+        peer, workload, port: target.port,
+        splice: splice(stream, upstream, (r) => {
+          this.#tunnels.delete(tunnel)
+          this.#opts.metrics.closed(labels, r.aToB, r.bToA)
+          this.#access(labels, target, r.aToB, r.bToA, started, r.error?.message)
+        }),
+      }
+      this.#tunnels.add(tunnel)
+    })
+  }
+
+  #access(l: TcpLabels, target: { ip: string; port: number }, sent: number, received: number, started: number, error?: string): void {
+    this.#opts.log.info({
+      access: 'tcp', reporter: 'destination', src: { principal: l.source_principal, workload: l.source_workload },
+      dst: { workload: l.destination_workload, principal: l.destination_principal, address: `${target.ip}:${target.port}` },
+      bytesSent: sent, bytesReceived: received, durationMs: Date.now() - started, ...(error ? { error } : {}),
+    }, 'connection')
+  }
+}

@@ -1,0 +1,104 @@
+// The HBONE client pool and server against each other on loopback, in one process, with real
+// TLS 1.3 + HTTP/2 and a real echo workload: data both ways (10 MB, half-close), 401 from
+// AuthorizationPolicy, 400 for an authority that is no local workload, 503 when the workload
+// is down, pooling, and revocation of an open tunnel by a new snapshot.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pino from 'pino'
+import { Registry } from 'prom-client'
+import t, { type Test } from 'tap'
+import { CertManager } from '../../../certs/manager.ts'
+import { PeerVerifier } from '../../../certs/tls.ts'
+import { tcpMetrics } from '../../../daemon/metrics/istio-tcp.ts'
+import { HboneClientPool, TunnelError } from '../../../daemon/tunnel/client-pool.ts'
+import { HboneServer } from '../../../daemon/tunnel/server.ts'
+import { nodesByIdentity } from '../../../daemon/run/certificates.ts'
+import { loadPolicy } from '../../../policy/pipeline.ts'
+import type { Snapshot } from '../../../policy/snapshot.ts'
+import { nodeCertDir } from '../../helpers/pki.ts'
+import { freePort } from '../../helpers/ports.ts'
+
+const V = 'apiVersion: hostmesh.io/v1alpha1\n'
+const ID = (sa: string) => `spiffe://cluster.local/ns/t/sa/${sa}`
+
+function policy(echoPort: number, downPort: number, allow: string): string {
+  return [
+    `${V}kind: Node\nmetadata: {name: node-a}\nspec: {addresses: [127.0.0.1]}\n`,
+    `${V}kind: Workload\nmetadata: {name: echo, namespace: t, labels: {app: echo}}\nspec: {node: node-a, serviceAccount: echo, match: {uid: 5001}, addresses: [127.0.0.1], ports: [{port: ${echoPort}}, {port: ${downPort}}]}\n`,
+    `${V}kind: Workload\nmetadata: {name: client, namespace: t}\nspec: {node: node-a, serviceAccount: client, match: {uid: 5002}}\n`,
+    `${V}kind: Workload\nmetadata: {name: intruder, namespace: t}\nspec: {node: node-a, serviceAccount: intruder, match: {uid: 5003}}\n`,
+    `${V}kind: AuthorizationPolicy\nmetadata: {name: echo, namespace: t}\nspec: {selector: {matchLabels: {app: echo}}, action: ALLOW, rules: [{from: [{source: {principals: ["cluster.local/ns/t/sa/${allow}"]}}]}]}\n`,
+  ].join('---\n')
+}
+
+async function setup(t: Test) {
+  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-hbone-'))
+  mkdirSync(join(dir, 'policy.d'))
+  const echo: Server = createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => undefined); s.pipe(s) })
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r))
+  t.teardown(() => { echo.close() })
+  const echoPort = (echo.address() as AddressInfo).port
+  const downPort = await freePort()
+  const compile = async (allow: string): Promise<Snapshot> => {
+    writeFileSync(join(dir, 'policy.d', 'p.yaml'), policy(echoPort, downPort, allow))
+    const r = await loadPolicy(join(dir, 'policy.d'), { generation: 1, trustDomain: 'cluster.local', localNode: 'node-a' })
+    if (!r.ok) throw new Error(r.problems.map((p) => p.message).join('; '))
+    return r.snapshot
+  }
+  let snapshot = await compile('client')
+  const log = pino({ level: 'silent' })
+  const certs = new CertManager({ mode: 'ca', certDir: await nodeCertDir(dir, 'node-a'), trustDomain: 'cluster.local', node: 'node-a', log, watch: false, resyncMs: 0 })
+  t.teardown(() => certs.close())
+  await certs.start([ID('echo'), ID('client'), ID('intruder')])
+  const registry = new Registry()
+  const verifier = new PeerVerifier(() => ({ ...certs.trust(), nodesOf: (id) => nodesByIdentity(snapshot).get(id) }), log, registry)
+  const server = new HboneServer({ host: '127.0.0.1', port: 0, certs, verifier, snapshot: () => snapshot, log, metrics: tcpMetrics(registry) })
+  const { port } = await server.listen()
+  t.teardown(() => { server.destroy(); return server.close() })
+  const pool = new HboneClientPool(certs, verifier)
+  t.teardown(() => pool.destroy())
+  const open = (source: string, wlPort = echoPort, address = '127.0.0.1') =>
+    pool.open({ source: ID(source), destination: ID('echo'), node: { address: '127.0.0.1', port }, address, port: wlPort, sourceWorkload: source })
+  return { open, server, pool, registry, setSnapshot: async (allow: string) => { snapshot = await compile(allow); return snapshot }, downPort }
+}
+
+t.test('a tunnel carries 10 MB both ways and a half-close', async (t) => {
+  const s = await setup(t)
+  const stream = await s.open('client')
+  const payload = Buffer.alloc(10 << 20, 7)
+  payload.write('end-marker', payload.length - 10)
+  const got: Buffer[] = []
+  const ended = new Promise<void>((r) => stream.on('end', r))
+  stream.on('data', (c: Buffer) => got.push(c))
+  stream.end(payload)
+  await ended
+  const back = Buffer.concat(got)
+  t.equal(back.length, payload.length, 'every byte came back')
+  t.ok(back.equals(payload), 'unchanged')
+  t.match(await s.registry.metrics(), /istio_tcp_connections_opened_total\{reporter="destination",source_workload="client",source_principal="spiffe:\/\/cluster\.local\/ns\/t\/sa\/client",destination_service="unknown",destination_workload="echo",destination_principal="spiffe:\/\/cluster\.local\/ns\/t\/sa\/echo",connection_security_policy="mutual_tls",response_flags="-"\} 1/)
+})
+
+t.test('401, 400 and 503 as ztunnel answers them', async (t) => {
+  const s = await setup(t)
+  await t.rejects(s.open('intruder'), { code: 'HOSTMESH_ERR_TUNNEL', status: 401 }, 'AuthorizationPolicy denies')
+  await t.rejects(s.open('client', 9, '127.0.0.2'), { code: 'HOSTMESH_ERR_TUNNEL', status: 400 }, 'not a local workload address')
+  await t.rejects(s.open('client', s.downPort), { code: 'HOSTMESH_ERR_TUNNEL', status: 503 }, 'workload port with nothing listening')
+  t.match(await s.registry.metrics(), /istio_tcp_connections_closed_total\{[^}]*response_flags="UAEX"\} 1/)
+})
+
+t.test('sessions are pooled; a new snapshot closes a tunnel it denies', async (t) => {
+  const s = await setup(t)
+  const a = await s.open('client')
+  const b = await s.open('client')
+  t.equal(s.pool.sessions, 1, 'two tunnels, one session')
+  t.equal(s.server.tunnels, 2)
+  for (const x of [a, b]) x.on('error', () => undefined)
+  const closed = new Promise((r) => a.once('close', r))
+  const snap = await s.setSnapshot('intruder')
+  t.equal(s.server.recheck(snap), 2, 'both tunnels revoked')
+  await closed
+  t.equal(s.server.tunnels, 0)
+  await t.rejects(s.open('client'), { code: 'HOSTMESH_ERR_TUNNEL', status: 401 }, 'and new ones are refused')
+})
