@@ -89,6 +89,11 @@ export const NodeConfigSchema = z.strictObject({
   // Istio's terminationDrainDuration defaults to 5 s; long-lived TCP needs the option to wait more.
   drainSeconds: z.number().min(0).max(3600).default(5),
   outboundTrafficPolicy: z.enum(['ALLOW_ANY', 'REGISTRY_ONLY']).default('ALLOW_ANY'),
+  iptables: z.strictObject({
+    // Keep the HOSTMESH_* nat chains in sync with the local workloads (needs CAP_NET_ADMIN).
+    // false: rules are managed outside the daemon (`hostmesh iptables apply`), or not at all.
+    sync: z.boolean().default(true),
+  }).prefault({}),
 })
 
 export type NodeConfigInput = z.input<typeof NodeConfigSchema>

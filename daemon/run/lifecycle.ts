@@ -1,5 +1,7 @@
 // Start and stop, in one readable order. Start: config → logger → metrics → admin bound →
-// policy → certificates for its local workloads → ready. Stop: not ready → stop accepting → let in-flight work finish up to drainSeconds →
+// policy → certificates for its local workloads → mesh listeners bound → iptables synced →
+// ready. Stop: not ready → stop accepting → in-flight work finishes up to drainSeconds →
+// whatever remains is destroyed. Stop: not ready → stop accepting → let in-flight work finish up to drainSeconds →
 // destroy what remains. Later components (policy, certificates, data listeners) slot into
 // these two sequences, never elsewhere.
 import type { AddressInfo } from 'node:net'
@@ -14,6 +16,8 @@ import { createLogger, type RootLogger } from '../log/logger.ts'
 import { createMetrics, type Metrics } from '../metrics/registry.ts'
 import type { PolicyWatcher, ReloadEvent } from '../../policy/watcher.ts'
 import { createCertificates, type Certificates } from './certificates.ts'
+import { DataPlane } from './data-plane.ts'
+import { IptablesSync } from './iptables-sync.ts'
 import { createPolicyWatcher } from './policy-reload.ts'
 import { Readiness } from './readiness.ts'
 
@@ -39,9 +43,10 @@ export class Daemon {
   readonly policy: PolicyWatcher
   readonly certificates: Certificates
   readonly #admin: AdminServer
+  readonly #dataPlane: DataPlane
   #stopping: Promise<void> | undefined
 
-  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates) {
+  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates, dataPlane: DataPlane) {
     this.config = config
     this.log = log
     this.metrics = metrics
@@ -50,13 +55,14 @@ export class Daemon {
     this.adminAddress = adminAddress
     this.policy = policy
     this.certificates = certificates
+    this.#dataPlane = dataPlane
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const config = await loadNodeConfig(opts.configPath)
     const log = createLogger(config.logLevel, { node: config.node.name }, opts.logDest)
     const metrics = createMetrics()
-    const readiness = new Readiness(['listeners', 'policy', 'certificates'])
+    const readiness = new Readiness(['listeners', 'policy', 'certificates', 'iptables'])
     const policy = createPolicyWatcher(config, metrics, log.component('policy'), readiness)
     const certificates = createCertificates(config, metrics, log.component('certs'), readiness)
     const admin = new AdminServer({ ...config.admin, port: config.ports.admin, log: log.component('admin') })
@@ -64,7 +70,8 @@ export class Daemon {
     registerConfigDump(admin, config, policy)
     registerCerts(admin, certificates.manager)
     const adminAddress = await admin.listen()
-    readiness.markReady('listeners')
+    const dataPlane = new DataPlane(config, certificates, metrics, log.component('dataplane'), () => policy.current)
+    const iptables = new IptablesSync(config, metrics.registry, log.component('iptables'), readiness)
     try {
       // A bad policy at start does not stop the daemon: /ready stays 503 ("policy") and the
       // watcher installs the first good version as soon as it is written.
@@ -73,12 +80,20 @@ export class Daemon {
       // the cert dir is watched. A new snapshot changes the set of local identities.
       policy.on('snapshot', (s) => {
         certificates.follow(s).catch((err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
+        void dataPlane.follow(s)
+        void iptables.sync(s)
       })
       await certificates.follow(policy.current)
+      // Listeners before iptables: a redirect must never point at a port nobody listens on.
+      await dataPlane.start(policy.current)
+      readiness.markReady('listeners')
+      await iptables.sync(policy.current)
     } catch (err) {
-      // Not a policy or certificate problem (those are reported, not thrown): release what is bound.
+      // Not a policy or certificate problem (those are reported, not thrown), e.g. a port in
+      // use: release what is bound.
       await policy.close()
       await certificates.manager.close()
+      dataPlane.destroy()
       admin.destroy()
       log.flush()
       throw err
@@ -86,7 +101,7 @@ export class Daemon {
     const run = log.component('run')
     if (readiness.ready) run.info({ admin: `${adminAddress.address}:${adminAddress.port}`, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
     else run.warn({ waitingFor: readiness.status().waitingFor }, 'hostmesh started but not ready')
-    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates)
+    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane)
   }
 
   /** SIGHUP: re-read policy and certificate files now. */
@@ -106,9 +121,13 @@ export class Daemon {
     this.readiness.startDrain()
     log.info({ reason, drainSeconds: this.config.drainSeconds }, 'draining')
     await this.policy.close()
-    await this.certificates.manager.close()
+    // The mesh listeners stop accepting first and get the drain time for in-flight
+    // connections; iptables rules stay (traffic fails closed while hostmesh is down).
     // The admin port closes last, so /ready can report the drain while it happens.
-    const order: Closable[] = [{ name: 'admin', close: () => this.#admin.close(), destroy: () => this.#admin.destroy() }]
+    const order: Closable[] = [
+      { name: 'mesh listeners', close: () => this.#dataPlane.close(), destroy: () => this.#dataPlane.destroy() },
+      { name: 'admin', close: () => this.#admin.close(), destroy: () => this.#admin.destroy() },
+    ]
     for (const listener of order) {
       const closed = listener.close().then(() => true)
       const timedOut = new Promise<boolean>((resolve) => setTimeout(resolve, this.config.drainSeconds * 1000, false).unref())
@@ -117,6 +136,7 @@ export class Daemon {
         listener.destroy()
       }
     }
+    await this.certificates.manager.close()
     log.info('stopped')
     this.log.flush()
   }

@@ -17,6 +17,7 @@ import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
 import { parseAuthority } from './authority.ts'
 import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
 import { splice, type Splice } from './splice.ts'
+import { SocketSet } from '../listeners/bind.ts'
 
 export interface HboneServerOptions {
   readonly host: string
@@ -42,7 +43,7 @@ export class HboneServer {
   readonly #h2 = http2.createServer({ settings: H2_SETTINGS })
   readonly #peers = new WeakMap<Http2Session, string>()
   readonly #tunnels = new Set<Tunnel>()
-  readonly #sockets = new Set<Socket>()
+  readonly #sockets = new SocketSet()
   #pendingPeer: string | undefined
 
   constructor(opts: HboneServerOptions) {
@@ -73,7 +74,7 @@ export class HboneServer {
 
   destroy(): void {
     for (const t of this.#tunnels) t.splice.close(new Error('hostmesh is shutting down'))
-    for (const s of this.#sockets) s.destroy()
+    this.#sockets.destroyAll()
   }
 
   get tunnels(): number {
@@ -95,8 +96,6 @@ export class HboneServer {
 
   #accept(raw: Socket): void {
     this.#sockets.add(raw)
-    raw.once('close', () => this.#sockets.delete(raw))
-    raw.on('error', () => undefined)
     acceptVerified(raw, this.#opts.certs, this.#opts.verifier).then(({ socket, identity }) => {
       socket.on('error', () => undefined)
       if (socket.alpnProtocol !== 'h2') {

@@ -13,11 +13,11 @@ export function e2eSkip(): string | false {
     }
     return reason
   }
-  for (const tool of ['ip', 'iptables', 'ip6tables', 'curl', 'setpriv', 'useradd']) {
+  for (const tool of ['ip', 'iptables', 'ip6tables', 'curl', 'setpriv', 'useradd', 'tcpdump']) {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
     } catch {
-      throw new Error(`end-to-end tests need "${tool}" on PATH: run .ci/run, or apt-get install -y iptables iproute2 curl util-linux passwd`)
+      throw new Error(`end-to-end tests need "${tool}" on PATH: run .ci/run, or apt-get install -y iptables iproute2 curl util-linux passwd tcpdump`)
     }
   }
   return false

@@ -11,3 +11,28 @@ export function freePort(): Promise<number> {
     })
   })
 }
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer()
+    srv.once('error', () => resolve(false))
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
+  })
+}
+
+/**
+ * The `ports:` line for a daemon under test: free ports for admin, HBONE and inbound
+ * plaintext, and an outbound base with `span` free ports above it; plus `iptables.sync:
+ * false`, so an in-process daemon never touches the test machine's own iptables.
+ */
+export async function daemonPorts(span = 8): Promise<{ yaml: string; admin: number; hbone: number; inboundPlaintext: number; outboundBase: number }> {
+  const [admin, hbone, inboundPlaintext] = [await freePort(), await freePort(), await freePort()]
+  for (let i = 0; i < 50; i++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000)
+    const ok = await Promise.all(Array.from({ length: span }, (_, k) => canBind(base + k)))
+    if (ok.every(Boolean) && ![admin, hbone, inboundPlaintext].some((p) => p >= base && p < base + span)) {
+      return { yaml: `ports: {admin: ${admin}, outboundBase: ${base}, inboundPlaintext: ${inboundPlaintext}, hbone: ${hbone}}\niptables: {sync: false}\n`, admin, hbone, inboundPlaintext, outboundBase: base }
+    }
+  }
+  throw new Error('no free port range for a test daemon')
+}

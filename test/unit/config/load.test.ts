@@ -37,6 +37,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     logLevel: 'debug',
     drainSeconds: 12.5,
     outboundTrafficPolicy: 'REGISTRY_ONLY',
+    iptables: { sync: true },
   })
   t.ok(Object.isFrozen(cfg))
   t.ok(Object.isFrozen(cfg.ports))

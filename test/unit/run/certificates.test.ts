@@ -9,7 +9,7 @@ import t from 'tap'
 import { Daemon } from '../../../daemon/run/lifecycle.ts'
 import { nodeCertDir } from '../../helpers/pki.ts'
 import { get, until } from '../../helpers/admin.ts'
-import { freePort } from '../../helpers/ports.ts'
+import { daemonPorts } from '../../helpers/ports.ts'
 
 const EXAMPLES = new URL('../../../policy/examples/', import.meta.url).pathname
 const FRAUD = 'spiffe://cluster.local/ns/shop/sa/fraud'
@@ -19,10 +19,11 @@ async function setup(): Promise<{ config: string; dir: string; certDir: string; 
   const root = mkdtempSync(join(tmpdir(), 'hostmesh-certs-'))
   const dir = join(root, 'policy.d')
   cpSync(EXAMPLES, dir, { recursive: true })
-  const port = await freePort()
+  const ports = await daemonPorts()
+  const port = ports.admin
   const certDir = await nodeCertDir(root, 'node-c')
   const config = join(root, 'hostmesh.yaml')
-  writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}}\npolicyDir: ${dir}\ncertDir: ${certDir}\ndrainSeconds: 1\ncertificates: {leafTtl: 1h}\n`)
+  writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\n${ports.yaml}policyDir: ${dir}\ncertDir: ${certDir}\ndrainSeconds: 1\ncertificates: {leafTtl: 1h}\n`)
   return { config, dir, certDir, port }
 }
 

@@ -6,14 +6,15 @@ import t from 'tap'
 import { Daemon } from '../../../daemon/run/lifecycle.ts'
 import { CLI } from '../../helpers/cli.ts'
 import { logSink } from '../../helpers/log-sink.ts'
-import { freePort } from '../../helpers/ports.ts'
+import { daemonPorts, freePort } from '../../helpers/ports.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'hostmesh-run-'))
 
 async function config(extra = ''): Promise<{ path: string; port: number }> {
-  const port = await freePort()
+  const ports = await daemonPorts()
+  const port = ports.admin
   const path = join(dir, `hostmesh-${port}.yaml`)
-  writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\nports: {admin: ${port}}\ndrainSeconds: 1\n${extra}`)
+  writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\n${ports.yaml}drainSeconds: 1\n${extra}`)
   return { path, port }
 }
 

@@ -10,32 +10,33 @@ import { Daemon } from '../../../daemon/run/lifecycle.ts'
 import { CLI } from '../../helpers/cli.ts'
 import { nodeCertDir } from '../../helpers/pki.ts'
 import { get, until } from '../../helpers/admin.ts'
-import { freePort } from '../../helpers/ports.ts'
+import { daemonPorts } from '../../helpers/ports.ts'
 
 const EXAMPLES = new URL('../../../policy/examples/', import.meta.url).pathname
 const silent = new Writable({ write(_c, _e, cb) { cb() } })
 
-async function setup(policy: 'good' | 'bad'): Promise<{ config: string; dir: string; port: number }> {
+async function setup(policy: 'good' | 'bad'): Promise<{ config: string; dir: string; port: number; ports: Awaited<ReturnType<typeof daemonPorts>> }> {
   const root = mkdtempSync(join(tmpdir(), 'hostmesh-reload-'))
   const dir = join(root, 'policy.d')
   cpSync(EXAMPLES, dir, { recursive: true })
   if (policy === 'bad') writeFileSync(join(dir, '30-routes.yaml'), readFileSync(join(dir, '30-routes.yaml'), 'utf8').replace('weight: 90', 'weight: -90'))
-  const port = await freePort()
+  const ports = await daemonPorts()
+  const port = ports.admin
   const config = join(root, 'hostmesh.yaml')
   const certDir = await nodeCertDir(root, 'node-c')
-  writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}}\npolicyDir: ${dir}\ncertDir: ${certDir}\ndrainSeconds: 1\n`)
-  return { config, dir, port }
+  writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\n${ports.yaml}policyDir: ${dir}\ncertDir: ${certDir}\ndrainSeconds: 1\n`)
+  return { config, dir, port, ports }
 }
 
 t.test('a bad change keeps the last good policy, visible in /config_dump and the metrics', async (t) => {
-  const { config, dir, port } = await setup('good')
+  const { config, dir, port, ports } = await setup('good')
   const daemon = await Daemon.start({ configPath: config, logDest: silent })
   t.teardown(() => daemon.stop('test'))
   t.equal((await get(port, '/ready')).status, 200)
   let dump = JSON.parse((await get(port, '/config_dump')).body)
   t.match(dump.policy, { dir, generation: 1, hash: /^[0-9a-f]{64}$/, lastError: null, counts: { Service: 6 } })
   t.equal(dump.policy.files.length, 5)
-  t.same(dump.policy.snapshot.localWorkloads.map((l: { workload: { key: string }; outboundPort: number }) => [l.workload.key, l.outboundPort]), [['shop/fraud', 15001], ['shop/payments-v2', 15002]])
+  t.same(dump.policy.snapshot.localWorkloads.map((l: { workload: { key: string }; outboundPort: number }) => [l.workload.key, l.outboundPort]), [['shop/fraud', ports.outboundBase], ['shop/payments-v2', ports.outboundBase + 1]])
   t.equal(dump.config.node.name, 'node-c')
 
   writeFileSync(join(dir, '20-services.yaml'), readFileSync(join(dir, '20-services.yaml'), 'utf8').replace('protocol: http, targetPort: http}', 'protocol: htp, targetPort: http}'))

@@ -1,0 +1,43 @@
+// Binding helpers shared by the listeners: every listener is bound before /ready says so.
+import type { AddressInfo, Server, Socket } from 'node:net'
+
+/** Listens on host:port; `::` is dual-stack, and falls back to 0.0.0.0 on a host without IPv6. */
+export async function bind(server: Server, host: string, port: number): Promise<AddressInfo> {
+  try {
+    await listenOnce(server, host, port)
+  } catch (err) {
+    if (host !== '::' || (err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') throw err
+    await listenOnce(server, '0.0.0.0', port)
+  }
+  return server.address() as AddressInfo
+}
+
+function listenOnce(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ host, port, ipv6Only: false }, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()))
+}
+
+/** The accepted sockets of a listener, so a drain that runs out of time can destroy them. */
+export class SocketSet {
+  readonly #sockets = new Set<Socket>()
+
+  /** Tracks `socket` until it closes. Its errors are the connection's (logged by its owner), never the process's. */
+  add(socket: Socket): void {
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
+    socket.on('error', () => undefined)
+  }
+
+  destroyAll(): void {
+    for (const s of this.#sockets) s.destroy()
+  }
+}

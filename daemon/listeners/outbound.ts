@@ -1,0 +1,198 @@
+// One outbound listener per local workload, on the port its iptables rule redirects to, so
+// the listener that accepts a connection names the source workload. Per connection, in order:
+//   original destination (SO_ORIGINAL_DST) → not captured? refuse → snapshot lookup →
+//   mesh service port: TCPRoute weights → endpoint (random order, bounded retries) →
+//   HBONE tunnel as the source workload (or plain TCP to an endpoint outside the mesh)
+//   unknown destination: ALLOW_ANY passes through as plain TCP, REGISTRY_ONLY refuses.
+import { connect as tcpConnect, createServer, type Server, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { originalDst } from '../intercept/origdst.ts'
+import { addressKey, canonicalIp } from '../../policy/ip.ts'
+import type { Endpoint, ServicePortInfo, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import type { Logger } from '../log/logger.ts'
+import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
+import type { HboneClientPool } from '../tunnel/client-pool.ts'
+import { splice } from '../tunnel/splice.ts'
+import { bind, closeServer, SocketSet } from './bind.ts'
+
+export interface OutboundDeps {
+  readonly snapshot: () => Snapshot | undefined
+  readonly pool: HboneClientPool
+  readonly outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY'
+  readonly log: Logger
+  readonly metrics: TcpMetrics
+  readonly connectTimeoutMs?: number
+}
+
+/** Endpoints tried per connection before giving up. */
+export const MAX_CONNECT_ATTEMPTS = 3
+
+export class OutboundListener {
+  readonly port: number
+  readonly workload: WorkloadInfo
+  readonly #deps: OutboundDeps
+  readonly #servers: Server[] = []
+  readonly #sockets = new SocketSet()
+
+  constructor(workload: WorkloadInfo, port: number, deps: OutboundDeps) {
+    this.workload = workload
+    this.port = port
+    this.#deps = deps
+  }
+
+  /**
+   * Host processes (uid match) are redirected by OUTPUT to loopback, so the listener binds
+   * 127.0.0.1 and ::1 only: nothing off-host can reach it. Containers (address match) arrive
+   * through PREROUTING on a bridge address, so that listener binds all addresses and accepts
+   * only the container's own source address.
+   */
+  async listen(): Promise<void> {
+    const hosts = this.workload.match.uid !== undefined ? ['127.0.0.1', '::1'] : ['::']
+    for (const host of hosts) {
+      const server = createServer({ allowHalfOpen: true }, (s) => this.#accept(s))
+      try {
+        await bind(server, host, this.port)
+      } catch (err) {
+        if (host === '::1' && (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL') continue // no IPv6 loopback
+        throw err
+      }
+      this.#servers.push(server)
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#servers.map(closeServer))
+  }
+
+  destroy(): void {
+    this.#sockets.destroyAll()
+  }
+
+  #accept(socket: Socket): void {
+    this.#sockets.add(socket)
+    const log = this.#deps.log
+    if (this.workload.match.address !== undefined && canonicalIp(socket.remoteAddress ?? '') !== canonicalIp(this.workload.match.address)) {
+      log.warn({ workload: this.workload.key, from: socket.remoteAddress }, 'outbound connection from an address that is not the workload\'s; closing')
+      return void socket.destroy()
+    }
+    let dst: { address: string; port: number }
+    try {
+      dst = originalDst(socket)
+    } catch (err) {
+      log.warn({ workload: this.workload.key, err: (err as Error).message }, 'outbound connection without an original destination; closing')
+      return void socket.destroy()
+    }
+    // conntrack reports the listener's own address for a connection that was not
+    // redirected: someone dialled the capture port directly. It is not this workload's.
+    if (dst.port === this.port && (canonicalIp(dst.address) === canonicalIp(socket.localAddress ?? ''))) {
+      log.warn({ workload: this.workload.key, from: socket.remoteAddress }, 'direct connection to an outbound capture port (not redirected); closing')
+      return void socket.destroy()
+    }
+    const snap = this.#deps.snapshot()
+    const sp = snap?.byDestination.get(addressKey(dst.address, dst.port))
+    if (!snap || !sp) return this.#unknown(socket, dst)
+    void this.#mesh(socket, snap, sp, dst)
+  }
+
+  #labels(extra: Partial<TcpLabels>): TcpLabels {
+    return {
+      reporter: 'source', source_workload: this.workload.name, source_principal: this.workload.identity,
+      destination_service: 'unknown', destination_workload: 'unknown', destination_principal: 'unknown',
+      connection_security_policy: 'unknown', response_flags: '-', ...extra,
+    }
+  }
+
+  #unknown(socket: Socket, dst: { address: string; port: number }): void {
+    const labels = this.#labels({ destination_service: `${dst.address}:${dst.port}`, connection_security_policy: 'none' })
+    if (this.#deps.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      this.#deps.metrics.opened(labels)
+      this.#deps.metrics.closed({ ...labels, response_flags: 'NR' }, 0, 0)
+      this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key }, dst: { address: `${dst.address}:${dst.port}` }, error: 'REGISTRY_ONLY: not a mesh service' }, 'connection')
+      return void socket.destroy()
+    }
+    // ALLOW_ANY: plain TCP from the daemon (its uid is never captured).
+    const upstream = tcpConnect({ host: dst.address, port: dst.port, allowHalfOpen: true, timeout: this.#deps.connectTimeoutMs ?? 5000 })
+    this.#join(socket, upstream, labels, `${dst.address}:${dst.port}`)
+  }
+
+  async #mesh(socket: Socket, snap: Snapshot, sp: ServicePortInfo, dst: { address: string; port: number }): Promise<void> {
+    const target = pickPort(snap, sp)
+    const service = snap.services.get(target.service)
+    const candidates = shuffled(target.endpoints).slice(0, MAX_CONNECT_ATTEMPTS)
+    let lastError = 'no endpoints'
+    for (const ep of candidates) {
+      if (socket.destroyed) return
+      const dstWorkload = ep.workload ? snap.workloads.get(ep.workload) : undefined
+      const labels = this.#labels({
+        destination_service: service ? `${service.name}.${service.namespace}` : target.service,
+        destination_workload: dstWorkload?.name ?? 'unknown',
+        destination_principal: ep.identity ?? 'unknown',
+        connection_security_policy: ep.identity ? 'mutual_tls' : 'none',
+      })
+      try {
+        const upstream = await this.#open(ep)
+        if (socket.destroyed) return void upstream.destroy()
+        return this.#join(socket, upstream, labels, `${ep.address}:${ep.port}`, true)
+      } catch (err) {
+        lastError = (err as Error).message
+        this.#deps.log.debug({ workload: this.workload.key, endpoint: `${ep.address}:${ep.port}`, err: lastError }, 'endpoint failed; trying another')
+      }
+    }
+    const labels = this.#labels({ destination_service: service ? `${service.name}.${service.namespace}` : target.service })
+    this.#deps.metrics.opened(labels)
+    this.#deps.metrics.closed({ ...labels, response_flags: 'UF' }, 0, 0)
+    this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key, principal: this.workload.identity }, dst: { service: target.key, address: `${dst.address}:${dst.port}` }, error: `no endpoint reachable: ${lastError}` }, 'connection')
+    socket.resetAndDestroy()
+  }
+
+  #open(ep: Endpoint): Promise<Duplex> {
+    if (ep.identity && ep.node) {
+      return this.#deps.pool.open({
+        source: this.workload.identity, destination: ep.identity,
+        node: { address: ep.node.addresses[0]!, port: ep.node.hbonePort },
+        address: ep.address, port: ep.port,
+        baggage: `k8s.namespace.name=${this.workload.namespace},k8s.workload.name=${this.workload.name}`,
+        sourceWorkload: this.workload.name,
+      })
+    }
+    return new Promise((resolve, reject) => {
+      const s = tcpConnect({ host: ep.address, port: ep.port, allowHalfOpen: true, timeout: this.#deps.connectTimeoutMs ?? 5000 })
+      s.once('connect', () => { s.setTimeout(0); s.off('error', reject); resolve(s) })
+      s.once('timeout', () => { s.destroy(); reject(new Error('connect timed out')) })
+      s.once('error', reject)
+    })
+  }
+
+  #join(socket: Socket, upstream: Duplex, labels: TcpLabels, to: string, connected = false): void {
+    const started = Date.now()
+    this.#deps.metrics.opened(labels)
+    const finish = (sent: number, received: number, error?: string): void => {
+      this.#deps.metrics.closed(error && !connected && sent === 0 ? { ...labels, response_flags: 'UF' } : labels, sent, received)
+      this.#deps.log.info({
+        access: 'tcp', reporter: 'source',
+        src: { address: `${socket.remoteAddress}:${socket.remotePort}`, workload: this.workload.key, principal: this.workload.identity },
+        dst: { service: labels.destination_service, workload: labels.destination_workload, principal: labels.destination_principal, address: to },
+        bytesSent: sent, bytesReceived: received, durationMs: Date.now() - started, ...(error ? { error } : {}),
+      }, 'connection')
+    }
+    splice(socket, upstream, (r) => finish(r.aToB, r.bToA, r.error?.message))
+  }
+}
+
+/** The service port a connection goes to: a TCPRoute's weighted backends, or the port itself. */
+function pickPort(snap: Snapshot, sp: ServicePortInfo): ServicePortInfo {
+  const route = sp.route
+  if (route?.kind !== 'tcp' || route.backends.total === 0) return sp
+  const r = Math.random() * route.backends.total
+  const i = route.backends.cumulative.findIndex((c) => c > r)
+  return snap.servicePorts.get(route.backends.backends[i]!.servicePort) ?? sp
+}
+
+function shuffled<T>(xs: readonly T[]): T[] {
+  const a = [...xs]
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[a[i], a[j]] = [a[j]!, a[i]!]
+  }
+  return a
+}

@@ -1,0 +1,88 @@
+// The listeners of the mesh path, brought up together and kept in step with the policy:
+// HBONE (:15008), inbound plaintext (:15006), and one outbound listener per local workload.
+// All are bound before /ready says "listeners". A snapshot swap adds and removes outbound
+// listeners and re-checks open tunnels against the new AuthorizationPolicies.
+import type { Snapshot } from '../../policy/snapshot.ts'
+import type { NodeConfig } from '../config/schema.ts'
+import { InboundPlaintextListener } from '../listeners/inbound-plaintext.ts'
+import { OutboundListener } from '../listeners/outbound.ts'
+import type { Logger } from '../log/logger.ts'
+import { tcpMetrics } from '../metrics/istio-tcp.ts'
+import type { Metrics } from '../metrics/registry.ts'
+import { HboneClientPool } from '../tunnel/client-pool.ts'
+import { HboneServer } from '../tunnel/server.ts'
+import type { Certificates } from './certificates.ts'
+
+export class DataPlane {
+  readonly #config: NodeConfig
+  readonly #log: Logger
+  readonly #snapshot: () => Snapshot | undefined
+  readonly #pool: HboneClientPool
+  readonly #hbone: HboneServer
+  readonly #plaintext: InboundPlaintextListener
+  readonly #outbound = new Map<string, OutboundListener>()
+  readonly #metrics: ReturnType<typeof tcpMetrics>
+  #queue: Promise<void> = Promise.resolve()
+
+  constructor(config: NodeConfig, certificates: Certificates, metrics: Metrics, log: Logger, snapshot: () => Snapshot | undefined) {
+    this.#config = config
+    this.#log = log
+    this.#snapshot = snapshot
+    this.#metrics = tcpMetrics(metrics.registry)
+    this.#pool = new HboneClientPool(certificates.manager, certificates.verifier)
+    this.#hbone = new HboneServer({ host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot, log: log.child({ listener: 'hbone' }), metrics: this.#metrics })
+    this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), metrics: this.#metrics, registry: metrics.registry })
+  }
+
+  /** Binds every listener for `snapshot` (outbound ones for its local workloads). Throws if one cannot bind. */
+  async start(snapshot: Snapshot | undefined): Promise<void> {
+    await this.#hbone.listen()
+    await this.#plaintext.listen(this.#config.ports.inboundPlaintext)
+    await this.#reconcile(snapshot)
+  }
+
+  /** After a snapshot swap. Serialised; never throws (a bind failure is logged). */
+  follow(snapshot: Snapshot): Promise<void> {
+    this.#queue = this.#queue.then(async () => {
+      try {
+        await this.#reconcile(snapshot)
+      } catch (err) {
+        this.#log.error({ generation: snapshot.generation, error: (err as Error).message }, 'could not bind an outbound listener')
+      }
+      const revoked = this.#hbone.recheck(snapshot)
+      if (revoked > 0) this.#log.warn({ revoked, generation: snapshot.generation }, 'closed open connections the new policy denies')
+    })
+    return this.#queue
+  }
+
+  async #reconcile(snapshot: Snapshot | undefined): Promise<void> {
+    const want = new Map((snapshot?.localWorkloads ?? []).map((l) => [`${l.workload.key}#${l.outboundPort}`, l]))
+    for (const [k, l] of this.#outbound) {
+      if (want.has(k)) continue
+      this.#outbound.delete(k)
+      void l.close()
+    }
+    for (const [k, { workload, outboundPort }] of want) {
+      if (this.#outbound.has(k)) continue
+      const l = new OutboundListener(workload, outboundPort, {
+        snapshot: this.#snapshot, pool: this.#pool, outboundTrafficPolicy: this.#config.outboundTrafficPolicy,
+        log: this.#log.child({ listener: 'outbound', workload: workload.key }), metrics: this.#metrics,
+      })
+      await l.listen()
+      this.#outbound.set(k, l)
+    }
+  }
+
+  /** Graceful: stop accepting everywhere; resolves when in-flight connections have ended. */
+  async close(): Promise<void> {
+    this.#pool.close()
+    await Promise.all([this.#hbone.close(), this.#plaintext.close(), ...[...this.#outbound.values()].map((l) => l.close())])
+  }
+
+  destroy(): void {
+    this.#hbone.destroy()
+    this.#plaintext.destroy()
+    for (const l of this.#outbound.values()) l.destroy()
+    this.#pool.destroy()
+  }
+}

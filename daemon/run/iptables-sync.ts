@@ -1,0 +1,62 @@
+// Keeps the capture rules in step with the local workloads: after every snapshot swap the
+// rules are recomputed (a pure function) and applied only when their text changed. Counts
+// syncs by result; /ready waits for the first successful one.
+import { Counter, type Registry } from 'prom-client'
+import type { Snapshot } from '../../policy/snapshot.ts'
+import type { NodeConfig } from '../config/schema.ts'
+import { applyCapture } from '../intercept/iptables.ts'
+import { captureRules, type CaptureInput } from '../intercept/iptables-rules.ts'
+import type { Logger } from '../log/logger.ts'
+import type { Readiness } from './readiness.ts'
+
+export class IptablesSync {
+  readonly #config: NodeConfig
+  readonly #log: Logger
+  readonly #readiness: Readiness
+  readonly #syncs: Counter<'result'>
+  #applied: string | undefined
+  #queue: Promise<void> = Promise.resolve()
+
+  constructor(config: NodeConfig, registry: Registry, log: Logger, readiness: Readiness) {
+    this.#config = config
+    this.#log = log
+    this.#readiness = readiness
+    this.#syncs = new Counter({ name: 'hostmesh_iptables_syncs_total', help: 'iptables capture rule syncs by result (success, failure, unchanged).', labelNames: ['result'], registers: [registry] })
+    for (const result of ['success', 'failure', 'unchanged']) this.#syncs.inc({ result }, 0)
+    if (!config.iptables.sync) {
+      log.info('iptables sync is off (iptables.sync: false): capture rules are managed outside the daemon')
+      readiness.markReady('iptables')
+    }
+  }
+
+  /** Syncs for `snapshot`; calls are serialised. Never throws: a failure is logged and counted. */
+  sync(snapshot: Snapshot | undefined): Promise<void> {
+    if (!this.#config.iptables.sync || !snapshot) return Promise.resolve()
+    this.#queue = this.#queue.then(() => this.#syncOnce(snapshot))
+    return this.#queue
+  }
+
+  async #syncOnce(snapshot: Snapshot): Promise<void> {
+    const input: CaptureInput = {
+      daemonUid: process.getuid?.() ?? 0,
+      inboundPlaintextPort: this.#config.ports.inboundPlaintext,
+      hbonePort: this.#config.ports.hbone,
+      localWorkloads: snapshot.localWorkloads,
+    }
+    const text = captureRules(input, 4) + captureRules(input, 6)
+    if (text === this.#applied) {
+      this.#syncs.inc({ result: 'unchanged' })
+      return
+    }
+    try {
+      await applyCapture(input)
+      this.#applied = text
+      this.#syncs.inc({ result: 'success' })
+      this.#readiness.markReady('iptables')
+      this.#log.info({ generation: snapshot.generation, workloads: snapshot.localWorkloads.length }, 'iptables capture rules synced')
+    } catch (err) {
+      this.#syncs.inc({ result: 'failure' })
+      this.#log.error({ generation: snapshot.generation, code: (err as { code?: string }).code, error: (err as Error).message }, 'iptables sync failed; the rules in place stay')
+    }
+  }
+}
