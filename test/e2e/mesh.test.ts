@@ -2,11 +2,12 @@
 // its own node CA, the example policy and real iptables capture. Workloads run as their own
 // uids: checkout (uid 2001) on node-a calls the payments VIP 10.96.0.20:7000, whose TCPRoute
 // splits 90/10 between payments-v1 (node-b) and payments-v2 (node-c).
-import { cpSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { initRootCa, makeNodeCa } from '../../certs/ca-ops.ts'
+import { NodeIssuer } from '../../certs/issuer.ts'
 import { testNet, type HostProcess, type TestHost } from '../../scripts/netns/hosts.ts'
 import { CLI } from '../helpers/cli.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
@@ -14,6 +15,25 @@ import { e2eSkip } from '../helpers/e2e.ts'
 const EXAMPLES = new URL('../../policy/examples/', import.meta.url).pathname
 const SERVER = new URL('./fixtures/identify-server.ts', import.meta.url).pathname
 const CLIENT = new URL('./fixtures/tcp-client.ts', import.meta.url).pathname
+const TALLY = new URL('./fixtures/tally-client.ts', import.meta.url).pathname
+// Added to the example policy for these tests: a service over both payments versions with no
+// route (failover), a second checkout workload on node-c (same identity; same-host calls),
+// and a PERMISSIVE legacy workload on node-b.
+const EXTRA = `apiVersion: hostmesh.io/v1alpha1
+kind: Service
+metadata: {name: ledger-all, namespace: shop}
+spec: {addresses: [10.96.0.50], ports: [{name: ledger, port: 7000, protocol: tcp}], selector: {app: payments}}
+---
+apiVersion: hostmesh.io/v1alpha1
+kind: Workload
+metadata: {name: checkout-c, namespace: shop, labels: {app: checkout-c}}
+spec: {node: node-c, serviceAccount: checkout, match: {uid: 2006}}
+---
+apiVersion: hostmesh.io/v1alpha1
+kind: Workload
+metadata: {name: legacy, namespace: shop, labels: {app: legacy}}
+spec: {node: node-b, serviceAccount: legacy, match: {uid: 2005}, ports: [{port: 9100}], mtls: {mode: PERMISSIVE}}
+`
 const NODE = process.execPath
 
 interface ClientResult { first: string | null; sent: number; echoed: number; error?: string }
@@ -22,6 +42,7 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
   const net = await testNet(t, { hosts: ['node-a', 'node-b', 'node-c'] })
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-mesh-'))
   cpSync(EXAMPLES, join(dir, 'policy.d'), { recursive: true })
+  writeFileSync(join(dir, 'policy.d', '60-e2e.yaml'), EXTRA)
   await initRootCa({ dir: join(dir, 'root'), trustDomain: 'cluster.local' })
   const daemons = new Map<string, HostProcess>()
   for (const h of net.hosts) {
@@ -41,7 +62,8 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
   const b = net.host('node-b')
   const c = net.host('node-c')
   const a = net.host('node-a')
-  await b.spawn([NODE, SERVER, 'payments-v1', '7000'], { uid: 2002, gid: 2002 }).waitFor(/listening/)
+  const v1 = b.spawn([NODE, SERVER, 'payments-v1', '7000'], { uid: 2002, gid: 2002 })
+  await v1.waitFor(/listening/)
   await c.spawn([NODE, SERVER, 'payments-v2', '7000'], { uid: 2002, gid: 2002 }).waitFor(/listening/)
   const call = async (h: TestHost, uid: number, bytes = 5, target = '10.96.0.20', port = '7000'): Promise<ClientResult> =>
     JSON.parse(await h.mustExec([NODE, CLIENT, target, port, String(bytes)], { uid, gid: uid, timeoutMs: 30_000 })) as ClientResult
@@ -101,5 +123,99 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     const metrics = (await admin(a, '/metrics')).stdout
     t.match(metrics, /istio_tcp_connections_opened_total\{reporter="source",source_workload="checkout",source_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/checkout",destination_service="payments-v[12]\.shop",destination_workload="payments-v[12]",destination_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/payments",connection_security_policy="mutual_tls",response_flags="-"\} \d+/)
     t.match(daemons.get('node-a')!.output, /"access":"tcp","reporter":"source"/, 'an access-log line per connection')
+  })
+
+  const tally = async (h: TestHost, uid: number, target: string, n: number, concurrency = 10): Promise<{ counts: Record<string, number>; failed: number }> =>
+    JSON.parse(await h.mustExec([NODE, TALLY, target, '7000', String(n), String(concurrency)], { uid, gid: uid, timeoutMs: 120_000 })) as { counts: Record<string, number>; failed: number }
+  const generation = async (h: TestHost): Promise<number> => (JSON.parse((await admin(h, '/config_dump')).stdout) as { policy: { generation: number } }).policy.generation
+  const untilGeneration = async (g: number): Promise<void> => {
+    for (let i = 0; i < 100; i++) {
+      if ((await Promise.all(net.hosts.map(generation))).every((x) => x >= g)) return
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    throw new Error(`policy generation ${g} not reached on every host`)
+  }
+  const edit = (file: string, from: string, to: string): void => {
+    const path = join(dir, 'policy.d', file)
+    const text = readFileSync(path, 'utf8')
+    if (!text.includes(from)) throw new Error(`${file} has no "${from}"`)
+    writeFileSync(path, text.replaceAll(from, to))
+  }
+
+  await t.test('a TCPRoute 80/20 split, edited in place, over 1,000 connections', async (t) => {
+    const g = await generation(a)
+    edit('30-routes.yaml', 'port: 7000, weight: 90}', 'port: 7000, weight: 80}')
+    edit('30-routes.yaml', 'port: 7000, weight: 10}', 'port: 7000, weight: 20}')
+    await untilGeneration(g + 1)
+    const r = await tally(a, 2001, '10.96.0.20', 1000, 20)
+    t.equal(r.failed, 0)
+    // Binomial(1000, 0.8): sd 12.6; these bounds are ±4.7 sd.
+    t.ok((r.counts['payments-v1'] ?? 0) >= 740 && (r.counts['payments-v1'] ?? 0) <= 860, `payments-v1 ${r.counts['payments-v1']} of 1000 (80% expected)`)
+    t.equal((r.counts['payments-v1'] ?? 0) + (r.counts['payments-v2'] ?? 0), 1000)
+  })
+
+  await t.test('policy edits: an open connection is closed when revoked, new ones refused, then allowed again', async (t) => {
+    const hold = a.spawn([NODE, CLIENT, '10.96.0.20', '7000', '-1'], { uid: 2001, gid: 2001 })
+    await hold.waitFor(/"first":"payments-v/)
+    const g = await generation(a)
+    edit('40-policies.yaml', 'to: [{operation: {ports: ["7000"]}}]', 'to: [{operation: {ports: ["7001"]}}]')
+    await untilGeneration(g + 1)
+    await hold.waitFor(/"sent":/, 10_000)
+    t.pass('the open connection was closed by the new policy')
+    t.equal((await call(a, 2001)).first, null, 'a new connection is refused')
+    edit('40-policies.yaml', 'to: [{operation: {ports: ["7001"]}}]', 'to: [{operation: {ports: ["7000"]}}]')
+    await untilGeneration(g + 2)
+    t.match((await call(a, 2001)).first, /^payments-v/, 'allowed again, no restart')
+  })
+
+  await t.test('same host: checkout-c on node-c reaches payments-v2 on node-c through its own hostmesh', async (t) => {
+    const r = await tally(c, 2006, '10.96.0.50', 40)
+    t.equal(r.failed, 0)
+    t.ok((r.counts['payments-v2'] ?? 0) > 0, `some calls land on node-c itself: ${JSON.stringify(r.counts)}`)
+    t.match((await admin(c, '/metrics')).stdout, /istio_tcp_connections_opened_total\{reporter="destination",source_workload="checkout-c",source_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/checkout",[^}]*connection_security_policy="mutual_tls"/, 'authorized with the real source identity')
+  })
+
+  await t.test('PERMISSIVE: plaintext from outside the mesh is forwarded', async (t) => {
+    await b.spawn([NODE, SERVER, 'legacy', '9100'], { uid: 2005, gid: 2005 }).waitFor(/listening/)
+    const r = await call(a, 0, 100, '10.77.0.12', '9100')
+    t.match(r, { first: /^legacy /, echoed: 100 })
+  })
+
+  await t.test('bad peers at :15008: no client certificate, a foreign CA', async (t) => {
+    const sni = 'payments.shop.serviceaccount.identity.cluster.local'
+    await a.exec(['sh', '-c', `openssl s_client -connect 10.77.0.12:15008 -servername ${sni} -alpn h2 </dev/null`], { timeoutMs: 10_000 })
+    const foreign = join(dir, 'foreign')
+    await initRootCa({ dir: join(foreign, 'root'), trustDomain: 'cluster.local' })
+    await makeNodeCa({ caDir: join(foreign, 'root'), node: 'node-a', outDir: join(foreign, 'node-a') })
+    const m = await (await NodeIssuer.load(join(foreign, 'node-a'), 'cluster.local', 'node-a')).mint('spiffe://cluster.local/ns/shop/sa/checkout', 3_600_000)
+    for (const [f, text] of [['cert.pem', m.certPem], ['key.pem', m.keyPem], ['chain.pem', m.chainPem]]) writeFileSync(join(foreign, f!), text!)
+    await a.exec(['sh', '-c', `openssl s_client -connect 10.77.0.12:15008 -servername ${sni} -alpn h2 -cert ${join(foreign, 'cert.pem')} -key ${join(foreign, 'key.pem')} -cert_chain ${join(foreign, 'chain.pem')} </dev/null`], { timeoutMs: 10_000 })
+    const metrics = (await admin(b, '/metrics')).stdout
+    t.match(metrics, /hostmesh_tls_handshake_failures_total\{reason="no_certificate"\} [1-9]/)
+    t.match(metrics, /hostmesh_tls_handshake_failures_total\{reason="untrusted"\} [1-9]/)
+  })
+
+  await t.test('unknown destinations: ALLOW_ANY passes through as plain TCP', async (t) => {
+    const r = await call(a, 2001, 10, '10.77.0.12', '7777')
+    t.match(r, { first: 'plain 10.77.0.11', echoed: 10 })
+  })
+
+  await t.test('failover: with payments-v1 down, every connection reaches payments-v2', async (t) => {
+    const before = await tally(a, 2001, '10.96.0.50', 40)
+    t.ok((before.counts['payments-v1'] ?? 0) > 0 && (before.counts['payments-v2'] ?? 0) > 0, `both endpoints serve: ${JSON.stringify(before.counts)}`)
+    await v1.stop()
+    const after = await tally(a, 2001, '10.96.0.50', 40)
+    t.same(after, { counts: { 'payments-v2': 40 }, failed: 0 })
+  })
+
+  await t.test('REGISTRY_ONLY (after a restart with that setting) refuses unknown destinations', async (t) => {
+    await daemons.get('node-a')!.stop()
+    const config = join(dir, 'node-a', 'hostmesh.yaml')
+    writeFileSync(config, `${readFileSync(config, 'utf8')}outboundTrafficPolicy: REGISTRY_ONLY\n`)
+    daemons.set('node-a', a.spawn([NODE, CLI, 'run', '--config', config]))
+    for (let i = 0; i < 100 && !/"ready": true/.test((await admin(a, '/ready')).stdout); i++) await new Promise((r) => setTimeout(r, 100))
+    t.equal((await call(a, 2001, 10, '10.77.0.12', '7777')).first, null, 'refused')
+    t.match((await admin(a, '/metrics')).stdout, /istio_tcp_connections_closed_total\{reporter="source",source_workload="checkout",[^}]*response_flags="NR"\} 1/)
+    t.match((await call(a, 2001, 10, '10.96.0.50')).first, /^payments-v2 /, 'mesh services still work')
   })
 })
