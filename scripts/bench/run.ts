@@ -4,6 +4,7 @@
 import { cpus, totalmem } from 'node:os'
 import { withTestNet } from '../netns/hosts.ts'
 import { benchCertMint, benchDaemonStart } from './certs.ts'
+import { benchMesh } from './mesh.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
 import { median as med } from './stats.ts'
 
@@ -20,6 +21,8 @@ const benches: Record<string, () => Promise<void>> = {
   'cert-mint': benchCertMint,
   /** `hostmesh run` spawn → /ready, with certificates for every local identity. */
   'daemon-start': benchDaemonStart,
+  /** Through the mesh vs direct TCP: 1 GiB over one connection, and new connections per second. */
+  mesh: benchMesh,
   /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
   async capture() {
     await withTestNet({ hosts: 1 }, async (net) => {
@@ -51,7 +54,7 @@ const benches: Record<string, () => Promise<void>> = {
   },
 }
 
-const NEEDS_ROOT = new Set(['capture'])
+const NEEDS_ROOT = new Set(['capture', 'mesh'])
 const names = process.argv[2] ? [process.argv[2]] : Object.keys(benches)
 for (const name of names) {
   const bench = benches[name]
