@@ -1,23 +1,26 @@
 // One outbound listener per local workload, on the port its iptables rule redirects to, so
 // the listener that accepts a connection names the source workload. Per connection, in order:
 //   original destination (SO_ORIGINAL_DST) → not captured? refuse → snapshot lookup →
-//   mesh service port: TCPRoute weights → endpoint (random order, bounded retries) →
+//   mesh service port: TCPRoute weights → endpoint (the DestinationPolicy's load balancer,
+//   skipping ejected endpoints; a failed connect tries another, a bounded number of times) →
 //   HBONE tunnel as the source workload (or plain TCP to an endpoint outside the mesh)
 //   unknown destination: ALLOW_ANY passes through as plain TCP, REGISTRY_ONLY refuses.
-import { connect as tcpConnect, createServer, type Server, type Socket } from 'node:net'
+import { connect as tcpConnect, createServer, isIP, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { originalDst } from '../intercept/origdst.ts'
 import { addressKey, canonicalIp } from '../../policy/ip.ts'
 import type { Endpoint, ServicePortInfo, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import type { Logger } from '../log/logger.ts'
 import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
-import type { HboneClientPool } from '../tunnel/client-pool.ts'
+import type { Balancer } from '../balance/balancer.ts'
+import { TunnelError, type HboneClientPool } from '../tunnel/client-pool.ts'
 import { splice } from '../tunnel/splice.ts'
 import { bind, closeServer, SocketSet } from './bind.ts'
 
 export interface OutboundDeps {
   readonly snapshot: () => Snapshot | undefined
   readonly pool: HboneClientPool
+  readonly balancer: Balancer
   readonly outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY'
   readonly log: Logger
   readonly metrics: TcpMetrics
@@ -118,10 +121,15 @@ export class OutboundListener {
   async #mesh(socket: Socket, snap: Snapshot, sp: ServicePortInfo, dst: { address: string; port: number }): Promise<void> {
     const target = pickPort(snap, sp)
     const service = snap.services.get(target.service)
-    const candidates = shuffled(target.endpoints).slice(0, MAX_CONNECT_ATTEMPTS)
+    const settings = service?.destination
+    const family = isIP(dst.address) === 6 && !/^::ffff:/i.test(dst.address) ? 6 : 4
+    const tried = new Set<Endpoint>()
     let lastError = 'no endpoints'
-    for (const ep of candidates) {
+    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && settings; attempt++) {
       if (socket.destroyed) return
+      const ep = this.#deps.balancer.pick(target.key, target.endpoints, settings, tried)
+      if (!ep) break
+      tried.add(ep)
       const dstWorkload = ep.workload ? snap.workloads.get(ep.workload) : undefined
       const labels = this.#labels({
         destination_service: service ? `${service.name}.${service.namespace}` : target.service,
@@ -129,12 +137,20 @@ export class OutboundListener {
         destination_principal: ep.identity ?? 'unknown',
         connection_security_policy: ep.identity ? 'mutual_tls' : 'none',
       })
+      const started = Date.now()
       try {
-        const upstream = await this.#open(ep)
+        const upstream = await this.#open(ep, dstWorkload, family, settings.connectionPool.connectTimeoutMs, labels.destination_service)
+        this.#deps.balancer.success(ep, Date.now() - started)
         if (socket.destroyed) return void upstream.destroy()
+        const end = this.#deps.balancer.begin(ep)
+        upstream.once('close', end)
         return this.#join(socket, upstream, labels, `${ep.address}:${ep.port}`, true)
       } catch (err) {
         lastError = (err as Error).message
+        // A refusal by the destination's policy (401) or a bad request (400) says nothing
+        // about the endpoint's health; a connect failure or 503 does.
+        const status = err instanceof TunnelError ? err.status : undefined
+        if (status !== 401 && status !== 400) this.#deps.balancer.failure(ep, target.key, target.endpoints, settings)
         this.#deps.log.debug({ workload: this.workload.key, endpoint: `${ep.address}:${ep.port}`, err: lastError }, 'endpoint failed; trying another')
       }
     }
@@ -145,18 +161,26 @@ export class OutboundListener {
     socket.resetAndDestroy()
   }
 
-  #open(ep: Endpoint): Promise<Duplex> {
+  /**
+   * Connects to an endpoint: through HBONE for a mesh workload, plain TCP otherwise. The
+   * workload and node addresses of the original destination's family are used when they
+   * exist, so an IPv6 connection stays IPv6 end to end.
+   */
+  #open(ep: Endpoint, w: WorkloadInfo | undefined, family: 4 | 6, timeoutMs: number, service: string): Promise<Duplex> {
+    const sameFamily = (list: readonly string[] | undefined, fallback: string): string => list?.find((a) => isIP(a) === family) ?? fallback
     if (ep.identity && ep.node) {
       return this.#deps.pool.open({
         source: this.workload.identity, destination: ep.identity,
-        node: { address: ep.node.addresses[0]!, port: ep.node.hbonePort },
-        address: ep.address, port: ep.port,
+        node: { address: sameFamily(ep.node.addresses, ep.node.addresses[0]!), port: ep.node.hbonePort },
+        address: sameFamily(w?.addresses, ep.address), port: ep.port,
         baggage: `k8s.namespace.name=${this.workload.namespace},k8s.workload.name=${this.workload.name}`,
         sourceWorkload: this.workload.name,
+        destinationService: service,
+        timeoutMs,
       })
     }
     return new Promise((resolve, reject) => {
-      const s = tcpConnect({ host: ep.address, port: ep.port, allowHalfOpen: true, timeout: this.#deps.connectTimeoutMs ?? 5000 })
+      const s = tcpConnect({ host: ep.address, port: ep.port, allowHalfOpen: true, timeout: timeoutMs })
       s.once('connect', () => { s.setTimeout(0); s.off('error', reject); resolve(s) })
       s.once('timeout', () => { s.destroy(); reject(new Error('connect timed out')) })
       s.once('error', reject)
@@ -186,13 +210,4 @@ function pickPort(snap: Snapshot, sp: ServicePortInfo): ServicePortInfo {
   const r = Math.random() * route.backends.total
   const i = route.backends.cumulative.findIndex((c) => c > r)
   return snap.servicePorts.get(route.backends.backends[i]!.servicePort) ?? sp
-}
-
-function shuffled<T>(xs: readonly T[]): T[] {
-  const a = [...xs]
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1))
-    ;[a[i], a[j]] = [a[j]!, a[i]!]
-  }
-  return a
 }

@@ -4,6 +4,8 @@
 // listeners and re-checks open tunnels against the new AuthorizationPolicies.
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { NodeConfig } from '../config/schema.ts'
+import { Counter } from 'prom-client'
+import { Balancer } from '../balance/balancer.ts'
 import { InboundPlaintextListener } from '../listeners/inbound-plaintext.ts'
 import { OutboundListener } from '../listeners/outbound.ts'
 import type { Logger } from '../log/logger.ts'
@@ -22,6 +24,7 @@ export class DataPlane {
   readonly #plaintext: InboundPlaintextListener
   readonly #outbound = new Map<string, OutboundListener>()
   readonly #metrics: ReturnType<typeof tcpMetrics>
+  readonly #balancer: Balancer
   #queue: Promise<void> = Promise.resolve()
 
   constructor(config: NodeConfig, certificates: Certificates, metrics: Metrics, log: Logger, snapshot: () => Snapshot | undefined) {
@@ -29,6 +32,13 @@ export class DataPlane {
     this.#log = log
     this.#snapshot = snapshot
     this.#metrics = tcpMetrics(metrics.registry)
+    const ejections = new Counter({ name: 'hostmesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection, by service port.', labelNames: ['service_port'], registers: [metrics.registry] })
+    this.#balancer = new Balancer({
+      ejected: (endpoint, servicePort, until) => {
+        ejections.inc({ service_port: servicePort })
+        log.warn({ endpoint, servicePort, until: new Date(until).toISOString() }, 'endpoint ejected by outlier detection')
+      },
+    })
     this.#pool = new HboneClientPool(certificates.manager, certificates.verifier)
     this.#hbone = new HboneServer({ host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot, log: log.child({ listener: 'hbone' }), metrics: this.#metrics })
     this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), metrics: this.#metrics, registry: metrics.registry })
@@ -65,7 +75,7 @@ export class DataPlane {
     for (const [k, { workload, outboundPort }] of want) {
       if (this.#outbound.has(k)) continue
       const l = new OutboundListener(workload, outboundPort, {
-        snapshot: this.#snapshot, pool: this.#pool, outboundTrafficPolicy: this.#config.outboundTrafficPolicy,
+        snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, outboundTrafficPolicy: this.#config.outboundTrafficPolicy,
         log: this.#log.child({ listener: 'outbound', workload: workload.key }), metrics: this.#metrics,
       })
       await l.listen()

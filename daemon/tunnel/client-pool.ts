@@ -32,6 +32,10 @@ export interface TunnelTarget {
   /** W3C baggage for the destination's telemetry. */
   readonly baggage?: string
   readonly sourceWorkload?: string
+  /** `<name>.<namespace>` of the service the source dialled, for the destination's telemetry. */
+  readonly destinationService?: string
+  /** Bounds the TLS handshake and the CONNECT answer (DestinationPolicy connectTimeout). */
+  readonly timeoutMs?: number
 }
 
 interface PooledSession {
@@ -69,8 +73,10 @@ export class HboneClientPool {
           ':authority': formatAuthority(t.address, t.port),
           ...(t.baggage ? { baggage: t.baggage } : {}),
           ...(t.sourceWorkload ? { 'x-hostmesh-source-workload': t.sourceWorkload } : {}),
+          ...(t.destinationService ? { 'x-hostmesh-destination-service': t.destinationService } : {}),
         }, { endStream: false })
-        const timer = setTimeout(() => { stream.close(http2.constants.NGHTTP2_CANCEL); reject(new TunnelError(`no answer to CONNECT ${formatAuthority(t.address, t.port)} within ${this.#connectTimeoutMs} ms`)) }, this.#connectTimeoutMs)
+        const timeoutMs = t.timeoutMs ?? this.#connectTimeoutMs
+        const timer = setTimeout(() => { stream.close(http2.constants.NGHTTP2_CANCEL); reject(new TunnelError(`no answer to CONNECT ${formatAuthority(t.address, t.port)} within ${timeoutMs} ms`)) }, timeoutMs)
         stream.once('response', (headers) => {
           clearTimeout(timer)
           const status = Number(headers[':status'])
@@ -109,7 +115,7 @@ export class HboneClientPool {
 
   async #connect(key: string, t: TunnelTarget): Promise<PooledSession> {
     const context = await this.#certs.ensure(t.source)
-    const { socket } = await connectVerified({ host: t.node.address, port: t.node.port, context, expected: t.destination, timeoutMs: this.#connectTimeoutMs }, this.#verifier)
+    const { socket } = await connectVerified({ host: t.node.address, port: t.node.port, context, expected: t.destination, timeoutMs: t.timeoutMs ?? this.#connectTimeoutMs }, this.#verifier)
     const h2 = http2.connect(`https://${formatAuthority(t.node.address, t.node.port)}`, { createConnection: () => socket, settings: H2_SETTINGS })
     const pooled: PooledSession = { h2, active: 0 }
     const drop = (): void => {

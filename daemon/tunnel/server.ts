@@ -123,7 +123,8 @@ export class HboneServer {
     if (!target || !snap || !workload || workload.node !== snap.localNode) return answer(400, 'HBONE :authority is not a local workload')
     const labels: TcpLabels = {
       reporter: 'destination', source_workload: String(headers['x-hostmesh-source-workload'] ?? 'unknown'), source_principal: peer,
-      destination_service: 'unknown', destination_workload: workload.name, destination_principal: workload.identity,
+      // Telemetry metadata from the source, as Istio's peer metadata: labels, never decisions.
+      destination_service: String(headers['x-hostmesh-destination-service'] ?? 'unknown'), destination_workload: workload.name, destination_principal: workload.identity,
       connection_security_policy: 'mutual_tls', response_flags: '-',
     }
     const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port })

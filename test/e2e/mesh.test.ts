@@ -79,16 +79,19 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     t.match(r, { sent: 10 << 20, echoed: 10 << 20 }, JSON.stringify({ ...r }))
   })
 
-  await t.test('the same over IPv6', async (t) => {
+  await t.test('the same over IPv6, end to end', async (t) => {
     const r = await call(a, 2001, 1000, 'fd96::20')
     t.match(r, { sent: 1000, echoed: 1000 })
+    t.match(r.first, /^payments-v1 fd77::12$|^payments-v2 fd77::13$/, 'the workload is reached over IPv6 too')
   })
 
   await t.test('authorization: fraud (not checkout) is refused, and the destination counts it', async (t) => {
     const r = await call(c, 2003)
     t.equal(r.first, null, `no data reaches fraud: ${JSON.stringify(r)}`)
     const metrics = (await admin(b, '/metrics')).stdout + (await admin(c, '/metrics')).stdout
-    t.match(metrics, /istio_tcp_connections_closed_total\{reporter="destination",source_workload="fraud",source_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/fraud",[^}]*response_flags="UAEX"\} 1/)
+    t.match(metrics, /istio_tcp_connections_closed_total\{reporter="destination",source_workload="fraud",source_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/fraud",destination_service="payments-v[12]\.shop",[^}]*response_flags="UAEX"\} 1/)
+    const logs = daemons.get('node-b')!.output + daemons.get('node-c')!.output
+    t.match(logs, /"peer":"spiffe:\/\/cluster\.local\/ns\/shop\/sa\/fraud".*"status":401.*"reason":"no ALLOW policy matched \(AuthorizationPolicy\/shop\/payments-from-checkout\)".*"msg":"connection denied by AuthorizationPolicy"/, 'the destination logs the denial and why')
   })
 
   await t.test('on the wire between hosts: no plaintext payload (with a plaintext control)', async (t) => {
@@ -206,6 +209,7 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     await v1.stop()
     const after = await tally(a, 2001, '10.96.0.50', 40)
     t.same(after, { counts: { 'payments-v2': 40 }, failed: 0 })
+    t.match((await admin(a, '/metrics')).stdout, /hostmesh_outlier_ejections_total\{service_port="shop\/ledger-all:7000"\} [1-9]/, 'the dead endpoint was ejected by outlier detection')
   })
 
   await t.test('REGISTRY_ONLY (after a restart with that setting) refuses unknown destinations', async (t) => {

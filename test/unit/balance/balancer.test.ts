@@ -1,0 +1,74 @@
+// Load-balancer choices and outlier ejection, with a fake clock.
+import t from 'tap'
+import { Balancer } from '../../../daemon/balance/balancer.ts'
+import type { DestinationSettings, Endpoint } from '../../../policy/snapshot.ts'
+
+const eps: Endpoint[] = [1, 2, 3, 4].map((i) => ({ address: `10.0.0.${i}`, port: 80, identity: `spiffe://td/ns/a/sa/s${i}` }))
+const settings = (lb: DestinationSettings['loadBalancer'], od: Partial<DestinationSettings['outlierDetection']> = {}): DestinationSettings => ({
+  source: 'test', loadBalancer: lb,
+  connectionPool: { maxConnections: 1, maxPendingRequests: 1, maxRequests: 1, connectTimeoutMs: 1000 },
+  outlierDetection: { consecutive5xxErrors: 5, consecutiveGatewayErrors: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10, ...od },
+  retryBudget: { percent: 20, minRetriesPerSecond: 10, ttlMs: 10_000 },
+})
+
+t.test('ROUND_ROBIN, RANDOM, and tried endpoints are skipped', async (t) => {
+  const b = new Balancer()
+  const rr = settings('ROUND_ROBIN')
+  t.same([0, 1, 2, 3, 4].map(() => b.pick('p', eps, rr)), [eps[0], eps[1], eps[2], eps[3], eps[0]])
+  const seen = new Set<Endpoint>()
+  for (let i = 0; i < 200; i++) seen.add(b.pick('p', eps, settings('RANDOM'))!)
+  t.equal(seen.size, 4, 'RANDOM reaches every endpoint')
+  t.equal(b.pick('p', eps, rr, new Set(eps)), undefined, 'nothing left when all were tried')
+  t.equal(b.pick('p', eps, settings('RANDOM'), new Set(eps.slice(1))), eps[0])
+})
+
+t.test('LEAST_REQUEST and P2C_EWMA prefer the less loaded / faster endpoint of two', async (t) => {
+  const b = new Balancer()
+  const two = eps.slice(0, 2)
+  const ends = Array.from({ length: 5 }, () => b.begin(two[0]!))
+  t.ok(Array.from({ length: 50 }, () => b.pick('p', two, settings('LEAST_REQUEST'))).every((e) => e === two[1]), 'LEAST_REQUEST: the endpoint with no active connection')
+  for (const end of ends) end()
+  for (let i = 0; i < 10; i++) { b.success(two[0]!, 200); b.success(two[1]!, 2) }
+  t.ok(Array.from({ length: 50 }, () => b.pick('p', two, settings('P2C_EWMA'))).every((e) => e === two[1]), 'P2C_EWMA: the endpoint that connects faster')
+  t.ok(b.state(two[0]!)!.ewmaMs > 100 && b.state(two[1]!)!.ewmaMs < 10)
+})
+
+t.test('outlier detection ejects after consecutive failures, for base × times, never all', async (t) => {
+  let now = 1_000_000
+  const ejected: string[] = []
+  const b = new Balancer({ ejected: (e) => ejected.push(e) }, () => now)
+  const s = settings('ROUND_ROBIN', { consecutiveGatewayErrors: 3 })
+  for (let i = 0; i < 2; i++) b.failure(eps[0]!, 'p', eps, s)
+  t.same(ejected, [], 'below the threshold')
+  b.success(eps[0]!, 1)
+  for (let i = 0; i < 2; i++) b.failure(eps[0]!, 'p', eps, s)
+  t.same(ejected, [], 'a success resets the count')
+  b.failure(eps[0]!, 'p', eps, s)
+  t.same(ejected, ['spiffe://td/ns/a/sa/s1@10.0.0.1:80'], 'ejected at the third consecutive failure')
+  t.notOk(Array.from({ length: 8 }, () => b.pick('p', eps, s)).includes(eps[0]), 'an ejected endpoint is skipped')
+  for (let i = 0; i < 3; i++) b.failure(eps[1]!, 'p', eps, s)
+  t.equal(ejected.length, 1, 'maxEjectionPercent 10% of 4 endpoints: only one at a time (at least one, as Envoy)')
+  now += 30_001
+  t.ok(Array.from({ length: 8 }, () => b.pick('p', eps, s)).includes(eps[0]), 'back after baseEjectionTime')
+  for (let i = 0; i < 3; i++) b.failure(eps[0]!, 'p', eps, s)
+  t.equal(b.state(eps[0]!)!.ejectedUntil, now + 60_000, 'the second ejection lasts twice as long')
+
+  const pair = eps.slice(0, 2)
+  const b2 = new Balancer(undefined, () => now)
+  const all = settings('RANDOM', { consecutiveGatewayErrors: 1, maxEjectionPercent: 100 })
+  b2.failure(pair[0]!, 'q', pair, all)
+  b2.failure(pair[1]!, 'q', pair, all)
+  t.ok(b2.state(pair[0]!)!.ejectedUntil > now && b2.state(pair[1]!)!.ejectedUntil === 0, 'never every endpoint')
+  const b3 = new Balancer(undefined, () => now)
+  b3.failure(pair[0]!, 'q', pair, all)
+  now += 1
+  t.equal(b3.pick('q', [pair[0]!], all), pair[0], 'with only ejected candidates left, one is used anyway')
+})
+
+t.test('0 turns a detector off', async (t) => {
+  const b = new Balancer()
+  for (let i = 0; i < 10; i++) b.failure(eps[0]!, 'p', eps, settings('RANDOM', { consecutiveGatewayErrors: 0, consecutive5xxErrors: 0 }))
+  t.equal(b.state(eps[0]!)!.ejectedUntil, 0)
+  for (let i = 0; i < 5; i++) b.failure(eps[1]!, 'p', eps, settings('RANDOM', { consecutiveGatewayErrors: 0, consecutive5xxErrors: 5 }))
+  t.ok(b.state(eps[1]!)!.ejectedUntil > 0, 'the 5xx detector alone (the default) ejects at 5')
+})
