@@ -339,8 +339,11 @@ export class CertManager extends EventEmitter<Events> {
       if (optional && err.code === 'ENOENT') return ''
       throw new CertFileError(join(dir, name), `cannot read: ${err.code ?? err.message}`, { cause: err })
     })
-    const [certPem, keyPem, chainPem] = await Promise.all([read('cert.pem'), read('key.pem'), read('chain.pem', true)])
-    return { certPem, keyPem, chainPem }
+    // All three are read, and the first missing one in this order is the error, whichever
+    // read fails first: the message must not depend on timing.
+    const [cert, key, chain] = await Promise.allSettled([read('cert.pem'), read('key.pem'), read('chain.pem', true)])
+    for (const r of [cert, key, chain]) if (r.status === 'rejected') throw r.reason
+    return { certPem: (cert as PromiseFulfilledResult<string>).value, keyPem: (key as PromiseFulfilledResult<string>).value, chainPem: (chain as PromiseFulfilledResult<string>).value }
   }
 
   /** Validate, then swap. Throws CertInvalidError (the slot keeps its last good certificate). */
