@@ -33,8 +33,15 @@ export function splice(a: Duplex, b: Duplex, done: (r: SpliceResult) => void): S
   }
   a.on('error', fail(b))
   b.on('error', fail(a))
-  a.once('close', closed)
-  b.once('close', closed)
+  // A side that closes before its readable side ended cleanly was aborted (an HTTP/2 stream
+  // reset, a TCP reset without an 'error'): the other side must not wait for an end that
+  // never comes.
+  let aEnded = false
+  let bEnded = false
+  a.once('end', () => { aEnded = true })
+  b.once('end', () => { bEnded = true })
+  a.once('close', () => { if (!aEnded) reset(b); closed() })
+  b.once('close', () => { if (!bEnded) reset(a); closed() })
   return {
     close(reason) {
       error ??= reason
