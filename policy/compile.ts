@@ -171,8 +171,14 @@ function computeEndpoints(s: LoadedDoc<'Service'>, p: LoadedDoc<'Service'>['doc'
 
 let defaults: DestinationSettings | undefined
 
+/** The settings of a destination no DestinationPolicy names (Linkerd/Envoy defaults). */
+export function defaultDestination(): DestinationSettings {
+  defaults ??= deepFreeze(settings('default', DestinationSpecSchema.parse({ targetRefs: [{ name: 'default' }] }))) as DestinationSettings
+  return defaults
+}
+
 function destinationSettings(index: PolicyIndex): Map<string, DestinationSettings> {
-  defaults ??= settings('default', DestinationSpecSchema.parse({ targetRefs: [{ name: 'default' }] }))
+  defaults ??= defaultDestination()
   const out = new Map<string, DestinationSettings>([['', defaults]])
   for (const p of index.destinationPolicies.values()) {
     const s = memo(destinationMemo, p, () => settings(p.key, p.doc.spec))
@@ -374,6 +380,11 @@ function assignOutboundPorts(index: PolicyIndex, workloads: ReadonlyMap<string, 
       taken.add(prev.outboundPort)
     }
   }
+  // A port freed by a workload that left is not given to a newcomer in the same change:
+  // the old uid → port rule may still be live until iptables is synced, and the newcomer's
+  // listener would be credited with the old workload's connections. The quarantine lasts
+  // one generation.
+  for (const prev of opts.previous?.localWorkloads ?? []) taken.add(prev.outboundPort)
   let next = base
   for (const w of local) {
     if (out.has(w.key)) continue

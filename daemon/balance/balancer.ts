@@ -20,6 +20,8 @@ interface EndpointState {
 }
 
 const EWMA_ALPHA = 0.3
+/** Envoy's max_ejection_time default: an ejection never lasts longer. */
+export const MAX_EJECTION_MS = 300_000
 const INITIAL_EWMA_MS = 1
 
 export interface BalancerEvents {
@@ -76,6 +78,8 @@ export class Balancer {
   success(e: Endpoint, ms: number): void {
     const s = this.#get(e)
     s.failures = 0
+    // Healthy again after an ejection: the next one starts shorter (Envoy decays it too).
+    if (s.ejections > 0 && this.#now() >= s.ejectedUntil) s.ejections--
     s.ewmaMs = s.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA
   }
 
@@ -95,7 +99,7 @@ export class Balancer {
     if (ejected + 1 > allowed || ejected + 1 >= all.length) return
     s.ejections++
     s.failures = 0
-    s.ejectedUntil = now + od.baseEjectionTimeMs * s.ejections
+    s.ejectedUntil = now + Math.min(MAX_EJECTION_MS, od.baseEjectionTimeMs * s.ejections)
     this.#events?.ejected(keyOf(e), portKey, s.ejectedUntil)
   }
 

@@ -11,8 +11,9 @@
 //                      own outbound port.
 // HOSTMESH_PREROUTING: the HBONE port RETURNs (never redirected); one REDIRECT per
 //                      address-matched local workload to its outbound port; then plaintext
-//                      arriving for a local workload's address:port goes to the inbound
-//                      plaintext port.
+//                      arriving for a local workload's port goes to the inbound plaintext
+//                      port (any local address for a host process, its own address for a
+//                      container).
 import { isIP } from 'node:net'
 import type { Snapshot } from '../../policy/snapshot.ts'
 
@@ -48,9 +49,15 @@ export function captureRules(input: CaptureInput, family: Family): string {
     const tag = `-m comment --comment "${w.key}"`
     if (w.match.uid !== undefined) out.push(`-A ${CHAIN_OUTPUT} -p tcp -m owner --uid-owner ${w.match.uid} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
     else if (w.match.address !== undefined && isIP(w.match.address) === family) pre.push(`-A ${CHAIN_PREROUTING} -p tcp -s ${w.match.address} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
-    for (const a of w.addresses) {
-      if (isIP(a) !== family) continue
-      for (const p of w.ports) inbound.push(`-A ${CHAIN_PREROUTING} -p tcp -d ${a} --dport ${p.port} ${tag} -j REDIRECT --to-ports ${input.inboundPlaintextPort}`)
+    if (w.match.uid !== undefined) {
+      // A host process listens on every local address (link-local, secondary, ...), not
+      // just the ones policy lists: capture its ports on any local destination.
+      for (const p of w.ports) inbound.push(`-A ${CHAIN_PREROUTING} -p tcp -m addrtype --dst-type LOCAL --dport ${p.port} ${tag} -j REDIRECT --to-ports ${input.inboundPlaintextPort}`)
+    } else {
+      for (const a of w.addresses) {
+        if (isIP(a) !== family) continue
+        for (const p of w.ports) inbound.push(`-A ${CHAIN_PREROUTING} -p tcp -d ${a} --dport ${p.port} ${tag} -j REDIRECT --to-ports ${input.inboundPlaintextPort}`)
+      }
     }
   }
   // Declaring a chain in --noflush mode creates it, or flushes it if it exists: the chain's

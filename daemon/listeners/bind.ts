@@ -1,5 +1,5 @@
 // Binding helpers shared by the listeners: every listener is bound before /ready says so.
-import type { AddressInfo, Server, Socket } from 'node:net'
+import { connect, type AddressInfo, type Server, type Socket } from 'node:net'
 
 /** Listens on host:port; `::` is dual-stack, and falls back to 0.0.0.0 on a host without IPv6. */
 export async function bind(server: Server, host: string, port: number): Promise<AddressInfo> {
@@ -40,4 +40,25 @@ export class SocketSet {
   destroyAll(): void {
     for (const s of this.#sockets) s.destroy()
   }
+}
+
+/** A TCP connection that is up, or an error after `timeoutMs` (the connect timeout, not an idle one). */
+export function dialTcp(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port, allowHalfOpen: true })
+    const timer = setTimeout(() => {
+      s.destroy()
+      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
+    }, timeoutMs)
+    s.once('connect', () => {
+      clearTimeout(timer)
+      s.off('error', onError)
+      resolve(s)
+    })
+    const onError = (err: Error): void => {
+      clearTimeout(timer)
+      reject(err)
+    }
+    s.once('error', onError)
+  })
 }

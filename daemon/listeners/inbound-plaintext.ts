@@ -2,7 +2,7 @@
 // outside the mesh. Per connection: original destination → the local workload → STRICT:
 // refuse (counted, logged) → PERMISSIVE: AuthorizationPolicy with no identity → connect to
 // the workload and splice.
-import { connect as tcpConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { Counter, type Registry } from 'prom-client'
 import { originalDst } from '../intercept/origdst.ts'
 import { addressKey } from '../../policy/ip.ts'
@@ -10,8 +10,8 @@ import type { Snapshot } from '../../policy/snapshot.ts'
 import { authorize } from '../authz/evaluate.ts'
 import type { Logger } from '../log/logger.ts'
 import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
-import { splice } from '../tunnel/splice.ts'
-import { bind, closeServer, SocketSet } from './bind.ts'
+import { splice, type Splice } from '../tunnel/splice.ts'
+import { bind, closeServer, dialTcp, SocketSet } from './bind.ts'
 
 export interface InboundPlaintextDeps {
   readonly snapshot: () => Snapshot | undefined
@@ -26,6 +26,7 @@ export class InboundPlaintextListener {
   readonly #server: Server
   readonly #sockets = new SocketSet()
   readonly #refused: Counter<'reason'>
+  readonly #open = new Set<{ readonly workload: string; readonly port: number; readonly splice: Splice }>()
 
   constructor(deps: InboundPlaintextDeps) {
     this.#deps = deps
@@ -46,6 +47,22 @@ export class InboundPlaintextListener {
     this.#sockets.destroyAll()
   }
 
+  /** After a snapshot swap: closes forwarded plaintext the new policy no longer allows. */
+  recheck(snapshot: Snapshot): number {
+    let closed = 0
+    for (const c of this.#open) {
+      const w = snapshot.workloads.get(c.workload)
+      const d = !w || w.node !== snapshot.localNode ? { allowed: false as const, reason: 'no longer a local workload' }
+        : w.mtlsMode === 'STRICT' ? { allowed: false as const, reason: 'the workload is STRICT now' }
+          : authorize(snapshot.authorization.get(w.key), { port: c.port })
+      if (d.allowed) continue
+      closed++
+      this.#deps.log.warn({ workload: c.workload, port: c.port, reason: d.reason, generation: snapshot.generation }, 'open plaintext connection closed: the new policy denies it')
+      c.splice.close(new Error(`revoked by policy: ${d.reason}`))
+    }
+    return closed
+  }
+
   #accept(socket: Socket): void {
     this.#sockets.add(socket)
     const log = this.#deps.log
@@ -56,7 +73,10 @@ export class InboundPlaintextListener {
       return void socket.destroy()
     }
     const snap = this.#deps.snapshot()
+    // By address; or a host process of this node with that port, reached on another of the
+    // host's addresses (the capture rule matches every local address for those).
     const w = snap?.workloadByAddress.get(addressKey(dst.address, dst.port))
+      ?? snap?.localWorkloads.find((l) => l.workload.match.uid !== undefined && l.workload.ports.some((p) => p.port === dst.port))?.workload
     const from = `${socket.remoteAddress}:${socket.remotePort}`
     if (!snap || !w || w.node !== snap.localNode) {
       this.#refused.inc({ reason: 'unknown' })
@@ -79,11 +99,21 @@ export class InboundPlaintextListener {
       return void socket.destroy()
     }
     const started = Date.now()
-    const upstream = tcpConnect({ host: dst.address, port: dst.port, allowHalfOpen: true })
-    this.#deps.metrics.opened(labels)
-    splice(socket, upstream, (r) => {
-      this.#deps.metrics.closed(labels, r.aToB, r.bToA)
-      log.info({ access: 'tcp', reporter: 'destination', src: { address: from }, dst: { workload: w.key, address: `${dst.address}:${dst.port}` }, bytesSent: r.aToB, bytesReceived: r.bToA, durationMs: Date.now() - started, ...(r.error ? { error: r.error.message } : {}) }, 'connection')
+    dialTcp(dst.address, dst.port, this.#deps.connectTimeoutMs ?? 5000).then((upstream) => {
+      if (socket.destroyed) return void upstream.destroy()
+      this.#deps.metrics.opened(labels)
+      const entry = {
+        workload: w.key, port: dst.port,
+        splice: splice(socket, upstream, (r) => {
+          this.#open.delete(entry)
+          this.#deps.metrics.closed(labels, r.aToB, r.bToA)
+          log.info({ access: 'tcp', reporter: 'destination', src: { address: from }, dst: { workload: w.key, address: `${dst.address}:${dst.port}` }, bytesSent: r.aToB, bytesReceived: r.bToA, durationMs: Date.now() - started, ...(r.error ? { error: r.error.message } : {}) }, 'connection')
+        }),
+      }
+      this.#open.add(entry)
+    }, (err: NodeJS.ErrnoException) => {
+      log.warn({ from, workload: w.key, port: dst.port, error: err.code ?? err.message }, 'plaintext connection: the workload is unreachable')
+      socket.resetAndDestroy()
     })
   }
 }

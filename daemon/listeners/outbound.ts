@@ -5,17 +5,18 @@
 //   skipping ejected endpoints; a failed connect tries another, a bounded number of times) →
 //   HBONE tunnel as the source workload (or plain TCP to an endpoint outside the mesh)
 //   unknown destination: ALLOW_ANY passes through as plain TCP, REGISTRY_ONLY refuses.
-import { connect as tcpConnect, createServer, isIP, type Server, type Socket } from 'node:net'
+import { createServer, isIP, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { originalDst } from '../intercept/origdst.ts'
 import { addressKey, canonicalIp } from '../../policy/ip.ts'
-import type { Endpoint, ServicePortInfo, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import { defaultDestination } from '../../policy/compile.ts'
+import type { DestinationSettings, Endpoint, ServicePortInfo, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import type { Logger } from '../log/logger.ts'
 import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
 import type { Balancer } from '../balance/balancer.ts'
 import { TunnelError, type HboneClientPool } from '../tunnel/client-pool.ts'
 import { splice } from '../tunnel/splice.ts'
-import { bind, closeServer, SocketSet } from './bind.ts'
+import { bind, closeServer, dialTcp, SocketSet } from './bind.ts'
 
 export interface OutboundDeps {
   readonly snapshot: () => Snapshot | undefined
@@ -92,9 +93,21 @@ export class OutboundListener {
       return void socket.destroy()
     }
     const snap = this.#deps.snapshot()
-    const sp = snap?.byDestination.get(addressKey(dst.address, dst.port))
-    if (!snap || !sp) return this.#unknown(socket, dst)
-    void this.#mesh(socket, snap, sp, dst)
+    if (!snap) return this.#unknown(socket, dst)
+    const sp = snap.byDestination.get(addressKey(dst.address, dst.port))
+    if (sp) return void this.#mesh(socket, snap, routeOf(snap, sp), dst)
+    // A mesh workload dialled at its own address (not through a Service): still a tunnel
+    // with identities and authorization, never a plaintext pass-through (the daemon's own
+    // connections are not captured, so passing through would skip the destination's policy).
+    const w = snap.workloadByAddress.get(addressKey(dst.address, dst.port))
+    const node = w ? snap.nodes.get(w.node) : undefined
+    if (w && node) {
+      return void this.#mesh(socket, snap, {
+        key: `workload:${w.key}:${dst.port}`, service: `${w.name}.${w.namespace}`, settings: defaultDestination(),
+        endpoints: [{ address: dst.address, port: dst.port, workload: w.key, identity: w.identity, node }],
+      }, dst)
+    }
+    this.#unknown(socket, dst)
   }
 
   #labels(extra: Partial<TcpLabels>): TcpLabels {
@@ -106,7 +119,8 @@ export class OutboundListener {
   }
 
   #unknown(socket: Socket, dst: { address: string; port: number }): void {
-    const labels = this.#labels({ destination_service: `${dst.address}:${dst.port}`, connection_security_policy: 'none' })
+    // Istio's names for traffic outside the mesh: one series each, whatever the address.
+    const labels = this.#labels({ destination_service: this.#deps.outboundTrafficPolicy === 'REGISTRY_ONLY' ? 'BlackHoleCluster' : 'PassthroughCluster', connection_security_policy: 'none' })
     if (this.#deps.outboundTrafficPolicy === 'REGISTRY_ONLY') {
       this.#deps.metrics.opened(labels)
       this.#deps.metrics.closed({ ...labels, response_flags: 'NR' }, 0, 0)
@@ -114,25 +128,30 @@ export class OutboundListener {
       return void socket.destroy()
     }
     // ALLOW_ANY: plain TCP from the daemon (its uid is never captured).
-    const upstream = tcpConnect({ host: dst.address, port: dst.port, allowHalfOpen: true, timeout: this.#deps.connectTimeoutMs ?? 5000 })
-    this.#join(socket, upstream, labels, `${dst.address}:${dst.port}`)
+    dialTcp(dst.address, dst.port, this.#deps.connectTimeoutMs ?? 5000).then((upstream) => {
+      if (socket.destroyed) return void upstream.destroy()
+      this.#join(socket, upstream, labels, `${dst.address}:${dst.port}`, true)
+    }, (err: NodeJS.ErrnoException) => {
+      this.#deps.metrics.opened(labels)
+      this.#deps.metrics.closed({ ...labels, response_flags: 'UF' }, 0, 0)
+      this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key }, dst: { address: `${dst.address}:${dst.port}` }, error: err.code ?? err.message }, 'connection')
+      socket.resetAndDestroy()
+    })
   }
 
-  async #mesh(socket: Socket, snap: Snapshot, sp: ServicePortInfo, dst: { address: string; port: number }): Promise<void> {
-    const target = pickPort(snap, sp)
-    const service = snap.services.get(target.service)
-    const settings = service?.destination
+  async #mesh(socket: Socket, snap: Snapshot, target: MeshTarget, dst: { address: string; port: number }): Promise<void> {
+    const settings = target.settings
     const family = isIP(dst.address) === 6 && !/^::ffff:/i.test(dst.address) ? 6 : 4
     const tried = new Set<Endpoint>()
     let lastError = 'no endpoints'
-    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && settings; attempt++) {
+    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS; attempt++) {
       if (socket.destroyed) return
       const ep = this.#deps.balancer.pick(target.key, target.endpoints, settings, tried)
       if (!ep) break
       tried.add(ep)
       const dstWorkload = ep.workload ? snap.workloads.get(ep.workload) : undefined
       const labels = this.#labels({
-        destination_service: service ? `${service.name}.${service.namespace}` : target.service,
+        destination_service: target.service,
         destination_workload: dstWorkload?.name ?? 'unknown',
         destination_principal: ep.identity ?? 'unknown',
         connection_security_policy: ep.identity ? 'mutual_tls' : 'none',
@@ -149,12 +168,14 @@ export class OutboundListener {
         lastError = (err as Error).message
         // A refusal by the destination's policy (401) or a bad request (400) says nothing
         // about the endpoint's health; a connect failure or 503 does.
+        // A local problem (no certificate for the source yet) says nothing about the endpoint either.
         const status = err instanceof TunnelError ? err.status : undefined
-        if (status !== 401 && status !== 400) this.#deps.balancer.failure(ep, target.key, target.endpoints, settings)
+        const local = (err as { code?: string }).code === 'HOSTMESH_ERR_CERT_UNAVAILABLE'
+        if (status !== 401 && status !== 400 && !local) this.#deps.balancer.failure(ep, target.key, target.endpoints, settings)
         this.#deps.log.debug({ workload: this.workload.key, endpoint: `${ep.address}:${ep.port}`, err: lastError }, 'endpoint failed; trying another')
       }
     }
-    const labels = this.#labels({ destination_service: service ? `${service.name}.${service.namespace}` : target.service })
+    const labels = this.#labels({ destination_service: target.service })
     this.#deps.metrics.opened(labels)
     this.#deps.metrics.closed({ ...labels, response_flags: 'UF' }, 0, 0)
     this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key, principal: this.workload.identity }, dst: { service: target.key, address: `${dst.address}:${dst.port}` }, error: `no endpoint reachable: ${lastError}` }, 'connection')
@@ -174,17 +195,12 @@ export class OutboundListener {
         node: { address: sameFamily(ep.node.addresses, ep.node.addresses[0]!), port: ep.node.hbonePort },
         address: sameFamily(w?.addresses, ep.address), port: ep.port,
         baggage: `k8s.namespace.name=${this.workload.namespace},k8s.workload.name=${this.workload.name}`,
-        sourceWorkload: this.workload.name,
+        sourceWorkload: this.workload.key,
         destinationService: service,
         timeoutMs,
       })
     }
-    return new Promise((resolve, reject) => {
-      const s = tcpConnect({ host: ep.address, port: ep.port, allowHalfOpen: true, timeout: timeoutMs })
-      s.once('connect', () => { s.setTimeout(0); s.off('error', reject); resolve(s) })
-      s.once('timeout', () => { s.destroy(); reject(new Error('connect timed out')) })
-      s.once('error', reject)
-    })
+    return dialTcp(ep.address, ep.port, timeoutMs)
   }
 
   #join(socket: Socket, upstream: Duplex, labels: TcpLabels, to: string, connected = false): void {
@@ -203,11 +219,25 @@ export class OutboundListener {
   }
 }
 
+/** Where a mesh connection goes: the endpoints to choose from, and how. */
+interface MeshTarget {
+  /** Balancer key: the service port, or the workload dialled directly. */
+  readonly key: string
+  /** `<name>.<namespace>`, for telemetry. */
+  readonly service: string
+  readonly endpoints: readonly Endpoint[]
+  readonly settings: DestinationSettings
+}
+
 /** The service port a connection goes to: a TCPRoute's weighted backends, or the port itself. */
-function pickPort(snap: Snapshot, sp: ServicePortInfo): ServicePortInfo {
+function routeOf(snap: Snapshot, sp: ServicePortInfo): MeshTarget {
+  let port = sp
   const route = sp.route
-  if (route?.kind !== 'tcp' || route.backends.total === 0) return sp
-  const r = Math.random() * route.backends.total
-  const i = route.backends.cumulative.findIndex((c) => c > r)
-  return snap.servicePorts.get(route.backends.backends[i]!.servicePort) ?? sp
+  if (route?.kind === 'tcp' && route.backends.total > 0) {
+    const r = Math.random() * route.backends.total
+    const i = route.backends.cumulative.findIndex((c) => c > r)
+    port = snap.servicePorts.get(route.backends.backends[i]!.servicePort) ?? sp
+  }
+  const service = snap.services.get(port.service)
+  return { key: port.key, service: service ? `${service.name}.${service.namespace}` : port.service, endpoints: port.endpoints, settings: service?.destination ?? defaultDestination() }
 }

@@ -48,38 +48,60 @@ export class DataPlane {
   async start(snapshot: Snapshot | undefined): Promise<void> {
     await this.#hbone.listen()
     await this.#plaintext.listen(this.#config.ports.inboundPlaintext)
-    await this.#reconcile(snapshot)
+    await this.#add(snapshot)
   }
 
-  /** After a snapshot swap. Serialised; never throws (a bind failure is logged). */
-  follow(snapshot: Snapshot): Promise<void> {
+  /**
+   * After a snapshot swap, in the one safe order: bind the new outbound listeners, run
+   * `between` (the iptables sync, so no rule ever points at a port nobody listens on), close
+   * the listeners that are gone, re-check open connections. Serialised; never throws.
+   */
+  follow(snapshot: Snapshot, between: () => Promise<void> = async () => undefined): Promise<void> {
     this.#queue = this.#queue.then(async () => {
       try {
-        await this.#reconcile(snapshot)
+        await this.#add(snapshot)
       } catch (err) {
         this.#log.error({ generation: snapshot.generation, error: (err as Error).message }, 'could not bind an outbound listener')
       }
-      const revoked = this.#hbone.recheck(snapshot)
+      await between()
+      this.#removeStale(snapshot)
+      const revoked = this.#hbone.recheck(snapshot) + this.#plaintext.recheck(snapshot)
       if (revoked > 0) this.#log.warn({ revoked, generation: snapshot.generation }, 'closed open connections the new policy denies')
     })
     return this.#queue
   }
 
-  async #reconcile(snapshot: Snapshot | undefined): Promise<void> {
-    const want = new Map((snapshot?.localWorkloads ?? []).map((l) => [`${l.workload.key}#${l.outboundPort}`, l]))
-    for (const [k, l] of this.#outbound) {
-      if (want.has(k)) continue
-      this.#outbound.delete(k)
-      void l.close()
-    }
-    for (const [k, { workload, outboundPort }] of want) {
+  #wanted(snapshot: Snapshot | undefined): Map<string, Snapshot['localWorkloads'][number]> {
+    // Everything a listener was built from is in its key: a Workload edited in place (another
+    // identity, another match) gets a new listener instead of keeping the old view.
+    return new Map((snapshot?.localWorkloads ?? []).map((l) => [`${l.workload.key}#${l.outboundPort}#${l.workload.identity}#${l.workload.match.uid ?? l.workload.match.address}#${l.workload.name}`, l]))
+  }
+
+  async #add(snapshot: Snapshot | undefined): Promise<void> {
+    for (const [k, { workload, outboundPort }] of this.#wanted(snapshot)) {
       if (this.#outbound.has(k)) continue
+      // The same workload edited in place keeps its port: its old listener makes way.
+      for (const [ok, old] of this.#outbound) {
+        if (old.port === outboundPort) {
+          this.#outbound.delete(ok)
+          await old.close()
+        }
+      }
       const l = new OutboundListener(workload, outboundPort, {
         snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, outboundTrafficPolicy: this.#config.outboundTrafficPolicy,
         log: this.#log.child({ listener: 'outbound', workload: workload.key }), metrics: this.#metrics,
       })
       await l.listen()
       this.#outbound.set(k, l)
+    }
+  }
+
+  #removeStale(snapshot: Snapshot | undefined): void {
+    const want = this.#wanted(snapshot)
+    for (const [k, l] of this.#outbound) {
+      if (want.has(k)) continue
+      this.#outbound.delete(k)
+      void l.close()
     }
   }
 

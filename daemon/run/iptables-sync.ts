@@ -43,6 +43,11 @@ export class IptablesSync {
       hbonePort: this.#config.ports.hbone,
       localWorkloads: snapshot.localWorkloads,
     }
+    // Loop avoidance returns the daemon's own uid first, so such a workload would silently
+    // bypass the mesh: say so loudly on every sync.
+    for (const l of snapshot.localWorkloads) {
+      if (l.workload.match.uid === input.daemonUid) this.#log.error({ workload: l.workload.key, uid: input.daemonUid }, 'this workload has the daemon\'s own uid: its traffic is never captured (run hostmesh as its own user)')
+    }
     const text = captureRules(input, 4) + captureRules(input, 6)
     if (text === this.#applied) {
       this.#syncs.inc({ result: 'unchanged' })

@@ -80,8 +80,7 @@ export class Daemon {
       // the cert dir is watched. A new snapshot changes the set of local identities.
       policy.on('snapshot', (s) => {
         certificates.follow(s).catch((err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
-        void dataPlane.follow(s)
-        void iptables.sync(s)
+        void dataPlane.follow(s, () => iptables.sync(s))
       })
       await certificates.follow(policy.current)
       // Listeners before iptables: a redirect must never point at a port nobody listens on.

@@ -31,6 +31,7 @@ export interface TunnelTarget {
   readonly port: number
   /** W3C baggage for the destination's telemetry. */
   readonly baggage?: string
+  /** The source workload's key (`<namespace>/<name>`), for the destination's telemetry. */
   readonly sourceWorkload?: string
   /** `<name>.<namespace>` of the service the source dialled, for the destination's telemetry. */
   readonly destinationService?: string
@@ -65,28 +66,39 @@ export class HboneClientPool {
 
   /** Opens one tunnel; resolves with the CONNECT stream once the destination answered 200. */
   async open(t: TunnelTarget): Promise<ClientHttp2Stream> {
+    // The session comes with a stream slot already reserved, so a burst cannot overfill it.
     const session = await this.#session(t)
-    session.active++
     return new Promise<ClientHttp2Stream>((resolve, reject) => {
-        const stream = session.h2.request({
+      let stream: ClientHttp2Stream
+      try {
+        stream = session.h2.request({
           ':method': 'CONNECT',
           ':authority': formatAuthority(t.address, t.port),
           ...(t.baggage ? { baggage: t.baggage } : {}),
           ...(t.sourceWorkload ? { 'x-hostmesh-source-workload': t.sourceWorkload } : {}),
           ...(t.destinationService ? { 'x-hostmesh-destination-service': t.destinationService } : {}),
         }, { endStream: false })
-        const timeoutMs = t.timeoutMs ?? this.#connectTimeoutMs
-        const timer = setTimeout(() => { stream.close(http2.constants.NGHTTP2_CANCEL); reject(new TunnelError(`no answer to CONNECT ${formatAuthority(t.address, t.port)} within ${timeoutMs} ms`)) }, timeoutMs)
-        stream.once('response', (headers) => {
-          clearTimeout(timer)
-          const status = Number(headers[':status'])
-          if (status === 200) return resolve(stream)
-          stream.close()
-          reject(new TunnelError(`CONNECT ${formatAuthority(t.address, t.port)} via ${formatAuthority(t.node.address, t.node.port)}: ${status}`, status))
-        })
-        stream.once('error', (err) => { clearTimeout(timer); reject(new TunnelError(`CONNECT stream failed: ${err.message}`, undefined, { cause: err })) })
-        stream.once('close', () => { session.active-- })
+      } catch (err) {
+        session.active--
+        return reject(new TunnelError(`CONNECT on a closing session: ${(err as Error).message}`, undefined, { cause: err }))
+      }
+      const timeoutMs = t.timeoutMs ?? this.#connectTimeoutMs
+      const timer = setTimeout(() => {
+        // No answer in time: the session may be black-holed. Retire it, so the next
+        // connection gets a fresh one instead of waiting on it too.
+        session.h2.destroy()
+        reject(new TunnelError(`no answer to CONNECT ${formatAuthority(t.address, t.port)} within ${timeoutMs} ms`))
+      }, timeoutMs)
+      stream.once('response', (headers) => {
+        clearTimeout(timer)
+        const status = Number(headers[':status'])
+        if (status === 200) return resolve(stream)
+        stream.close()
+        reject(new TunnelError(`CONNECT ${formatAuthority(t.address, t.port)} via ${formatAuthority(t.node.address, t.node.port)}: ${status}`, status))
       })
+      stream.once('error', (err) => { clearTimeout(timer); reject(new TunnelError(`CONNECT stream failed: ${err.message}`, undefined, { cause: err })) })
+      stream.once('close', () => { session.active-- })
+    })
   }
 
   close(): void {
@@ -98,19 +110,24 @@ export class HboneClientPool {
     this.#pools.clear()
   }
 
+  /** A live session for the target with one stream slot reserved (`active` already counted). */
   async #session(t: TunnelTarget): Promise<PooledSession> {
     const key = `${t.source}|${t.destination}|${formatAuthority(t.node.address, t.node.port)}`
-    const list = this.#pools.get(key) ?? []
-    const usable = list.find((s) => !s.h2.closed && !s.h2.destroyed && s.active < MAX_STREAMS_PER_SESSION)
-    if (usable) return usable
-    // One handshake at a time per key: a burst of connections shares the new session.
-    let opening = this.#opening.get(key)
-    if (!opening) {
-      opening = this.#connect(key, t).finally(() => this.#opening.delete(key))
-      this.#opening.set(key, opening)
+    for (;;) {
+      const usable = (this.#pools.get(key) ?? []).find((s) => !s.h2.closed && !s.h2.destroyed && s.active < limit(s.h2))
+      if (usable) {
+        usable.active++
+        return usable
+      }
+      // One handshake at a time per key: a burst waits for it, then takes slots in the loop
+      // above (and opens another session when this one is full).
+      let opening = this.#opening.get(key)
+      if (!opening) {
+        opening = this.#connect(key, t).finally(() => this.#opening.delete(key))
+        this.#opening.set(key, opening)
+      }
+      await opening
     }
-    const s = await opening
-    return s.active < MAX_STREAMS_PER_SESSION ? s : this.#connect(key, t)
   }
 
   async #connect(key: string, t: TunnelTarget): Promise<PooledSession> {
@@ -138,4 +155,9 @@ export class HboneClientPool {
     this.#pools.set(key, l)
     return pooled
   }
+}
+
+/** Streams per session: ours (100), or fewer if the server says so. */
+function limit(h2: ClientHttp2Session): number {
+  return Math.min(MAX_STREAMS_PER_SESSION, h2.remoteSettings?.maxConcurrentStreams ?? MAX_STREAMS_PER_SESSION)
 }

@@ -42,6 +42,7 @@ export class HboneServer {
   readonly #tcp: Server
   readonly #h2 = http2.createServer({ settings: H2_SETTINGS })
   readonly #peers = new WeakMap<Http2Session, string>()
+  readonly #sessions = new Set<Http2Session>()
   readonly #tunnels = new Set<Tunnel>()
   readonly #sockets = new SocketSet()
   #pendingPeer: string | undefined
@@ -53,6 +54,8 @@ export class HboneServer {
     // verified peer identity is attached to its session.
     this.#h2.on('session', (session) => {
       this.#peers.set(session, this.#pendingPeer!)
+      this.#sessions.add(session)
+      session.once('close', () => this.#sessions.delete(session))
       session.setLocalWindowSize(CONNECTION_WINDOW)
       session.on('error', () => undefined)
     })
@@ -67,9 +70,15 @@ export class HboneServer {
     return this.#tcp.address() as AddressInfo
   }
 
-  /** Stop accepting; resolves when every tunnel has ended. */
+  /**
+   * Stop accepting: no new connections, and GOAWAY on every session so peers open no new
+   * streams here (they move to a fresh session elsewhere or after the restart); open tunnels
+   * finish. Resolves when every connection has ended.
+   */
   close(): Promise<void> {
-    return new Promise((resolve) => this.#tcp.close(() => resolve()))
+    const closed = new Promise<void>((resolve) => this.#tcp.close(() => resolve()))
+    for (const s of this.#sessions) s.close()
+    return closed
   }
 
   destroy(): void {
@@ -85,13 +94,23 @@ export class HboneServer {
   recheck(snapshot: Snapshot): number {
     let closed = 0
     for (const t of this.#tunnels) {
-      const d = authorize(snapshot.authorization.get(t.workload.key), { identity: t.peer, port: t.port })
+      const d = this.#stillAllowed(snapshot, t)
       if (d.allowed) continue
       closed++
       this.#opts.log.warn({ peer: t.peer, workload: t.workload.key, port: t.port, reason: d.reason, generation: snapshot.generation }, 'open connection closed: the new policy denies it')
       t.splice.close(new Error(`revoked by policy: ${d.reason}`))
     }
     return closed
+  }
+
+  /** A tunnel under a new snapshot: its workload must still be local, and policy must still allow it. */
+  #stillAllowed(snapshot: Snapshot, t: { peer: string; workload: WorkloadInfo; port: number }): { allowed: true } | { allowed: false; reason: string } {
+    const w = snapshot.workloads.get(t.workload.key)
+    if (!w || w.node !== snapshot.localNode || w.identity !== t.workload.identity || !w.ports.some((p) => p.port === t.port)) {
+      return { allowed: false, reason: `${t.workload.key}:${t.port} is no longer a local workload port` }
+    }
+    const d = authorize(snapshot.authorization.get(w.key), { identity: t.peer, port: t.port })
+    return d.allowed ? { allowed: true } : { allowed: false, reason: d.reason }
   }
 
   #accept(raw: Socket): void {
@@ -121,10 +140,14 @@ export class HboneServer {
     const snap = this.#opts.snapshot()
     const workload = target && snap ? snap.workloadByAddress.get(addressKey(target.ip, target.port)) : undefined
     if (!target || !snap || !workload || workload.node !== snap.localNode) return answer(400, 'HBONE :authority is not a local workload')
+    // Telemetry metadata from the source, as Istio's peer metadata: labels, never decisions,
+    // and only names the snapshot knows (a peer must not grow the metrics at will).
+    const srcKey = String(headers['x-hostmesh-source-workload'] ?? '')
+    const src = snap.workloads.get(srcKey)
+    const svc = /^([a-z0-9-]+)\.([a-z0-9-]+)$/.exec(String(headers['x-hostmesh-destination-service'] ?? ''))
     const labels: TcpLabels = {
-      reporter: 'destination', source_workload: String(headers['x-hostmesh-source-workload'] ?? 'unknown'), source_principal: peer,
-      // Telemetry metadata from the source, as Istio's peer metadata: labels, never decisions.
-      destination_service: String(headers['x-hostmesh-destination-service'] ?? 'unknown'), destination_workload: workload.name, destination_principal: workload.identity,
+      reporter: 'destination', source_workload: src && src.identity === peer ? src.name : 'unknown', source_principal: peer,
+      destination_service: svc && snap.services.has(`${svc[2]}/${svc[1]}`) ? `${svc[1]}.${svc[2]}` : 'unknown', destination_workload: workload.name, destination_principal: workload.identity,
       connection_security_policy: 'mutual_tls', response_flags: '-',
     }
     const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port })
@@ -148,6 +171,16 @@ export class HboneServer {
       upstream.off('error', refused)
       upstream.setTimeout(0)
       if (stream.destroyed) return upstream.destroy()
+      // The policy may have changed while connecting: decide again with the snapshot in force.
+      const now = this.#opts.snapshot()
+      const again = now ? this.#stillAllowed(now, { peer, workload, port: target.port }) : { allowed: false as const, reason: 'no policy' }
+      if (!again.allowed) {
+        upstream.destroy()
+        this.#opts.metrics.opened(labels)
+        this.#opts.metrics.closed({ ...labels, response_flags: 'UAEX' }, 0, 0)
+        this.#access(labels, target, 0, 0, started, `denied: ${again.reason}`)
+        return answer(401, 'connection denied by AuthorizationPolicy', { workload: workload.key, reason: again.reason })
+      }
       stream.respond({ ':status': 200 })
       this.#opts.metrics.opened(labels)
       const tunnel: Tunnel = {

@@ -1,6 +1,7 @@
 // Joins two byte streams both ways: backpressure (pipe), half-close (an end on one side ends
 // the other's writable side only), and resets (an error or abort on one side destroys the
 // other). Counts bytes each way and reports once, when both sides are closed.
+import { constants as h2 } from 'node:http2'
 import type { Duplex } from 'node:stream'
 
 export interface SpliceResult {
@@ -33,15 +34,11 @@ export function splice(a: Duplex, b: Duplex, done: (r: SpliceResult) => void): S
   }
   a.on('error', fail(b))
   b.on('error', fail(a))
-  // A side that closes before its readable side ended cleanly was aborted (an HTTP/2 stream
-  // reset, a TCP reset without an 'error'): the other side must not wait for an end that
-  // never comes.
-  let aEnded = false
-  let bEnded = false
-  a.once('end', () => { aEnded = true })
-  b.once('end', () => { bEnded = true })
-  a.once('close', () => { if (!aEnded) reset(b); closed() })
-  b.once('close', () => { if (!bEnded) reset(a); closed() })
+  // An HTTP/2 stream the peer reset emits no error (and may still emit 'end'): look at its
+  // RST code, so the other side is reset too instead of seeing a polite FIN. A TCP reset
+  // arrives as an 'error' (above).
+  a.once('close', () => { if (wasReset(a)) reset(b); closed() })
+  b.once('close', () => { if (wasReset(b)) reset(a); closed() })
   return {
     close(reason) {
       error ??= reason
@@ -51,8 +48,23 @@ export function splice(a: Duplex, b: Duplex, done: (r: SpliceResult) => void): S
   }
 }
 
-/** A TCP socket is reset (RST), not closed politely, so the peer sees the failure. */
+interface MaybeH2Stream { rstCode?: number; close?: (code?: number) => void }
+
+function wasReset(s: Duplex): boolean {
+  const code = (s as Duplex & MaybeH2Stream).rstCode
+  return code !== undefined && code !== h2.NGHTTP2_NO_ERROR
+}
+
+/**
+ * The failure is passed on, not hidden: an HTTP/2 stream gets RST_STREAM(CONNECT_ERROR)
+ * (RFC 7540 8.3), a TCP socket an RST.
+ */
 function reset(s: Duplex): void {
+  const stream = s as Duplex & MaybeH2Stream
+  if (typeof stream.close === 'function' && 'rstCode' in stream) {
+    if (!s.destroyed) stream.close(h2.NGHTTP2_CONNECT_ERROR)
+    return
+  }
   const r = s as Duplex & { resetAndDestroy?: () => void; _handle?: unknown }
   if (typeof r.resetAndDestroy === 'function' && r._handle) {
     try {

@@ -19,6 +19,8 @@ t.test('the capture rules from the example policy, on node-c', { skip: e2eSkip()
   const a = net.host('node-a')
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-ipt-'))
   cpSync(EXAMPLES, join(dir, 'policy.d'), { recursive: true })
+  // A workload that (wrongly) lists the HBONE port: the RETURN for 15008 must still win.
+  writeFileSync(join(dir, 'policy.d', '70-odd.yaml'), 'apiVersion: hostmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: zz-odd, namespace: shop}\nspec: {node: node-c, serviceAccount: odd, match: {uid: 2004}, ports: [{port: 15008}]}\n')
   const config = join(dir, 'hostmesh.yaml')
   writeFileSync(config, `node: {name: node-c, addresses: [${c.ipv4}, "${c.ipv6}"]}\npolicyDir: ${join(dir, 'policy.d')}\ncertDir: ${join(dir, 'certs')}\n`)
   const hostmesh = (...args: string[]) => c.mustExec([process.execPath, CLI, 'iptables', ...args, '--config', config, '--daemon-uid', String(DAEMON_UID)])
@@ -29,7 +31,7 @@ t.test('the capture rules from the example policy, on node-c', { skip: e2eSkip()
     return `${v4}\n${v6}`.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/, '')).join('\n')
   }
 
-  t.match(await hostmesh('apply'), /applied the capture rules for 2 local workloads of node-c \(IPv4 and IPv6\); the daemon's uid 999 is not captured/)
+  t.match(await hostmesh('apply'), /applied the capture rules for 3 local workloads of node-c \(IPv4 and IPv6\); the daemon's uid 999 is not captured/)
   const first = await save()
   for (const want of [
     '-A OUTPUT -p tcp -j HOSTMESH_OUTPUT',
@@ -37,7 +39,8 @@ t.test('the capture rules from the example policy, on node-c', { skip: e2eSkip()
     `-A HOSTMESH_OUTPUT -m owner --uid-owner ${DAEMON_UID} -j RETURN`,
     '-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 2002 -m comment --comment "shop/payments-v2" -j REDIRECT --to-ports 15002',
     '-A HOSTMESH_PREROUTING -p tcp -m tcp --dport 15008 -j RETURN',
-    `-A HOSTMESH_PREROUTING -d ${c.ipv6}/128 -p tcp -m tcp --dport 8080 -m comment --comment "shop/payments-v2" -j REDIRECT --to-ports 15006`,
+    '-A HOSTMESH_PREROUTING -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 8080 -m comment --comment "shop/payments-v2" -j REDIRECT --to-ports 15006',
+    '-A HOSTMESH_PREROUTING -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 15008 -m comment --comment "shop/zz-odd" -j REDIRECT --to-ports 15006',
   ]) t.ok(first.includes(want), `has: ${want}`)
   await hostmesh('apply')
   t.equal(await save(), first, 'applying twice gives identical rules, no duplicates')

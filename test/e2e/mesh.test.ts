@@ -116,10 +116,21 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     t.notOk(meshed.includes(MARKER), 'the mesh traffic carries no plaintext marker')
   })
 
-  await t.test('STRICT: plaintext from outside the mesh is refused at the workload port', async (t) => {
+  await t.test('STRICT: plaintext from outside the mesh is refused at the workload port, on any of the host\'s addresses', async (t) => {
     const r = await call(a, 0, 5, '10.77.0.12')
     t.equal(r.first, null, `refused: ${JSON.stringify(r)}`)
     t.match((await admin(b, '/metrics')).stdout, /hostmesh_inbound_plaintext_refused_total\{reason="strict"\} 1/)
+    // An address policy does not list (the workload listens on all of them).
+    await b.mustExec(['ip', 'addr', 'add', '10.77.0.112/24', 'dev', 'eth0'])
+    const other = await call(a, 0, 5, '10.77.0.112')
+    t.equal(other.first, null, `refused on a secondary address too: ${JSON.stringify(other)}`)
+    t.match((await admin(b, '/metrics')).stdout, /hostmesh_inbound_plaintext_refused_total\{reason="strict"\} 2/)
+  })
+
+  await t.test('dialling a workload by its own address still goes through the mesh and its policy', async (t) => {
+    t.equal((await call(c, 2003, 5, '10.77.0.13')).first, null, 'fraud → payments-v2 on the same host, by address: refused')
+    t.equal((await call(c, 2003, 5, '10.77.0.12')).first, null, 'fraud → payments-v1 on another host, by address: refused')
+    t.match((await call(a, 2001, 5, '10.77.0.12')).first, /^payments-v1 10\.77\.0\.12$/, 'checkout by address: allowed, through the tunnel')
   })
 
   await t.test('source telemetry on node-a', async (t) => {

@@ -63,6 +63,9 @@ Exit codes: 0 done, 1 failed (invalid policy, an iptables error), 2 usage error,
       hbonePort: config.ports.hbone,
       localWorkloads: res.snapshot.localWorkloads,
     }
+    for (const l of input.localWorkloads) {
+      if (l.workload.match.uid === input.daemonUid) io.err(`hostmesh iptables: warning: workload ${l.workload.key} has uid ${input.daemonUid}, the daemon's own uid; its traffic is never captured\n`)
+    }
     if (action === 'print') {
       io.out(describeRules(input))
       return EXIT.OK

@@ -72,3 +72,17 @@ t.test('0 turns a detector off', async (t) => {
   for (let i = 0; i < 5; i++) b.failure(eps[1]!, 'p', eps, settings('RANDOM', { consecutiveGatewayErrors: 0, consecutive5xxErrors: 5 }))
   t.ok(b.state(eps[1]!)!.ejectedUntil > 0, 'the 5xx detector alone (the default) ejects at 5')
 })
+
+t.test('ejections are capped at 300 s and decay after a healthy spell', async (t) => {
+  let now = 0
+  const b = new Balancer(undefined, () => now)
+  const s = settings('RANDOM', { consecutive5xxErrors: 1, baseEjectionTimeMs: 200_000 })
+  b.failure(eps[0]!, 'p', eps, s)
+  t.equal(b.state(eps[0]!)!.ejectedUntil, 200_000)
+  now = 200_001
+  b.failure(eps[0]!, 'p', eps, s)
+  t.equal(b.state(eps[0]!)!.ejectedUntil, now + 300_000, 'the second would be 400 s: capped at 300 s')
+  now += 300_001
+  b.success(eps[0]!, 1)
+  t.equal(b.state(eps[0]!)!.ejections, 1, 'a success after the ejection decays the multiplier')
+})

@@ -28,8 +28,8 @@ t.test('IPv4 rules', async (t) => {
     '-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 1001 -m comment --comment "ns/proc" -j REDIRECT --to-ports 15001',
     '-A HOSTMESH_PREROUTING -p tcp --dport 15008 -j RETURN',
     '-A HOSTMESH_PREROUTING -p tcp -s 172.17.0.5 -m comment --comment "ns/container" -j REDIRECT --to-ports 15002',
-    '-A HOSTMESH_PREROUTING -p tcp -d 10.0.0.1 --dport 80 -m comment --comment "ns/proc" -j REDIRECT --to-ports 15006',
-    '-A HOSTMESH_PREROUTING -p tcp -d 10.0.0.1 --dport 443 -m comment --comment "ns/proc" -j REDIRECT --to-ports 15006',
+    '-A HOSTMESH_PREROUTING -p tcp -m addrtype --dst-type LOCAL --dport 80 -m comment --comment "ns/proc" -j REDIRECT --to-ports 15006',
+    '-A HOSTMESH_PREROUTING -p tcp -m addrtype --dst-type LOCAL --dport 443 -m comment --comment "ns/proc" -j REDIRECT --to-ports 15006',
     '-A HOSTMESH_PREROUTING -p tcp -d 172.17.0.5 --dport 8080 -m comment --comment "ns/container" -j REDIRECT --to-ports 15006',
     'COMMIT',
     '',
@@ -40,7 +40,7 @@ t.test('IPv6 rules hold only IPv6 addresses', async (t) => {
   const v6 = captureRules(input, 6)
   t.match(v6, /-A HOSTMESH_OUTPUT -d ::1\/128 -j RETURN/)
   t.match(v6, /-A HOSTMESH_PREROUTING -p tcp -s fd00::99 -m comment --comment "ns\/v6c" -j REDIRECT --to-ports 15003/)
-  t.match(v6, /-d fd00::1 --dport 443 /)
+  t.match(v6, /--dst-type LOCAL --dport 443 /, 'a host process: any local address, both families')
   t.notMatch(v6, /172\.17|10\.0\.0\.1|127\.0\.0/)
   t.match(v6, /--uid-owner 1001 .*--to-ports 15001/, 'uid rules are family-independent')
 })

@@ -3,7 +3,7 @@
 // AuthorizationPolicy, 400 for an authority that is no local workload, 503 when the workload
 // is down, pooling, and revocation of an open tunnel by a new snapshot.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo, type Server } from 'node:net'
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
@@ -36,7 +36,8 @@ function policy(echoPort: number, downPort: number, allow: string): string {
 async function setup(t: Test) {
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-hbone-'))
   mkdirSync(join(dir, 'policy.d'))
-  const echo: Server = createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => undefined); s.pipe(s) })
+  const workloadSockets: Socket[] = []
+  const echo: Server = createServer({ allowHalfOpen: true }, (s) => { workloadSockets.push(s); s.on('error', () => undefined); s.pipe(s) })
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r))
   t.teardown(() => { echo.close() })
   const echoPort = (echo.address() as AddressInfo).port
@@ -60,8 +61,8 @@ async function setup(t: Test) {
   const pool = new HboneClientPool(certs, verifier)
   t.teardown(() => pool.destroy())
   const open = (source: string, wlPort = echoPort, address = '127.0.0.1') =>
-    pool.open({ source: ID(source), destination: ID('echo'), node: { address: '127.0.0.1', port }, address, port: wlPort, sourceWorkload: source })
-  return { open, server, pool, registry, setSnapshot: async (allow: string) => { snapshot = await compile(allow); return snapshot }, downPort }
+    pool.open({ source: ID(source), destination: ID('echo'), node: { address: '127.0.0.1', port }, address, port: wlPort, sourceWorkload: `t/${source}` })
+  return { open, server, pool, registry, workloadSockets, setSnapshot: async (allow: string) => { snapshot = await compile(allow); return snapshot }, downPort }
 }
 
 t.test('a tunnel carries 10 MB both ways and a half-close', async (t) => {
@@ -101,4 +102,45 @@ t.test('sessions are pooled; a new snapshot closes a tunnel it denies', async (t
   await closed
   t.equal(s.server.tunnels, 0)
   await t.rejects(s.open('client'), { code: 'HOSTMESH_ERR_TUNNEL', status: 401 }, 'and new ones are refused')
+})
+
+t.test('a reset by the workload reaches the client as RST_STREAM(CONNECT_ERROR)', async (t) => {
+  const s = await setup(t)
+  const stream = await s.open('client')
+  stream.on('error', () => undefined)
+  stream.write('x')
+  await new Promise((r) => stream.once('data', r))
+  const closed = new Promise((r) => stream.once('close', r))
+  s.workloadSockets.at(-1)!.resetAndDestroy()
+  await closed
+  t.equal(stream.rstCode, 10, 'NGHTTP2_CONNECT_ERROR, not a polite end')
+  t.equal(s.server.tunnels, 0, 'the tunnel is gone on the server')
+})
+
+t.test('a burst of 150 tunnels fills sessions of at most 100 streams, and none fails', async (t) => {
+  const s = await setup(t)
+  const streams = await Promise.all(Array.from({ length: 150 }, () => s.open('client')))
+  for (const x of streams) x.on('error', () => undefined)
+  t.equal(streams.length, 150)
+  t.equal(s.pool.sessions, 2, 'two sessions: 100 + 50')
+  t.equal(s.server.tunnels, 150)
+  for (const x of streams) x.destroy()
+})
+
+t.test('a TCP connection spliced onto a tunnel carries 10 MB both ways with a half-close', async (t) => {
+  const s = await setup(t)
+  const stream = await s.open('client')
+  const { splice } = await import('../../../daemon/tunnel/splice.ts')
+  const [outer, inner] = await new Promise<[Socket, Socket]>((resolve) => {
+    const srv = createServer({ allowHalfOpen: true }, (server) => { srv.close(); resolve([client, server]) })
+    let client: Socket
+    srv.listen(0, '127.0.0.1', () => { client = connect({ port: (srv.address() as AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true }) })
+  })
+  splice(inner, stream, () => undefined)
+  let got = 0
+  outer.on('data', (c: Buffer) => { got += c.length })
+  const ended = new Promise((r) => outer.once('end', r))
+  outer.end(Buffer.alloc(10 << 20, 1))
+  await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error(`stalled at ${got} bytes`)), 10_000))])
+  t.equal(got, 10 << 20)
 })
