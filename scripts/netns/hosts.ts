@@ -170,6 +170,8 @@ export class TestNet {
     this.switchNs = `${runId}-sw`
   }
 
+  #containers = 0
+
   get hosts(): readonly TestHost[] {
     return this.#hosts
   }
@@ -227,6 +229,26 @@ export class TestNet {
       await mustRun('ip', ['-n', ns, '-6', 'route', 'add', 'default', 'via', GATEWAY6])
       this.#hosts.push(host)
     }
+  }
+
+  /**
+   * A container on `host`: its own network namespace behind a veth, `172.30.<n>.2/24` inside
+   * with a default route via the host's end (`172.30.<n>.1`), the way a bridge-networked
+   * container reaches its host. Torn down with the net. Returns a TestHost to run commands in.
+   */
+  async container(host: TestHost, name: string): Promise<TestHost & { readonly address: string }> {
+    const n = this.#containers++
+    const ns = `${host.netns}-${name}`
+    this.#namespaces.push(ns)
+    await mustRun('ip', ['netns', 'add', ns])
+    await mustRun('ip', ['-n', host.netns, 'link', 'add', `ct${n}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
+    await mustRun('ip', ['-n', host.netns, 'addr', 'add', `172.30.${n}.1/24`, 'dev', `ct${n}`])
+    await mustRun('ip', ['-n', host.netns, 'link', 'set', `ct${n}`, 'up'])
+    await mustRun('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+    await mustRun('ip', ['-n', ns, 'addr', 'add', `172.30.${n}.2/24`, 'dev', 'eth0'])
+    await mustRun('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
+    await mustRun('ip', ['-n', ns, 'route', 'add', 'default', 'via', `172.30.${n}.1`])
+    return Object.assign(new TestHost(this, `${host.name}/${name}`, ns, 200 + n), { address: `172.30.${n}.2` })
   }
 
   /** @internal HostProcess registration, so destroy() can stop it. */

@@ -33,6 +33,11 @@ apiVersion: hostmesh.io/v1alpha1
 kind: Workload
 metadata: {name: legacy, namespace: shop, labels: {app: legacy}}
 spec: {node: node-b, serviceAccount: legacy, match: {uid: 2005}, ports: [{port: 9100}], mtls: {mode: PERMISSIVE}}
+---
+apiVersion: hostmesh.io/v1alpha1
+kind: Workload
+metadata: {name: checkout-ctr, namespace: shop, labels: {app: checkout-ctr}}
+spec: {node: node-a, serviceAccount: checkout, match: {address: 172.30.0.2}}
 `
 const NODE = process.execPath
 
@@ -72,6 +77,14 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     const r = await call(a, 2001)
     t.match(r, { sent: 5, echoed: 5 }, JSON.stringify(r))
     t.match(r.first, /^payments-v1 10\.77\.0\.12$|^payments-v2 10\.77\.0\.13$/, 'the workload saw the connection come from its own node\'s hostmesh')
+  })
+
+  await t.test('a container workload (matched by source address) is captured in PREROUTING', async (t) => {
+    const ctr = await net.container(a, 'ctr')
+    t.equal(ctr.address, '172.30.0.2')
+    const r = JSON.parse(await ctr.mustExec([NODE, CLIENT, '10.96.0.20', '7000', '100'], { timeoutMs: 30_000 })) as ClientResult
+    t.match(r, { first: /^payments-v[12] /, echoed: 100 }, JSON.stringify(r))
+    t.match((await admin(a, '/metrics')).stdout, /istio_tcp_connections_opened_total\{reporter="source",source_workload="checkout-ctr",source_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/checkout",[^}]*connection_security_policy="mutual_tls"/)
   })
 
   await t.test('10 MB both ways with a half-close', async (t) => {
