@@ -122,18 +122,16 @@ export class OutboundListener {
     // Istio's names for traffic outside the mesh: one series each, whatever the address.
     const labels = this.#labels({ destination_service: this.#deps.outboundTrafficPolicy === 'REGISTRY_ONLY' ? 'BlackHoleCluster' : 'PassthroughCluster', connection_security_policy: 'none' })
     if (this.#deps.outboundTrafficPolicy === 'REGISTRY_ONLY') {
-      this.#deps.metrics.opened(labels)
-      this.#deps.metrics.closed({ ...labels, response_flags: 'NR' }, 0, 0)
+      this.#deps.metrics.refused(labels, 'NR')
       this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key }, dst: { address: `${dst.address}:${dst.port}` }, error: 'REGISTRY_ONLY: not a mesh service' }, 'connection')
       return void socket.destroy()
     }
     // ALLOW_ANY: plain TCP from the daemon (its uid is never captured).
     dialTcp(dst.address, dst.port, this.#deps.connectTimeoutMs ?? 5000).then((upstream) => {
       if (socket.destroyed) return void upstream.destroy()
-      this.#join(socket, upstream, labels, `${dst.address}:${dst.port}`, true)
+      this.#join(socket, upstream, labels, `${dst.address}:${dst.port}`)
     }, (err: NodeJS.ErrnoException) => {
-      this.#deps.metrics.opened(labels)
-      this.#deps.metrics.closed({ ...labels, response_flags: 'UF' }, 0, 0)
+      this.#deps.metrics.refused(labels, 'UF')
       this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key }, dst: { address: `${dst.address}:${dst.port}` }, error: err.code ?? err.message }, 'connection')
       socket.resetAndDestroy()
     })
@@ -163,7 +161,7 @@ export class OutboundListener {
         if (socket.destroyed) return void upstream.destroy()
         const end = this.#deps.balancer.begin(ep)
         upstream.once('close', end)
-        return this.#join(socket, upstream, labels, `${ep.address}:${ep.port}`, true)
+        return this.#join(socket, upstream, labels, `${ep.address}:${ep.port}`)
       } catch (err) {
         lastError = (err as Error).message
         // A refusal by the destination's policy (401) or a bad request (400) says nothing
@@ -175,9 +173,7 @@ export class OutboundListener {
         this.#deps.log.debug({ workload: this.workload.key, endpoint: `${ep.address}:${ep.port}`, err: lastError }, 'endpoint failed; trying another')
       }
     }
-    const labels = this.#labels({ destination_service: target.service })
-    this.#deps.metrics.opened(labels)
-    this.#deps.metrics.closed({ ...labels, response_flags: 'UF' }, 0, 0)
+    this.#deps.metrics.refused(this.#labels({ destination_service: target.service }), 'UF')
     this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key, principal: this.workload.identity }, dst: { service: target.key, address: `${dst.address}:${dst.port}` }, error: `no endpoint reachable: ${lastError}` }, 'connection')
     socket.resetAndDestroy()
   }
@@ -203,11 +199,11 @@ export class OutboundListener {
     return dialTcp(ep.address, ep.port, timeoutMs)
   }
 
-  #join(socket: Socket, upstream: Duplex, labels: TcpLabels, to: string, connected = false): void {
+  #join(socket: Socket, upstream: Duplex, labels: TcpLabels, to: string): void {
     const started = Date.now()
     this.#deps.metrics.opened(labels)
     const finish = (sent: number, received: number, error?: string): void => {
-      this.#deps.metrics.closed(error && !connected && sent === 0 ? { ...labels, response_flags: 'UF' } : labels, sent, received)
+      this.#deps.metrics.closed(labels, sent, received)
       this.#deps.log.info({
         access: 'tcp', reporter: 'source',
         src: { address: `${socket.remoteAddress}:${socket.remotePort}`, workload: this.workload.key, principal: this.workload.identity },

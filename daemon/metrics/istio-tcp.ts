@@ -9,6 +9,8 @@ export type TcpLabels = Record<(typeof TCP_LABELS)[number], string>
 export interface TcpMetrics {
   opened(l: TcpLabels): void
   closed(l: TcpLabels, sent: number, received: number): void
+  /** A connection that never carried data: opened and closed at once, with Envoy's `flag` (UAEX, UF, NR). */
+  refused(l: TcpLabels, flag: string): void
 }
 
 export function tcpMetrics(registry: Registry): TcpMetrics {
@@ -24,6 +26,13 @@ export function tcpMetrics(registry: Registry): TcpMetrics {
       closed.inc(l)
       sent.inc(l, s)
       received.inc(l, r)
+    },
+    refused: (l, flag) => {
+      opened.inc(l)
+      const c = { ...l, response_flags: flag }
+      closed.inc(c)
+      sent.inc(c, 0)
+      received.inc(c, 0)
     },
   }
 }

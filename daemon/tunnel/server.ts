@@ -6,7 +6,7 @@
 // Open tunnels are kept so that a new snapshot can re-check them: a tunnel the new policy
 // denies is closed.
 import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2'
-import { connect as tcpConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { CertManager } from '../../certs/manager.ts'
 import { acceptVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { addressKey } from '../../policy/ip.ts'
@@ -17,7 +17,7 @@ import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
 import { parseAuthority } from './authority.ts'
 import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
 import { splice, type Splice } from './splice.ts'
-import { SocketSet } from '../listeners/bind.ts'
+import { bind, dialTcp, SocketSet } from '../listeners/bind.ts'
 
 export interface HboneServerOptions {
   readonly host: string
@@ -62,12 +62,8 @@ export class HboneServer {
     this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers))
   }
 
-  async listen(): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.#tcp.once('error', reject)
-      this.#tcp.listen({ host: this.#opts.host, port: this.#opts.port, ipv6Only: false }, () => { this.#tcp.off('error', reject); resolve() })
-    })
-    return this.#tcp.address() as AddressInfo
+  listen(): Promise<AddressInfo> {
+    return bind(this.#tcp, this.#opts.host, this.#opts.port)
   }
 
   /**
@@ -150,36 +146,21 @@ export class HboneServer {
       destination_service: svc && snap.services.has(`${svc[2]}/${svc[1]}`) ? `${svc[1]}.${svc[2]}` : 'unknown', destination_workload: workload.name, destination_principal: workload.identity,
       connection_security_policy: 'mutual_tls', response_flags: '-',
     }
+    const refuse = (status: number, flag: string, why: string, error: string): void => {
+      this.#opts.metrics.refused(labels, flag)
+      this.#access(labels, target, 0, 0, started, status === 401 ? `denied: ${error}` : `workload unreachable: ${error}`)
+      answer(status, why, { workload: workload.key, [status === 401 ? 'reason' : 'error']: error })
+    }
     const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port })
-    if (!decision.allowed) {
-      this.#opts.metrics.opened(labels)
-      this.#opts.metrics.closed({ ...labels, response_flags: 'UAEX' }, 0, 0)
-      this.#access(labels, target, 0, 0, started, `denied: ${decision.reason}`)
-      return answer(401, 'connection denied by AuthorizationPolicy', { workload: workload.key, reason: decision.reason })
-    }
-    const upstream = tcpConnect({ host: target.ip, port: target.port, allowHalfOpen: true, timeout: this.#opts.connectTimeoutMs ?? 5000 })
-    const refused = (err: Error): void => {
-      upstream.destroy()
-      this.#opts.metrics.opened(labels)
-      this.#opts.metrics.closed({ ...labels, response_flags: 'UF' }, 0, 0)
-      this.#access(labels, target, 0, 0, started, `workload unreachable: ${(err as NodeJS.ErrnoException).code ?? err.message}`)
-      answer(503, 'the workload is unreachable', { workload: workload.key, error: (err as NodeJS.ErrnoException).code ?? err.message })
-    }
-    upstream.once('timeout', () => refused(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })))
-    upstream.once('error', refused)
-    upstream.once('connect', () => {
-      upstream.off('error', refused)
-      upstream.setTimeout(0)
-      if (stream.destroyed) return upstream.destroy()
+    if (!decision.allowed) return refuse(401, 'UAEX', 'connection denied by AuthorizationPolicy', decision.reason)
+    dialTcp(target.ip, target.port, this.#opts.connectTimeoutMs ?? 5000).then((upstream) => {
+      if (stream.destroyed) return void upstream.destroy()
       // The policy may have changed while connecting: decide again with the snapshot in force.
       const now = this.#opts.snapshot()
       const again = now ? this.#stillAllowed(now, { peer, workload, port: target.port }) : { allowed: false as const, reason: 'no policy' }
       if (!again.allowed) {
         upstream.destroy()
-        this.#opts.metrics.opened(labels)
-        this.#opts.metrics.closed({ ...labels, response_flags: 'UAEX' }, 0, 0)
-        this.#access(labels, target, 0, 0, started, `denied: ${again.reason}`)
-        return answer(401, 'connection denied by AuthorizationPolicy', { workload: workload.key, reason: again.reason })
+        return refuse(401, 'UAEX', 'connection denied by AuthorizationPolicy', again.reason)
       }
       stream.respond({ ':status': 200 })
       this.#opts.metrics.opened(labels)
@@ -192,7 +173,7 @@ export class HboneServer {
         }),
       }
       this.#tunnels.add(tunnel)
-    })
+    }, (err: NodeJS.ErrnoException) => refuse(503, 'UF', 'the workload is unreachable', err.code ?? err.message))
   }
 
   #access(l: TcpLabels, target: { ip: string; port: number }, sent: number, received: number, started: number, error?: string): void {
