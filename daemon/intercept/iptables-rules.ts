@@ -35,6 +35,19 @@ export interface CaptureInput {
   readonly localWorkloads: Snapshot['localWorkloads']
 }
 
+/** The rules' input for a node: its config's ports and the snapshot's local workloads. */
+export function captureInput(ports: { readonly inboundPlaintext: number; readonly hbone: number }, snapshot: Pick<Snapshot, 'localWorkloads'>, daemonUid: number): CaptureInput {
+  return { daemonUid, inboundPlaintextPort: ports.inboundPlaintext, hbonePort: ports.hbone, localWorkloads: snapshot.localWorkloads }
+}
+
+/**
+ * Workloads that share the daemon's uid: loop avoidance RETURNs that uid first, so their
+ * traffic is never captured. Callers say so loudly.
+ */
+export function uncapturable(input: CaptureInput): Snapshot['localWorkloads'] {
+  return input.localWorkloads.filter((l) => l.workload.match.uid === input.daemonUid)
+}
+
 const LOOPBACK: Record<Family, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
 
 export function captureRules(input: CaptureInput, family: Family): string {

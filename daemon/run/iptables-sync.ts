@@ -5,7 +5,7 @@ import { Counter, type Registry } from 'prom-client'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { applyCapture } from '../intercept/iptables.ts'
-import { captureRules, type CaptureInput } from '../intercept/iptables-rules.ts'
+import { captureInput, captureRules, uncapturable } from '../intercept/iptables-rules.ts'
 import type { Logger } from '../log/logger.ts'
 import type { Readiness } from './readiness.ts'
 
@@ -37,16 +37,9 @@ export class IptablesSync {
   }
 
   async #syncOnce(snapshot: Snapshot): Promise<void> {
-    const input: CaptureInput = {
-      daemonUid: process.getuid?.() ?? 0,
-      inboundPlaintextPort: this.#config.ports.inboundPlaintext,
-      hbonePort: this.#config.ports.hbone,
-      localWorkloads: snapshot.localWorkloads,
-    }
-    // Loop avoidance returns the daemon's own uid first, so such a workload would silently
-    // bypass the mesh: say so loudly on every sync.
-    for (const l of snapshot.localWorkloads) {
-      if (l.workload.match.uid === input.daemonUid) this.#log.error({ workload: l.workload.key, uid: input.daemonUid }, 'this workload has the daemon\'s own uid: its traffic is never captured (run hostmesh as its own user)')
+    const input = captureInput(this.#config.ports, snapshot, process.getuid?.() ?? 0)
+    for (const l of uncapturable(input)) {
+      this.#log.error({ workload: l.workload.key, uid: input.daemonUid }, 'this workload has the daemon\'s own uid: its traffic is never captured (run hostmesh as its own user)')
     }
     const text = captureRules(input, 4) + captureRules(input, 6)
     if (text === this.#applied) {

@@ -11,13 +11,15 @@ import type { Readiness } from './readiness.ts'
 
 export const POLICY_RESYNC_MS = 10_000
 
+/** How this node compiles policy: the same for the daemon and for `hostmesh iptables`. */
+export function nodeCompileOptions(config: NodeConfig): { trustDomain: string; localNode: string; outboundBase: number; reservedPorts: number[] } {
+  return { trustDomain: config.trustDomain, localNode: config.node.name, outboundBase: config.ports.outboundBase, reservedPorts: fixedPorts(config.ports) }
+}
+
 export function createPolicyWatcher(config: NodeConfig, metrics: Metrics, log: Logger, readiness: Readiness): PolicyWatcher {
   const watcher = new PolicyWatcher({
     dir: config.policyDir,
-    trustDomain: config.trustDomain,
-    localNode: config.node.name,
-    outboundBase: config.ports.outboundBase,
-    reservedPorts: fixedPorts(config.ports),
+    ...nodeCompileOptions(config),
     allowEmpty: config.allowEmptyPolicy,
     resyncMs: POLICY_RESYNC_MS,
   })

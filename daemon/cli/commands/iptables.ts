@@ -4,9 +4,10 @@
 // inspection, for setting up before the first start, and for uninstall.
 import { readFileSync } from 'node:fs'
 import { loadNodeConfig, resolveConfigPath } from '../../config/load.ts'
-import { DEFAULT_CONFIG_PATH, fixedPorts } from '../../config/schema.ts'
+import { DEFAULT_CONFIG_PATH } from '../../config/schema.ts'
+import { nodeCompileOptions } from '../../run/policy-reload.ts'
 import { applyCapture, removeCapture } from '../../intercept/iptables.ts'
-import { describeRules, type CaptureInput } from '../../intercept/iptables-rules.ts'
+import { captureInput, describeRules, uncapturable } from '../../intercept/iptables-rules.ts'
 import { formatProblem } from '../../../policy/errors.ts'
 import { loadPolicy } from '../../../policy/pipeline.ts'
 import { stringOption, type Command } from '../command.ts'
@@ -48,23 +49,15 @@ Exit codes: 0 done, 1 failed (invalid policy, an iptables error), 2 usage error,
     const uidText = stringOption(args, 'daemon-uid')
     if (uidText !== undefined && !/^\d+$/.test(uidText)) throw new UsageError(`--daemon-uid "${uidText}" is not a uid`)
     const config = await loadNodeConfig(resolveConfigPath(stringOption(args, 'config'), io.env))
-    const res = await loadPolicy(config.policyDir, {
-      generation: 1, trustDomain: config.trustDomain, localNode: config.node.name,
-      outboundBase: config.ports.outboundBase, reservedPorts: fixedPorts(config.ports),
-    })
+    const res = await loadPolicy(config.policyDir, { generation: 1, ...nodeCompileOptions(config) })
     if (!res.ok) {
       for (const p of res.problems) io.err(`${formatProblem(p)}\n`)
       io.err(`hostmesh iptables: the policy in ${config.policyDir} is invalid; no rules ${action === 'apply' ? 'applied' : 'printed'}\n`)
       return EXIT.FAILURE
     }
-    const input: CaptureInput = {
-      daemonUid: uidText !== undefined ? Number(uidText) : (systemUid(DAEMON_USER) ?? process.getuid?.() ?? 0),
-      inboundPlaintextPort: config.ports.inboundPlaintext,
-      hbonePort: config.ports.hbone,
-      localWorkloads: res.snapshot.localWorkloads,
-    }
-    for (const l of input.localWorkloads) {
-      if (l.workload.match.uid === input.daemonUid) io.err(`hostmesh iptables: warning: workload ${l.workload.key} has uid ${input.daemonUid}, the daemon's own uid; its traffic is never captured\n`)
+    const input = captureInput(config.ports, res.snapshot, uidText !== undefined ? Number(uidText) : (systemUid(DAEMON_USER) ?? process.getuid?.() ?? 0))
+    for (const l of uncapturable(input)) {
+      io.err(`hostmesh iptables: warning: workload ${l.workload.key} has uid ${input.daemonUid}, the daemon's own uid; its traffic is never captured\n`)
     }
     if (action === 'print') {
       io.out(describeRules(input))
