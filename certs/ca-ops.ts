@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path'
 import { CertFileError, CertOverwriteError } from './errors.ts'
 import { parseCertificates } from './pem.ts'
 import { nodeId, trustDomainId } from './spiffe.ts'
+import { uriSans } from './verify.ts'
 import { caExtensions, importSigningKey, type Key, newKeyPair, privateKeyPem, randomSerial, SIGNING, trustDomainConstraint, x509 } from './x509.ts'
 
 export const ROOT_FILES = { cert: 'root-cert.pem', key: 'root-key.pem', bundle: 'bundle.pem' } as const
@@ -98,9 +99,9 @@ export async function makeNodeCa(opts: { caDir: string; node: string; outDir: st
 
 /** The trust domain a root was made for, from its `spiffe://<td>` URI SAN. */
 export function rootTrustDomain(root: X509Certificate, file: string): string {
-  const m = /(?:^|, )URI:spiffe:\/\/([a-z0-9.-]+)(?:, |$)/.exec(root.subjectAltName ?? '')
-  if (!m) throw new CertFileError(file, 'is not a hostmesh root (no spiffe://<trustDomain> URI SAN)')
-  return m[1]!
+  const td = uriSans(root).map((u) => /^spiffe:\/\/([a-z0-9.-]+)$/.exec(u)?.[1]).find((x) => x !== undefined)
+  if (!td) throw new CertFileError(file, 'is not a hostmesh root (no spiffe://<trustDomain> URI SAN)')
+  return td
 }
 
 /** A CA's PKCS#8 P-256 key, checked to belong to its certificate. */

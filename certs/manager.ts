@@ -54,6 +54,8 @@ export interface CertView {
 interface Published {
   /** When it was published: the renewal clock starts here, not at the backdated notBefore. */
   readonly at: number
+  /** The bundle its context trusts: a new bundle means a new context. */
+  readonly bundleHash: string
   readonly serial: string
   readonly notBefore: Date
   readonly notAfter: Date
@@ -305,7 +307,7 @@ export class CertManager extends EventEmitter<Events> {
         // The identity may have left the policy (or the manager closed) while minting.
         if (!live()) return
         const hash = createHash('sha256').update(material.certPem).update(material.chainPem).update(material.keyPem).digest('hex')
-        if (slot.state === 'Available' && slot.current?.hash === hash && this.#bundleUnchanged(slot)) {
+        if (slot.state === 'Available' && slot.current?.hash === hash && slot.current.bundleHash === this.#bundle?.hash) {
           // The same good bytes again (e.g. files restored after a bad swap): nothing wrong any more.
           slot.failures = 0
           delete slot.lastError
@@ -321,12 +323,6 @@ export class CertManager extends EventEmitter<Events> {
     const p = (slot.busy ?? Promise.resolve()).then(run)
     slot.busy = p
     return p
-  }
-
-  #ctxBundle = new WeakMap<SecureContext, string>()
-
-  #bundleUnchanged(slot: Slot): boolean {
-    return this.#ctxBundle.get(slot.current!.context) === this.#bundle?.hash
   }
 
   async #obtain(identity: string): Promise<LeafMaterial> {
@@ -368,10 +364,10 @@ export class CertManager extends EventEmitter<Events> {
     }
     if (!keyMatches) throw new CertInvalidError(where, 'the private key does not belong to the certificate')
     const context = createSecureContext({ key: m.keyPem, cert: m.certPem + m.chainPem, ca: bundle.pem, minVersion: 'TLSv1.3' })
-    this.#ctxBundle.set(context, bundle.hash)
     const leaf = verdict.leaf
     slot.current = {
       at: Date.now(),
+      bundleHash: bundle.hash,
       serial: leaf.serialNumber.toLowerCase(), notBefore: leaf.validFromDate, notAfter: leaf.validToDate,
       issuer: oneLine(leaf.issuer), context, material: m, hash,
     }

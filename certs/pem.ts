@@ -18,7 +18,3 @@ export function parseCertificates(text: string, file: string): X509Certificate[]
   }
   return certs
 }
-
-export function toPem(certs: readonly X509Certificate[]): string {
-  return certs.map((c) => c.toString()).join('')
-}
