@@ -1,4 +1,4 @@
-import { createServer } from 'node:net'
+import { connect, createServer, type Socket } from 'node:net'
 
 /** A TCP port that was free a moment ago on 127.0.0.1 (the kernel picks it). */
 export function freePort(): Promise<number> {
@@ -35,4 +35,13 @@ export async function daemonPorts(span = 8): Promise<{ yaml: string; admin: numb
     }
   }
   throw new Error('no free port range for a test daemon')
+}
+
+/** Both ends of one loopback TCP connection, half-open allowed: [client, server]. */
+export function tcpPair(): Promise<[Socket, Socket]> {
+  return new Promise((resolve) => {
+    let client: Socket
+    const srv = createServer({ allowHalfOpen: true }, (server) => { srv.close(); resolve([client, server]) })
+    srv.listen(0, '127.0.0.1', () => { client = connect({ port: (srv.address() as { port: number }).port, host: '127.0.0.1', allowHalfOpen: true }) })
+  })
 }

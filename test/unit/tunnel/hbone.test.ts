@@ -3,7 +3,7 @@
 // AuthorizationPolicy, 400 for an authority that is no local workload, 503 when the workload
 // is down, pooling, and revocation of an open tunnel by a new snapshot.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
@@ -14,11 +14,12 @@ import { PeerVerifier } from '../../../certs/tls.ts'
 import { tcpMetrics } from '../../../daemon/metrics/istio-tcp.ts'
 import { HboneClientPool, TunnelError } from '../../../daemon/tunnel/client-pool.ts'
 import { HboneServer } from '../../../daemon/tunnel/server.ts'
+import { splice } from '../../../daemon/tunnel/splice.ts'
 import { nodesByIdentity } from '../../../daemon/run/certificates.ts'
 import { loadPolicy } from '../../../policy/pipeline.ts'
 import type { Snapshot } from '../../../policy/snapshot.ts'
 import { nodeCertDir } from '../../helpers/pki.ts'
-import { freePort } from '../../helpers/ports.ts'
+import { freePort, tcpPair } from '../../helpers/ports.ts'
 
 const V = 'apiVersion: hostmesh.io/v1alpha1\n'
 const ID = (sa: string) => `spiffe://cluster.local/ns/t/sa/${sa}`
@@ -130,12 +131,7 @@ t.test('a burst of 150 tunnels fills sessions of at most 100 streams, and none f
 t.test('a TCP connection spliced onto a tunnel carries 10 MB both ways with a half-close', async (t) => {
   const s = await setup(t)
   const stream = await s.open('client')
-  const { splice } = await import('../../../daemon/tunnel/splice.ts')
-  const [outer, inner] = await new Promise<[Socket, Socket]>((resolve) => {
-    const srv = createServer({ allowHalfOpen: true }, (server) => { srv.close(); resolve([client, server]) })
-    let client: Socket
-    srv.listen(0, '127.0.0.1', () => { client = connect({ port: (srv.address() as AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true }) })
-  })
+  const [outer, inner] = await tcpPair()
   splice(inner, stream, () => undefined)
   let got = 0
   outer.on('data', (c: Buffer) => { got += c.length })
