@@ -48,7 +48,7 @@ export class DataPlane {
   async start(snapshot: Snapshot | undefined): Promise<void> {
     await this.#hbone.listen()
     await this.#plaintext.listen(this.#config.ports.inboundPlaintext)
-    await this.#add(snapshot)
+    await this.#add(this.#wanted(snapshot))
   }
 
   /**
@@ -58,13 +58,14 @@ export class DataPlane {
    */
   follow(snapshot: Snapshot, between: () => Promise<void> = async () => undefined): Promise<void> {
     this.#queue = this.#queue.then(async () => {
+      const want = this.#wanted(snapshot)
       try {
-        await this.#add(snapshot)
+        await this.#add(want)
       } catch (err) {
         this.#log.error({ generation: snapshot.generation, error: (err as Error).message }, 'could not bind an outbound listener')
       }
       await between()
-      this.#removeStale(snapshot)
+      this.#removeStale(want)
       const revoked = this.#hbone.recheck(snapshot) + this.#plaintext.recheck(snapshot)
       if (revoked > 0) this.#log.warn({ revoked, generation: snapshot.generation }, 'closed open connections the new policy denies')
     })
@@ -77,8 +78,8 @@ export class DataPlane {
     return new Map((snapshot?.localWorkloads ?? []).map((l) => [`${l.workload.key}#${l.outboundPort}#${l.workload.identity}#${l.workload.match.uid ?? l.workload.match.address}#${l.workload.name}`, l]))
   }
 
-  async #add(snapshot: Snapshot | undefined): Promise<void> {
-    for (const [k, { workload, outboundPort }] of this.#wanted(snapshot)) {
+  async #add(want: ReadonlyMap<string, Snapshot['localWorkloads'][number]>): Promise<void> {
+    for (const [k, { workload, outboundPort }] of want) {
       if (this.#outbound.has(k)) continue
       // The same workload edited in place keeps its port: its old listener makes way.
       for (const [ok, old] of this.#outbound) {
@@ -96,8 +97,7 @@ export class DataPlane {
     }
   }
 
-  #removeStale(snapshot: Snapshot | undefined): void {
-    const want = this.#wanted(snapshot)
+  #removeStale(want: ReadonlyMap<string, unknown>): void {
     for (const [k, l] of this.#outbound) {
       if (want.has(k)) continue
       this.#outbound.delete(k)
