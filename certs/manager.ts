@@ -284,9 +284,12 @@ export class CertManager extends EventEmitter<Events> {
       this.emit('reloaded', reason, undefined)
     } catch (err) {
       // Keep what is in force: a half-copied bundle or CA must not take identities away.
+      // A watcher fires again and again on a cert dir that does not exist yet: the same
+      // problem is logged once, until it changes or an operator asks (start, SIGHUP).
+      const repeated = reason === 'watch' && this.#trustError?.message === (err as Error).message
       this.#trustError = err as Error
       // With no local workload nothing needs them yet: a warning, not an error.
-      log[needed > 0 ? 'error' : 'warn']({ reason, code: (err as { code?: string }).code, error: (err as Error).message }, 'certificate files rejected; the last good ones stay in force')
+      log[repeated ? 'debug' : needed > 0 ? 'error' : 'warn']({ reason, code: (err as { code?: string }).code, error: (err as Error).message }, 'certificate files rejected; the last good ones stay in force')
       this.emit('reloaded', reason, err as Error)
     }
     return changed

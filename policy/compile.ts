@@ -28,6 +28,11 @@ export interface CompileOptions {
   readonly reservedPorts?: readonly number[]
   /** Keeps each surviving local workload on the outbound port it had, across reloads. */
   readonly previous?: Snapshot
+  /**
+   * Workload key → the outbound port it had before a restart (the fd store's sockets, whose
+   * iptables rules are still in place). Used for the first snapshot, when there is no `previous`.
+   */
+  readonly restoredPorts?: ReadonlyMap<string, number>
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
@@ -374,17 +379,18 @@ function assignOutboundPorts(index: PolicyIndex, workloads: ReadonlyMap<string, 
   const out = new Map<string, number>()
   // Survivors keep their port: an outbound port names its workload, and moving it while
   // iptables rules and listeners catch up would misattribute connections.
-  for (const prev of opts.previous?.localWorkloads ?? []) {
-    if (local.some((w) => w.key === prev.workload.key) && !taken.has(prev.outboundPort)) {
-      out.set(prev.workload.key, prev.outboundPort)
-      taken.add(prev.outboundPort)
+  const had = opts.previous ? opts.previous.localWorkloads.map((l) => [l.workload.key, l.outboundPort] as const) : [...(opts.restoredPorts ?? [])]
+  for (const [key, port] of had) {
+    if (local.some((w) => w.key === key) && !taken.has(port) && port >= base) {
+      out.set(key, port)
+      taken.add(port)
     }
   }
   // A port freed by a workload that left is not given to a newcomer in the same change:
   // the old uid → port rule may still be live until iptables is synced, and the newcomer's
   // listener would be credited with the old workload's connections. The quarantine lasts
   // one generation.
-  for (const prev of opts.previous?.localWorkloads ?? []) taken.add(prev.outboundPort)
+  for (const [, port] of had) taken.add(port)
   let next = base
   for (const w of local) {
     if (out.has(w.key)) continue

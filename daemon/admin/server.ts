@@ -4,6 +4,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { isLoopback } from '../config/schema.ts'
+import { BACKLOG, type SocketSource } from '../listeners/bind.ts'
+import { listenerView, type ListenerView } from '../listeners/view.ts'
 import type { Logger } from '../log/logger.ts'
 import { AdminBindError } from './errors.ts'
 
@@ -27,6 +29,7 @@ export class AdminServer {
   readonly #opts: AdminServerOptions
   readonly #routes = new Map<string, Map<string, AdminHandler>>()
   readonly #server: Server
+  readonly #onClose: (() => void)[] = []
 
   constructor(opts: AdminServerOptions) {
     this.#opts = opts
@@ -48,7 +51,7 @@ export class AdminServer {
     byMethod.set(method, handler)
   }
 
-  async listen(): Promise<AddressInfo> {
+  async listen(from?: SocketSource): Promise<AddressInfo> {
     const { address, port, allowRemote } = this.#opts
     // Checked here as well as in config validation: the listener must be safe on its own.
     if (!allowRemote && !isLoopback(address)) {
@@ -57,7 +60,8 @@ export class AdminServer {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(new AdminBindError(`cannot bind the admin port to ${address}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }))
       this.#server.once('error', onError)
-      this.#server.listen({ host: address, port }, () => {
+      const fd = from?.take(address, port)
+      this.#server.listen(fd === undefined ? { host: address, port, backlog: BACKLOG } : { fd, backlog: BACKLOG }, () => {
         this.#server.off('error', onError)
         resolve()
       })
@@ -65,8 +69,19 @@ export class AdminServer {
     return this.#server.address() as AddressInfo
   }
 
+  /** Runs `stop` when the admin port closes: background work of an endpoint (a sampling timer) ends with it. */
+  onClose(stop: () => void): void {
+    this.#onClose.push(stop)
+  }
+
+  /** For /stats: the admin listener's address and open connections. */
+  view(): Promise<ListenerView> {
+    return listenerView('admin', [this.#server])
+  }
+
   /** Stops accepting, lets in-flight requests finish, then resolves. */
   close(): Promise<void> {
+    this.#stopBackground()
     return new Promise((resolve) => {
       if (!this.#server.listening) return resolve()
       this.#server.close(() => resolve())
@@ -75,8 +90,13 @@ export class AdminServer {
   }
 
   destroy(): void {
+    this.#stopBackground()
     this.#server.closeAllConnections()
     this.#server.close()
+  }
+
+  #stopBackground(): void {
+    for (const stop of this.#onClose.splice(0)) stop()
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -89,6 +109,10 @@ export class AdminServer {
     let reply: AdminReply
     if (!url) {
       reply = { status: 400, body: { error: 'bad request target; expected a path such as /ready' } }
+    } else if (req.method !== 'GET' && req.method !== 'HEAD' && req.headers.origin !== undefined) {
+      // A web page can POST to 127.0.0.1 without asking (a "simple" request), and the admin
+      // port has no authentication: requests that change something must not come from one.
+      reply = { status: 403, body: { error: `${req.method} with an Origin header (${req.headers.origin}) refused: the admin port takes changes only from local tools such as curl, not from web pages`, header: 'origin' } }
     } else if (!byMethod) {
       reply = { status: 404, body: { error: `no admin endpoint ${url.pathname}`, endpoints: [...this.#routes.keys()].sort() } }
     } else {

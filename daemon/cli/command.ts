@@ -1,5 +1,4 @@
 import type { ParseArgsConfig } from 'node:util'
-import { NotImplementedError } from './errors.ts'
 
 /** Everything a command may touch of the outside world, so tests can run commands in-process. */
 export interface CliIO {
@@ -23,16 +22,6 @@ export interface Command {
   readonly help: string
   readonly options: OptionSpec
   run(args: ParsedArgs, io: CliIO): Promise<number>
-}
-
-/** A subcommand whose milestone has not landed: real --help, and a plain refusal to run. */
-export function notImplemented(name: string, summary: string, help: string, options: OptionSpec = {}): Command {
-  return {
-    name, summary, help, options,
-    async run() {
-      throw new NotImplementedError(`hostmesh ${name}`)
-    },
-  }
 }
 
 export function stringOption(args: ParsedArgs, name: string): string | undefined {

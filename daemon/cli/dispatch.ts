@@ -1,15 +1,17 @@
 // One dispatcher for every subcommand: parse, --help, run, and map errors to exit codes.
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../config/errors.ts'
+import { AdminBindError } from '../admin/errors.ts'
 import { HostmeshError } from '../errors.ts'
+import { ListenerBindError } from '../listeners/errors.ts'
 import type { CliIO, Command } from './command.ts'
 import { runCommand } from './commands/run.ts'
 import { caCommand } from './commands/ca.ts'
 import { iptablesCommand } from './commands/iptables.ts'
-import { statusCommand } from './commands/pending.ts'
+import { statusCommand } from './commands/status.ts'
 import { validateCommand } from './commands/validate.ts'
 import { versionCommand } from './commands/version.ts'
-import { NotImplementedError, UsageError } from './errors.ts'
+import { UsageError } from './errors.ts'
 import { EXIT } from './exit-codes.ts'
 
 export const COMMANDS: readonly Command[] = [runCommand, validateCommand, iptablesCommand, caCommand, statusCommand, versionCommand]
@@ -63,13 +65,13 @@ function reportError(command: Command, err: unknown, io: CliIO): number {
     io.err(`hostmesh ${command.name}: ${err.message}\n\n${command.help}`)
     return EXIT.USAGE
   }
-  if (err instanceof NotImplementedError) {
-    io.err(`${err.message}\n`)
-    return EXIT.USAGE
-  }
   if (err instanceof ConfigError) {
     io.err(`hostmesh ${command.name}: ${err.message}\n`)
     return EXIT.CONFIG
+  }
+  if (err instanceof ListenerBindError || err instanceof AdminBindError) {
+    io.err(`hostmesh ${command.name}: ${err.message} [${err.code}]\n`)
+    return EXIT.BIND
   }
   if (err instanceof HostmeshError) {
     io.err(`hostmesh ${command.name}: ${err.message} [${err.code}]\n`)

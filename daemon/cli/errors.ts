@@ -6,9 +6,11 @@ export class UsageError extends HostmeshError {
   }
 }
 
-/** A subcommand that a later milestone delivers. It says so plainly instead of faking output. */
-export class NotImplementedError extends HostmeshError {
-  constructor(what: string) {
-    super('HOSTMESH_ERR_NOT_IMPLEMENTED', `${what}: not implemented yet`)
+/** A command that reads a running daemon got no usable answer from its admin port; `url` is what it asked. */
+export class AdminRequestError extends HostmeshError {
+  readonly url: string
+  constructor(url: string, message: string, options?: { cause?: unknown }) {
+    super('HOSTMESH_ERR_ADMIN_REQUEST', message, options)
+    this.url = url
   }
 }

@@ -93,6 +93,11 @@ export const NodeConfigSchema = z.strictObject({
     // Keep the HOSTMESH_* nat chains in sync with the local workloads (needs CAP_NET_ADMIN).
     // false: rules are managed outside the daemon (`hostmesh iptables apply`), or not at all.
     sync: z.boolean().default(true),
+    // How often the daemon checks that its jumps and chains are still in place (a flush or
+    // another tool may remove them) and restores them. Compiled to ms.
+    checkInterval: duration.prefault('30s').refine((ms) => ms >= 1000 && ms <= 3_600_000, {
+      message: 'expected an interval between 1s and 1h',
+    }),
   }).prefault({}),
 })
 

@@ -50,6 +50,21 @@ export function uncapturable(input: CaptureInput): Snapshot['localWorkloads'] {
 
 const LOOPBACK: Record<Family, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
 
+/**
+ * The outbound redirects in `iptables -S` output of our chains: workload key (the rule's
+ * comment) → port. Inbound rules (they have --dport) and the RETURN rules are skipped.
+ */
+export function outboundRedirects(listing: string): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const line of listing.split('\n')) {
+    if (line.includes('--dport')) continue
+    const key = /--comment\s+"?([^"\s]+)"?/.exec(line)?.[1]
+    const port = /-j REDIRECT --to-ports (\d+)$/.exec(line.trim())?.[1]
+    if (key !== undefined && port !== undefined) out.set(key, Number(port))
+  }
+  return out
+}
+
 export function captureRules(input: CaptureInput, family: Family): string {
   const out: string[] = [
     `-A ${CHAIN_OUTPUT} -m owner --uid-owner ${input.daemonUid} -j RETURN`,

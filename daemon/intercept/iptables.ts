@@ -3,7 +3,7 @@
 // idempotent (the jumps from OUTPUT and PREROUTING are added only if -C does not find them).
 // Remove deletes the jumps, then our chains. IPv4 first, then IPv6, as DESIGN.md says.
 import { spawn } from 'node:child_process'
-import { captureRules, CHAIN_OUTPUT, CHAIN_PREROUTING, JUMPS, type CaptureInput, type Family } from './iptables-rules.ts'
+import { captureRules, CHAIN_OUTPUT, CHAIN_PREROUTING, JUMPS, outboundRedirects, type CaptureInput, type Family } from './iptables-rules.ts'
 import { IptablesError } from './errors.ts'
 
 const TOOLS: Record<Family, { restore: string; iptables: string }> = {
@@ -14,15 +14,17 @@ const FAMILIES: readonly Family[] = [4, 6]
 // Wait for the xtables lock rather than fail when another tool holds it.
 const WAIT = ['-w', '5']
 
-interface Result { code: number; stderr: string }
+interface Result { code: number; stdout: string; stderr: string }
 
 function run(cmd: string, args: readonly string[], input?: string): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] })
+    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
     let stderr = ''
+    let stdout = ''
+    child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
     child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
     child.on('error', (err) => reject(new IptablesError(`${cmd} ${args.join(' ')}`, (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${cmd} is not installed (Debian: apt-get install iptables)` : err.message, { cause: err })))
-    child.on('close', (code) => resolve({ code: code ?? 1, stderr }))
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }))
     if (input !== undefined) {
       // A tool that exits early (bad input) closes its stdin; its exit code tells the story.
       child.stdin!.on('error', () => undefined)
@@ -45,6 +47,41 @@ export async function applyCapture(input: CaptureInput): Promise<void> {
       if ((await run(t.iptables, [...WAIT, '-t', 'nat', '-C', chain, ...rule])).code !== 0) await must(t.iptables, [...WAIT, '-t', 'nat', '-A', chain, ...rule])
     }
   }
+}
+
+/**
+ * Workload key → the outbound port its live rule redirects to, from our chains as they are
+ * now (both families). Empty when there are none. A restart outside systemd, and
+ * `hostmesh iptables apply` next to a running daemon, start from these, so the ports stay
+ * what the rules (and the running listeners) already say.
+ */
+export async function capturedPorts(): Promise<Map<string, number>> {
+  // Read-only listings, run together: this is on the daemon's start path.
+  const listings = await Promise.all(FAMILIES.flatMap((family) => [CHAIN_OUTPUT, CHAIN_PREROUTING].map((chain) => run(TOOLS[family].iptables, [...WAIT, '-t', 'nat', '-S', chain]))))
+  const ports = new Map<string, number>()
+  for (const r of listings) if (r.code === 0) for (const [key, port] of outboundRedirects(r.stdout)) ports.set(key, port)
+  return ports
+}
+
+/**
+ * True when both families still have our jumps, and our chains hold as many rules as `input`
+ * gives them (nothing deleted or flushed them). A count, not the text: iptables prints rules
+ * in its own normal form (`-m tcp` added, and so on).
+ */
+export async function captureInPlace(input: CaptureInput): Promise<boolean> {
+  for (const family of FAMILIES) {
+    const t = TOOLS[family]
+    for (const [chain, rule] of JUMPS) {
+      if ((await run(t.iptables, [...WAIT, '-t', 'nat', '-C', chain, ...rule])).code !== 0) return false
+    }
+    const want = captureRules(input, family).split('\n')
+    for (const chain of [CHAIN_OUTPUT, CHAIN_PREROUTING]) {
+      const listed = await run(t.iptables, [...WAIT, '-t', 'nat', '-S', chain])
+      const count = (lines: readonly string[]): number => lines.filter((l) => l.startsWith(`-A ${chain} `)).length
+      if (listed.code !== 0 || count(listed.stdout.split('\n')) !== count(want)) return false
+    }
+  }
+  return true
 }
 
 /** Removes every hostmesh rule and chain. Returns how many jumps were deleted; missing pieces are fine. */

@@ -11,7 +11,8 @@ import { authorize } from '../authz/evaluate.ts'
 import type { Logger } from '../log/logger.ts'
 import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
 import { splice, type Splice } from '../tunnel/splice.ts'
-import { bind, closeServer, dialTcp, SocketSet } from './bind.ts'
+import { bind, closeServer, dialTcp, SocketSet, stopListening, type SocketSource } from './bind.ts'
+import { listenerView, type ListenerView } from './view.ts'
 
 export interface InboundPlaintextDeps {
   readonly snapshot: () => Snapshot | undefined
@@ -35,8 +36,13 @@ export class InboundPlaintextListener {
     for (const reason of ['strict', 'denied', 'unknown']) this.#refused.inc({ reason }, 0)
   }
 
-  listen(port: number): Promise<AddressInfo> {
-    return bind(this.#server, '::', port)
+  listen(port: number, from?: SocketSource): Promise<AddressInfo> {
+    return bind(this.#server, '::', port, from)
+  }
+
+  /** For /stats: address and open connections. */
+  view(): Promise<ListenerView> {
+    return listenerView('inbound-plaintext', [this.#server])
   }
 
   close(): Promise<void> {
@@ -44,6 +50,7 @@ export class InboundPlaintextListener {
   }
 
   destroy(): void {
+    stopListening(this.#server)
     this.#sockets.destroyAll()
   }
 

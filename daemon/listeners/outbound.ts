@@ -16,7 +16,8 @@ import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
 import type { Balancer } from '../balance/balancer.ts'
 import { TunnelError, type HboneClientPool } from '../tunnel/client-pool.ts'
 import { splice } from '../tunnel/splice.ts'
-import { bind, closeServer, dialTcp, SocketSet } from './bind.ts'
+import { bind, closeServer, dialTcp, serverFd, SocketSet, stopListening, type SocketSource } from './bind.ts'
+import { listenerView, type ListenerView } from './view.ts'
 
 export interface OutboundDeps {
   readonly snapshot: () => Snapshot | undefined
@@ -50,25 +51,58 @@ export class OutboundListener {
    * through PREROUTING on a bridge address, so that listener binds all addresses and accepts
    * only the container's own source address.
    */
-  async listen(): Promise<void> {
-    const hosts = this.workload.match.uid !== undefined ? ['127.0.0.1', '::1'] : ['::']
-    for (const host of hosts) {
+  async listen(from?: SocketSource): Promise<void> {
+    for (const host of this.#hosts()) {
       const server = createServer({ allowHalfOpen: true }, (s) => this.#accept(s))
       try {
-        await bind(server, host, this.port)
+        await bind(server, host, this.port, from)
       } catch (err) {
         if (host === '::1' && (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL') continue // no IPv6 loopback
+        // Half bound is not bound: release what this listener holds, so a retry can bind.
+        for (const s of this.#servers.splice(0)) stopListening(s)
         throw err
       }
       this.#servers.push(server)
     }
   }
 
+  /**
+   * Takes over `old`'s listening sockets when they are what this listener would bind (same
+   * port, same addresses): a workload edited in place keeps accepting, with no moment in
+   * which its port has no listener. `old` keeps its open connections and has nothing left
+   * to close but them.
+   */
+  adopt(old: OutboundListener): boolean {
+    if (old.port !== this.port || old.#hosts().join() !== this.#hosts().join() || old.#servers.length === 0) return false
+    for (const server of old.#servers.splice(0)) {
+      server.removeAllListeners('connection')
+      server.on('connection', (s: Socket) => this.#accept(s))
+      this.#servers.push(server)
+    }
+    return true
+  }
+
+  #hosts(): string[] {
+    return this.workload.match.uid !== undefined ? ['127.0.0.1', '::1'] : ['::']
+  }
+
+  /** The listening sockets' fds (one per address), for the service manager's fd store. */
+  fds(): number[] {
+    return this.#servers.map(serverFd).filter((fd) => fd !== undefined)
+  }
+
+  /** For /stats: addresses and open connections. */
+  view(): Promise<ListenerView> {
+    return listenerView('outbound', this.#servers, { workload: this.workload.key })
+  }
+
+  /** Stops accepting; resolves when its open connections have ended (also after adopt()). */
   async close(): Promise<void> {
-    await Promise.all(this.#servers.map(closeServer))
+    await Promise.all([...this.#servers.map(closeServer), this.#sockets.idle()])
   }
 
   destroy(): void {
+    for (const s of this.#servers) stopListening(s)
     this.#sockets.destroyAll()
   }
 
@@ -159,7 +193,7 @@ export class OutboundListener {
         const upstream = await this.#open(ep, dstWorkload, family, settings.connectionPool.connectTimeoutMs, labels.destination_service)
         this.#deps.balancer.success(ep, Date.now() - started)
         if (socket.destroyed) return void upstream.destroy()
-        const end = this.#deps.balancer.begin(ep)
+        const end = this.#deps.balancer.begin(ep, target.key)
         upstream.once('close', end)
         return this.#join(socket, upstream, labels, `${ep.address}:${ep.port}`)
       } catch (err) {

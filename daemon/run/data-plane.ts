@@ -7,7 +7,10 @@ import type { NodeConfig } from '../config/schema.ts'
 import { Counter } from 'prom-client'
 import { Balancer } from '../balance/balancer.ts'
 import { InboundPlaintextListener } from '../listeners/inbound-plaintext.ts'
+import { NO_INHERITED_SOCKETS, type ListenerSockets } from '../listeners/bind.ts'
 import { OutboundListener } from '../listeners/outbound.ts'
+import type { ListenerView } from '../listeners/view.ts'
+import { OUTBOUND_FD_PREFIX } from '../systemd/listen-fds.ts'
 import type { Logger } from '../log/logger.ts'
 import { tcpMetrics } from '../metrics/istio-tcp.ts'
 import type { Metrics } from '../metrics/registry.ts'
@@ -25,10 +28,22 @@ export class DataPlane {
   readonly #outbound = new Map<string, OutboundListener>()
   readonly #metrics: ReturnType<typeof tcpMetrics>
   readonly #balancer: Balancer
+  readonly #sockets: ListenerSockets
+  readonly #bound: (ok: boolean) => void
+  /** Listeners that made way (removed, or edited in place) while connections are still open. */
+  readonly #retired = new Set<OutboundListener>()
+  /** Off until storeAll(): at start, inherited sockets are settled first (lifecycle.ts). */
+  #storing = false
   #queue: Promise<void> = Promise.resolve()
 
-  constructor(config: NodeConfig, certificates: Certificates, metrics: Metrics, log: Logger, snapshot: () => Snapshot | undefined) {
+  /**
+   * `bound` hears whether every wanted listener is bound (false when a snapshot's outbound
+   * listener could not be): /ready's "listeners" condition.
+   */
+  constructor(config: NodeConfig, certificates: Certificates, metrics: Metrics, log: Logger, snapshot: () => Snapshot | undefined, sockets: ListenerSockets = NO_INHERITED_SOCKETS, bound: (ok: boolean) => void = () => undefined) {
     this.#config = config
+    this.#sockets = sockets
+    this.#bound = bound
     this.#log = log
     this.#snapshot = snapshot
     this.#metrics = tcpMetrics(metrics.registry)
@@ -46,9 +61,22 @@ export class DataPlane {
 
   /** Binds every listener for `snapshot` (outbound ones for its local workloads). Throws if one cannot bind. */
   async start(snapshot: Snapshot | undefined): Promise<void> {
-    await this.#hbone.listen()
-    await this.#plaintext.listen(this.#config.ports.inboundPlaintext)
-    await this.#add(this.#wanted(snapshot))
+    await this.#hbone.listen(this.#sockets)
+    await this.#plaintext.listen(this.#config.ports.inboundPlaintext, this.#sockets)
+    // In the queue, so a snapshot that arrives meanwhile cannot bind the same workload twice.
+    const adding = this.#queue.then(() => this.#add(this.#wanted(snapshot)))
+    this.#queue = adding.catch(() => undefined)
+    await adding
+    this.#bound(true)
+  }
+
+  /**
+   * From now on every outbound listener keeps its sockets in the service manager's fd store;
+   * the ones bound so far are stored now. Called once the inherited sockets are settled.
+   */
+  storeAll(): void {
+    this.#storing = true
+    for (const l of this.#outbound.values()) this.#sockets.keep(storeName(l), l.fds())
   }
 
   /**
@@ -58,11 +86,14 @@ export class DataPlane {
    */
   follow(snapshot: Snapshot, between: () => Promise<void> = async () => undefined): Promise<void> {
     this.#queue = this.#queue.then(async () => {
+      this.#balancer.retain(snapshot)
       const want = this.#wanted(snapshot)
       try {
         await this.#add(want)
+        this.#bound(true)
       } catch (err) {
-        this.#log.error({ generation: snapshot.generation, error: (err as Error).message }, 'could not bind an outbound listener')
+        this.#log.error({ generation: snapshot.generation, error: (err as Error).message }, 'could not bind an outbound listener; /ready waits for "listeners" until a later policy change binds it')
+        this.#bound(false)
       }
       await between()
       this.#removeStale(want)
@@ -81,18 +112,28 @@ export class DataPlane {
   async #add(want: ReadonlyMap<string, Snapshot['localWorkloads'][number]>): Promise<void> {
     for (const [k, { workload, outboundPort }] of want) {
       if (this.#outbound.has(k)) continue
-      // The same workload edited in place keeps its port: its old listener makes way.
-      for (const [ok, old] of this.#outbound) {
-        if (old.port === outboundPort) {
-          this.#outbound.delete(ok)
-          await old.close()
-        }
-      }
       const l = new OutboundListener(workload, outboundPort, {
         snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, outboundTrafficPolicy: this.#config.outboundTrafficPolicy,
         log: this.#log.child({ listener: 'outbound', workload: workload.key }), metrics: this.#metrics,
       })
-      await l.listen()
+      // The same workload edited in place keeps its port. The new listener takes over the old
+      // one's sockets when it would bind the same addresses; otherwise the old one stops
+      // listening first. Either way the old one keeps its open connections.
+      const same = [...this.#outbound].find(([, o]) => o.port === outboundPort)
+      if (same) {
+        const [ok, old] = same
+        this.#outbound.delete(ok)
+        const adopted = l.adopt(old)
+        if (this.#storing && !(adopted && storeName(old) === storeName(l))) this.#sockets.forget(storeName(old))
+        this.#retire(old)
+        if (adopted) {
+          if (this.#storing && storeName(old) !== storeName(l)) this.#sockets.keep(storeName(l), l.fds())
+          this.#outbound.set(k, l)
+          continue
+        }
+      }
+      await l.listen(this.#sockets)
+      if (this.#storing) this.#sockets.keep(storeName(l), l.fds())
       this.#outbound.set(k, l)
     }
   }
@@ -101,20 +142,43 @@ export class DataPlane {
     for (const [k, l] of this.#outbound) {
       if (want.has(k)) continue
       this.#outbound.delete(k)
-      void l.close()
+      if (this.#storing && ![...this.#outbound.values()].some((o) => o.workload.key === l.workload.key)) this.#sockets.forget(storeName(l))
+      this.#retire(l)
     }
+  }
+
+  /** Stops `l` accepting; it stays reachable by destroy() until its last connection ends. */
+  #retire(l: OutboundListener): void {
+    this.#retired.add(l)
+    void l.close().then(() => this.#retired.delete(l))
+  }
+
+  /** Endpoint state and open connections per service port, for /clusters. */
+  get balancer(): Balancer {
+    return this.#balancer
+  }
+
+  /** Every mesh listener with its addresses and open connections (outbound ones by port), for /stats. */
+  async listeners(): Promise<ListenerView[]> {
+    const outbound = [...this.#outbound.values()].sort((a, b) => a.port - b.port)
+    return Promise.all([this.#hbone.view(), this.#plaintext.view(), ...outbound.map((l) => l.view())])
   }
 
   /** Graceful: stop accepting everywhere; resolves when in-flight connections have ended. */
   async close(): Promise<void> {
     this.#pool.close()
-    await Promise.all([this.#hbone.close(), this.#plaintext.close(), ...[...this.#outbound.values()].map((l) => l.close())])
+    await Promise.all([this.#hbone.close(), this.#plaintext.close(), ...[...this.#outbound.values(), ...this.#retired].map((l) => l.close())])
   }
 
   destroy(): void {
     this.#hbone.destroy()
     this.#plaintext.destroy()
-    for (const l of this.#outbound.values()) l.destroy()
+    for (const l of [...this.#outbound.values(), ...this.#retired]) l.destroy()
     this.#pool.destroy()
   }
+}
+
+/** The fd store name of an outbound listener: its workload key, so a restart can give it the same port. */
+function storeName(l: OutboundListener): string {
+  return `${OUTBOUND_FD_PREFIX}${l.workload.key}`
 }

@@ -4,7 +4,7 @@
 import { Counter, type Registry } from 'prom-client'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { NodeConfig } from '../config/schema.ts'
-import { applyCapture } from '../intercept/iptables.ts'
+import { applyCapture, captureInPlace } from '../intercept/iptables.ts'
 import { captureInput, captureRules, uncapturable } from '../intercept/iptables-rules.ts'
 import type { Logger } from '../log/logger.ts'
 import type { Readiness } from './readiness.ts'
@@ -15,6 +15,8 @@ export class IptablesSync {
   readonly #readiness: Readiness
   readonly #syncs: Counter<'result'>
   #applied: string | undefined
+  #last: Snapshot | undefined
+  #check: NodeJS.Timeout | undefined
   #queue: Promise<void> = Promise.resolve()
 
   constructor(config: NodeConfig, registry: Registry, log: Logger, readiness: Readiness) {
@@ -32,8 +34,28 @@ export class IptablesSync {
   /** Syncs for `snapshot`; calls are serialised. Never throws: a failure is logged and counted. */
   sync(snapshot: Snapshot | undefined): Promise<void> {
     if (!this.#config.iptables.sync || !snapshot) return Promise.resolve()
+    this.#last = snapshot
+    this.#check ??= setInterval(() => void this.#checkInPlace(), this.#config.iptables.checkInterval).unref()
     this.#queue = this.#queue.then(() => this.#syncOnce(snapshot))
     return this.#queue
+  }
+
+  close(): void {
+    clearInterval(this.#check)
+  }
+
+  /**
+   * Rules removed behind the daemon's back (a flush, a firewall reload, an uninstall run
+   * elsewhere) would let traffic leave uncaptured while the text cache says all is well:
+   * checked periodically, and restored.
+   */
+  async #checkInPlace(): Promise<void> {
+    if (this.#applied === undefined || !this.#last) return
+    const inPlace = await captureInPlace(captureInput(this.#config.ports, this.#last, process.getuid?.() ?? 0)).catch(() => true)
+    if (inPlace) return
+    this.#log.warn('the capture rules were removed outside hostmesh; restoring them')
+    this.#applied = undefined
+    await this.sync(this.#last)
   }
 
   async #syncOnce(snapshot: Snapshot): Promise<void> {

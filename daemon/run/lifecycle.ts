@@ -1,15 +1,18 @@
-// Start and stop, in one readable order. Start: config → logger → metrics → admin bound →
-// policy → certificates for its local workloads → mesh listeners bound → iptables synced →
-// ready. Stop: not ready → stop accepting → in-flight work finishes up to drainSeconds →
-// whatever remains is destroyed. Stop: not ready → stop accepting → let in-flight work finish up to drainSeconds →
-// destroy what remains. Later components (policy, certificates, data listeners) slot into
-// these two sequences, never elsewhere.
+// Start and stop, in one readable order. Start: config → logger → metrics → what systemd
+// passed in (sockets, notify socket) → admin bound → policy → certificates for its local
+// workloads → mesh listeners bound → iptables synced → ready (and READY=1). Stop: not ready
+// (STOPPING=1) → stop accepting → in-flight work finishes, all within one drainSeconds
+// deadline → whatever remains is destroyed. Components slot into these two sequences, never
+// elsewhere.
 import type { AddressInfo } from 'node:net'
 import type { DestinationStream } from 'pino'
 import { registerCerts } from '../admin/certs.ts'
+import { registerClusters } from '../admin/clusters.ts'
 import { registerConfigDump } from '../admin/config-dump.ts'
 import { registerCoreRoutes } from '../admin/core-routes.ts'
+import { registerLogging } from '../admin/logging.ts'
 import { AdminServer } from '../admin/server.ts'
+import { registerStats } from '../admin/stats.ts'
 import { loadNodeConfig } from '../config/load.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { createLogger, type RootLogger } from '../log/logger.ts'
@@ -20,11 +23,21 @@ import { DataPlane } from './data-plane.ts'
 import { IptablesSync } from './iptables-sync.ts'
 import { createPolicyWatcher } from './policy-reload.ts'
 import { Readiness } from './readiness.ts'
+import { capturedPorts } from '../intercept/iptables.ts'
+import { InheritedSockets } from '../systemd/listen-fds.ts'
+import { SocketHandover } from '../systemd/handover.ts'
+import { ServiceManager } from '../systemd/notify.ts'
+import { ListenerBindError } from '../listeners/errors.ts'
 
 export interface DaemonOptions {
   readonly configPath: string
   /** Where logs go; stdout when absent. */
   readonly logDest?: DestinationStream
+  /**
+   * The service manager's variables (LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET, WATCHDOG_USEC):
+   * process.env when absent. They are read once and removed, so children never see them.
+   */
+  readonly env?: NodeJS.ProcessEnv
 }
 
 /** A listener as the lifecycle sees it: graceful close, and destroy for what outlives the drain. */
@@ -44,9 +57,13 @@ export class Daemon {
   readonly certificates: Certificates
   readonly #admin: AdminServer
   readonly #dataPlane: DataPlane
+  readonly #manager: ServiceManager
+  readonly #iptables: IptablesSync
   #stopping: Promise<void> | undefined
 
-  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates, dataPlane: DataPlane) {
+  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates, dataPlane: DataPlane, manager: ServiceManager, iptables: IptablesSync) {
+    this.#manager = manager
+    this.#iptables = iptables
     this.config = config
     this.log = log
     this.metrics = metrics
@@ -63,14 +80,41 @@ export class Daemon {
     const log = createLogger(config.logLevel, { node: config.node.name }, opts.logDest)
     const metrics = createMetrics()
     const readiness = new Readiness(['listeners', 'policy', 'certificates', 'iptables'])
-    const policy = createPolicyWatcher(config, metrics, log.component('policy'), readiness)
+    const env = opts.env ?? process.env
+    const manager = new ServiceManager({ env, log: log.component('systemd') })
+    const handover = new SocketHandover(InheritedSockets.fromEnv(env), manager, log.component('systemd'))
+    manager.startWatchdog()
+    // Workloads keep the outbound ports their iptables rules still point at: the live rules
+    // say which, and under systemd the names of the stored sockets (those win).
+    const captured = await capturedPorts().catch(() => new Map<string, number>())
+    const restoredPorts = new Map([...captured, ...handover.outboundPorts()])
+    const policy = createPolicyWatcher(config, metrics, log.component('policy'), readiness, restoredPorts)
+    // systemd learns what /ready says: READY=1 once every condition holds, STATUS= otherwise.
+    readiness.onChange((s) => {
+      if (s.ready) manager.ready(statusLine(policy))
+      else if (!s.draining) manager.status(`waiting for ${s.waitingFor.join(', ')}`)
+    })
     const certificates = createCertificates(config, metrics, log.component('certs'), readiness)
     const admin = new AdminServer({ ...config.admin, port: config.ports.admin, log: log.component('admin') })
     registerCoreRoutes(admin, readiness, metrics)
     registerConfigDump(admin, config, policy)
     registerCerts(admin, certificates.manager)
-    const adminAddress = await admin.listen()
-    const dataPlane = new DataPlane(config, certificates, metrics, log.component('dataplane'), () => policy.current)
+    registerLogging(admin, log)
+    const adminAddress = await admin.listen(handover)
+    const dataPlane = new DataPlane(config, certificates, metrics, log.component('dataplane'), () => policy.current, handover,
+      (ok) => (ok ? readiness.markReady('listeners') : readiness.markNotReady('listeners')))
+    // The stored outbound sockets are settled once a policy has bound its listeners: at start,
+    // or with the first good policy if the one on disk is broken.
+    let started = false
+    let settled = false
+    const settle = (): void => {
+      if (!started || settled) return
+      settled = true
+      handover.releaseOutbound()
+      dataPlane.storeAll()
+    }
+    registerClusters(admin, () => policy.current, dataPlane.balancer)
+    registerStats(admin, { node: config.node.name, policy, certs: certificates.manager, registry: metrics.registry, listeners: () => dataPlane.listeners() })
     const iptables = new IptablesSync(config, metrics.registry, log.component('iptables'), readiness)
     try {
       // A bad policy at start does not stop the daemon: /ready stays 503 ("policy") and the
@@ -79,34 +123,45 @@ export class Daemon {
       // Certificate problems are reported the same way: /ready waits for "certificates" and
       // the cert dir is watched. A new snapshot changes the set of local identities.
       policy.on('snapshot', (s) => {
+        if (readiness.ready) manager.status(statusLine(policy))
         certificates.follow(s).catch((err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
-        void dataPlane.follow(s, () => iptables.sync(s))
+        void dataPlane.follow(s, () => iptables.sync(s)).then(settle)
       })
       await certificates.follow(policy.current)
       // Listeners before iptables: a redirect must never point at a port nobody listens on.
       await dataPlane.start(policy.current)
-      readiness.markReady('listeners')
+      started = true
+      handover.releaseFixed()
+      if (policy.current) settle()
       await iptables.sync(policy.current)
     } catch (err) {
       // Not a policy or certificate problem (those are reported, not thrown), e.g. a port in
       // use: release what is bound.
       await policy.close()
       await certificates.manager.close()
+      iptables.close()
       dataPlane.destroy()
       admin.destroy()
+      manager.stopWatchdog()
       log.flush()
-      throw err
+      throw bindError(err)
     }
     const run = log.component('run')
     if (readiness.ready) run.info({ admin: `${adminAddress.address}:${adminAddress.port}`, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
     else run.warn({ waitingFor: readiness.status().waitingFor }, 'hostmesh started but not ready')
-    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane)
+    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane, manager, iptables)
   }
 
   /** SIGHUP: re-read policy and certificate files now. */
   async reload(reason: string): Promise<ReloadEvent> {
-    const [event] = await Promise.all([this.policy.reload(reason), this.certificates.manager.reload(reason)])
-    return event
+    this.#manager.reloading()
+    try {
+      const [event] = await Promise.all([this.policy.reload(reason), this.certificates.manager.reload(reason)])
+      return event
+    } finally {
+      // RELOADING=1 holds the unit in "reloading" until READY=1, whatever /ready says now.
+      this.#manager.reloaded(this.readiness.ready ? statusLine(this.policy) : `waiting for ${this.readiness.status().waitingFor.join(', ')}`)
+    }
   }
 
   /** Graceful stop; calling it again returns the same promise. */
@@ -117,19 +172,26 @@ export class Daemon {
 
   async #drain(reason: string): Promise<void> {
     const log = this.log.component('run')
+    // 1. /ready turns false (and systemd hears STOPPING=1) before anything stops accepting.
     this.readiness.startDrain()
+    // The drain, plus time to close what remains and exit.
+    this.#manager.stopping(`draining (${reason}), up to ${this.config.drainSeconds}s`, (this.config.drainSeconds + 10) * 1000)
     log.info({ reason, drainSeconds: this.config.drainSeconds }, 'draining')
     await this.policy.close()
-    // The mesh listeners stop accepting first and get the drain time for in-flight
-    // connections; iptables rules stay (traffic fails closed while hostmesh is down).
-    // The admin port closes last, so /ready can report the drain while it happens.
+    this.#iptables.close()
+    // 2.–4. The mesh listeners stop accepting first, and in-flight connections get what is
+    // left of one drain deadline; then the rest is destroyed. iptables rules stay (traffic
+    // fails closed while hostmesh is down), and sockets that systemd holds (hostmesh.socket,
+    // the fd store) keep queueing connections for the next start. The admin port closes
+    // last, so /ready reports the drain while it happens.
+    const deadline = Date.now() + this.config.drainSeconds * 1000
     const order: Closable[] = [
       { name: 'mesh listeners', close: () => this.#dataPlane.close(), destroy: () => this.#dataPlane.destroy() },
       { name: 'admin', close: () => this.#admin.close(), destroy: () => this.#admin.destroy() },
     ]
     for (const listener of order) {
       const closed = listener.close().then(() => true)
-      const timedOut = new Promise<boolean>((resolve) => setTimeout(resolve, this.config.drainSeconds * 1000, false).unref())
+      const timedOut = new Promise<boolean>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now()), false).unref())
       if (!(await Promise.race([closed, timedOut]))) {
         log.warn({ listener: listener.name }, 'drain time is up; closing remaining connections')
         listener.destroy()
@@ -139,4 +201,18 @@ export class Daemon {
     log.info('stopped')
     this.log.flush()
   }
+}
+
+function statusLine(policy: PolicyWatcher): string {
+  const s = policy.current
+  return s ? `ready: policy generation ${s.generation}, ${s.localWorkloads.length} local workload(s)` : 'ready'
+}
+
+/** A port that cannot be bound gets its own error (and exit code): restarting may not help. */
+function bindError(err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string }
+  if (e?.code === 'EADDRINUSE' || e?.code === 'EACCES' || e?.code === 'EADDRNOTAVAIL') {
+    return new ListenerBindError(`cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code} (another process holds the port, or hostmesh.socket lists ports the node config does not)`, { cause: err })
+  }
+  return err
 }

@@ -16,10 +16,12 @@ export function nodeCompileOptions(config: NodeConfig): { trustDomain: string; l
   return { trustDomain: config.trustDomain, localNode: config.node.name, outboundBase: config.ports.outboundBase, reservedPorts: fixedPorts(config.ports) }
 }
 
-export function createPolicyWatcher(config: NodeConfig, metrics: Metrics, log: Logger, readiness: Readiness): PolicyWatcher {
+/** `restoredPorts`: the outbound ports workloads had before a restart (see compile.ts). */
+export function createPolicyWatcher(config: NodeConfig, metrics: Metrics, log: Logger, readiness: Readiness, restoredPorts?: ReadonlyMap<string, number>): PolicyWatcher {
   const watcher = new PolicyWatcher({
     dir: config.policyDir,
     ...nodeCompileOptions(config),
+    ...(restoredPorts && restoredPorts.size > 0 ? { restoredPorts } : {}),
     allowEmpty: config.allowEmptyPolicy,
     resyncMs: POLICY_RESYNC_MS,
   })

@@ -10,6 +10,7 @@ export interface ReadinessStatus {
 
 export class Readiness {
   readonly #pending: Set<string>
+  readonly #listeners: ((status: ReadinessStatus) => void)[] = []
   #draining = false
 
   constructor(conditions: readonly string[]) {
@@ -17,11 +18,30 @@ export class Readiness {
   }
 
   markReady(condition: string): void {
-    this.#pending.delete(condition)
+    if (this.#pending.delete(condition)) this.#changed()
+  }
+
+  /** A condition that held stops holding (an outbound listener could not be bound). */
+  markNotReady(condition: string): void {
+    if (this.#pending.has(condition)) return
+    this.#pending.add(condition)
+    this.#changed()
   }
 
   startDrain(): void {
+    if (this.#draining) return
     this.#draining = true
+    this.#changed()
+  }
+
+  /** Called on every change (a condition met, the drain started): systemd's READY=1 follows /ready. */
+  onChange(listener: (status: ReadinessStatus) => void): void {
+    this.#listeners.push(listener)
+  }
+
+  #changed(): void {
+    const status = this.status()
+    for (const l of this.#listeners) l(status)
   }
 
   get ready(): boolean {

@@ -13,9 +13,12 @@ import { CONNECTION_WINDOW, H2_SETTINGS, IDLE_SESSION_MS, MAX_STREAMS_PER_SESSIO
 /** The tunnel could not be opened; `status` is the HBONE answer (400, 401, 503) when there was one. */
 export class TunnelError extends HostmeshError {
   readonly status: number | undefined
-  constructor(message: string, status?: number, options?: { cause?: unknown }) {
+  /** The destination refused the stream before processing it: safe to try again. */
+  readonly unprocessed: boolean
+  constructor(message: string, status?: number, options?: { cause?: unknown; unprocessed?: boolean }) {
     super('HOSTMESH_ERR_TUNNEL', message, options)
     this.status = status
+    this.unprocessed = options?.unprocessed ?? false
   }
 }
 
@@ -64,8 +67,22 @@ export class HboneClientPool {
     return n
   }
 
-  /** Opens one tunnel; resolves with the CONNECT stream once the destination answered 200. */
+  /**
+   * Opens one tunnel; resolves with the CONNECT stream once the destination answered 200.
+   * A stream the server refused unprocessed (REFUSED_STREAM, or a session that was already
+   * going away: the destination is draining for a restart) is tried once more on a new
+   * session; RFC 9113 §8.7 makes that safe.
+   */
   async open(t: TunnelTarget): Promise<ClientHttp2Stream> {
+    try {
+      return await this.#openOnce(t)
+    } catch (err) {
+      if (!(err instanceof TunnelError) || !err.unprocessed) throw err
+      return this.#openOnce(t)
+    }
+  }
+
+  async #openOnce(t: TunnelTarget): Promise<ClientHttp2Stream> {
     // The session comes with a stream slot already reserved, so a burst cannot overfill it.
     const session = await this.#session(t)
     return new Promise<ClientHttp2Stream>((resolve, reject) => {
@@ -80,7 +97,7 @@ export class HboneClientPool {
         }, { endStream: false })
       } catch (err) {
         session.active--
-        return reject(new TunnelError(`CONNECT on a closing session: ${(err as Error).message}`, undefined, { cause: err }))
+        return reject(new TunnelError(`CONNECT on a closing session: ${(err as Error).message}`, undefined, { cause: err, unprocessed: true }))
       }
       const timeoutMs = t.timeoutMs ?? this.#connectTimeoutMs
       const timer = setTimeout(() => {
@@ -96,7 +113,11 @@ export class HboneClientPool {
         stream.close()
         reject(new TunnelError(`CONNECT ${formatAuthority(t.address, t.port)} via ${formatAuthority(t.node.address, t.node.port)}: ${status}`, status))
       })
-      stream.once('error', (err) => { clearTimeout(timer); reject(new TunnelError(`CONNECT stream failed: ${err.message}`, undefined, { cause: err })) })
+      stream.once('error', (err) => {
+        clearTimeout(timer)
+        const unprocessed = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
+        reject(new TunnelError(`CONNECT stream failed: ${err.message}`, undefined, { cause: err, unprocessed }))
+      })
       stream.once('close', () => { session.active-- })
     })
   }

@@ -17,7 +17,8 @@ import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
 import { parseAuthority } from './authority.ts'
 import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
 import { splice, type Splice } from './splice.ts'
-import { bind, dialTcp, SocketSet } from '../listeners/bind.ts'
+import { bind, dialTcp, SocketSet, stopListening, type SocketSource } from '../listeners/bind.ts'
+import { listenerView, type ListenerView } from '../listeners/view.ts'
 
 export interface HboneServerOptions {
   readonly host: string
@@ -62,8 +63,8 @@ export class HboneServer {
     this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers))
   }
 
-  listen(): Promise<AddressInfo> {
-    return bind(this.#tcp, this.#opts.host, this.#opts.port)
+  listen(from?: SocketSource): Promise<AddressInfo> {
+    return bind(this.#tcp, this.#opts.host, this.#opts.port, from)
   }
 
   /**
@@ -78,12 +79,18 @@ export class HboneServer {
   }
 
   destroy(): void {
+    stopListening(this.#tcp)
     for (const t of this.#tunnels) t.splice.close(new Error('hostmesh is shutting down'))
     this.#sockets.destroyAll()
   }
 
   get tunnels(): number {
     return this.#tunnels.size
+  }
+
+  /** For /stats: address, open TLS connections and the tunnels they carry. */
+  view(): Promise<ListenerView> {
+    return listenerView('hbone', [this.#tcp], { tunnels: this.#tunnels.size })
   }
 
   /** After a snapshot swap: closes the tunnels the new AuthorizationPolicies deny. Returns how many. */

@@ -128,7 +128,9 @@ export async function benchDaemonStart(): Promise<void> {
       for (const [name, policyDir] of layouts) {
         const port = await freePort()
         const config = join(dir, `${r}-${name.length}.yaml`)
-        writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}, outboundBase: 20001}\npolicyDir: ${policyDir}\ncertDir: ${certDir}\nlogLevel: warn\n`)
+        // iptables.sync off: a benchmark on loopback must not install capture rules in this
+        // machine's own namespace (the capture benchmark measures iptables, in test hosts).
+        writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}, outboundBase: 20001}\npolicyDir: ${policyDir}\ncertDir: ${certDir}\nlogLevel: warn\niptables: {sync: false}\n`)
         const list = results.get(name) ?? []
         list.push(await timeToReady(config, port))
         results.set(name, list)

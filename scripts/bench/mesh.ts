@@ -1,10 +1,10 @@
 // The mesh path against direct TCP on the same two namespace hosts, interleaved in one run:
 // one 1 GiB connection (throughput), and new connections per second. Each host runs the
 // real `hostmesh run` with its own node CA and real iptables capture. Needs root.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { initRootCa, makeNodeCa } from '../../certs/ca-ops.ts'
+import { meshNodeConfigs } from '../netns/mesh-nodes.ts'
 import { withTestNet, type TestHost } from '../netns/hosts.ts'
 import { median } from './stats.ts'
 
@@ -26,18 +26,11 @@ interface Conns { conns: number; failed: number; rate: number; p50ms: number; p9
 export async function benchMesh(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-bench-mesh-'))
   try {
-    writeFileSync(join(dir, 'policy.yaml'), POLICY)
-    await initRootCa({ dir: join(dir, 'root'), trustDomain: 'cluster.local' })
+    mkdirSync(join(dir, 'policy.d'))
+    writeFileSync(join(dir, 'policy.d', 'policy.yaml'), POLICY)
     await withTestNet({ hosts: ['node-a', 'node-b'] }, async (net) => {
-      for (const h of net.hosts) {
-        const certDir = join(dir, h.name)
-        await makeNodeCa({ caDir: join(dir, 'root'), node: h.name, outDir: certDir })
-        const pdir = join(dir, `policy-${h.name}`)
-        mkdirSync(pdir)
-        copyFileSync(join(dir, 'policy.yaml'), join(pdir, 'policy.yaml'))
-        writeFileSync(join(dir, `${h.name}.yaml`), `node: {name: ${h.name}, addresses: [${h.ipv4}]}\npolicyDir: ${pdir}\ncertDir: ${certDir}\nlogLevel: warn\n`)
-        h.spawn([NODE, CLI, 'run', '--config', join(dir, `${h.name}.yaml`)])
-      }
+      const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), ipv6: false, extra: 'logLevel: warn\n' })
+      for (const h of net.hosts) h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!])
       for (const h of net.hosts) await untilReady(h)
       const [a, b] = [net.host('node-a'), net.host('node-b')]
       await b.spawn([NODE, here('./mesh-server.ts'), 'sink:9000', 'sink:9001', 'byte:9002', 'byte:9003'], { uid: 3002, gid: 3002 }).waitFor(/bench server ready/)

@@ -164,6 +164,7 @@ export class TestNet {
   readonly #processes = new Set<HostProcess>()
   readonly #users: string[] = []
   #destroyed = false
+  #destroying: Promise<void> | undefined
 
   private constructor(runId: string) {
     this.runId = runId
@@ -275,15 +276,21 @@ export class TestNet {
 
   /** Stops every process (SIGTERM, then SIGKILL), deletes every namespace and user. Idempotent. */
   async destroy(): Promise<void> {
-    if (this.#destroyed) return
-    this.#destroyed = true
-    await Promise.all([...this.#processes].map((p) => p.stop('SIGTERM', 2000)))
-    for (const ns of [...this.#namespaces].reverse()) await deleteNamespace(ns)
-    for (const u of this.#users) await deleteUser(u)
-    live.delete(this)
+    if (this.#destroying) return this.#destroying
+    this.#destroying = (async () => {
+      await Promise.all([...this.#processes].map((p) => p.stop('SIGTERM', 2000)))
+      for (const ns of [...this.#namespaces].reverse()) await deleteNamespace(ns)
+      for (const u of this.#users) await deleteUser(u)
+      this.#destroyed = true
+      live.delete(this)
+    })()
+    return this.#destroying
   }
 
-  /** The exit-path version of destroy(): synchronous, best effort, never throws. */
+  /**
+   * The exit-path version of destroy(): synchronous, best effort, never throws. It also runs
+   * while an async destroy() is still under way (a Ctrl-C during the cleanup), finishing it.
+   */
   destroySync(): void {
     if (this.#destroyed) return
     this.#destroyed = true

@@ -59,6 +59,14 @@ t.test('the capture rules from the example policy, on node-c', { skip: e2eSkip()
   t.same(await curl(a, `http://[${c.ipv6}]:9090/`), { address: c.ipv6, port: 9090, family: 6 }, 'the same over IPv6')
   t.same(await curl(a, `http://${c.ipv4}:15008/`), { address: c.ipv4, port: 15008, family: 4 }, '15008 itself is never redirected')
 
+  // A workload that sorts first arrives: a fresh assignment would move everyone up one port,
+  // but the live rules (which a running daemon listens behind) keep theirs.
+  writeFileSync(join(dir, 'policy.d', '71-first.yaml'), 'apiVersion: hostmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: aa-first, namespace: shop}\nspec: {node: node-c, serviceAccount: first, match: {uid: 2007}}\n')
+  await hostmesh('apply')
+  const moved = await save()
+  t.ok(moved.includes('-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 2002 -m comment --comment "shop/payments-v2" -j REDIRECT --to-ports 15002'), 'payments-v2 keeps 15002')
+  t.ok(moved.includes('-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 2007 -m comment --comment "shop/aa-first" -j REDIRECT --to-ports 15004'), 'the newcomer takes the next free port')
+
   // Loop avoidance: were the daemon to run as 2002, its own connections must escape capture.
   await c.mustExec([process.execPath, CLI, 'iptables', 'apply', '--config', config, '--daemon-uid', '2002'])
   t.match(await curl(c, 'http://10.96.0.20:7000/', 2002), { error: /timed out|Connection refused|Failed to connect/ }, 'the daemon\'s uid RETURNs before any REDIRECT')

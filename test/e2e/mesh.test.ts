@@ -9,13 +9,16 @@ import t from 'tap'
 import { initRootCa, makeNodeCa } from '../../certs/ca-ops.ts'
 import { NodeIssuer } from '../../certs/issuer.ts'
 import { testNet, type HostProcess, type TestHost } from '../../scripts/netns/hosts.ts'
+import { meshNodeConfigs } from '../../scripts/netns/mesh-nodes.ts'
+import type { ClustersView } from '../../daemon/admin/clusters.ts'
+import type { StatsView } from '../../daemon/admin/stats.ts'
 import { CLI } from '../helpers/cli.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
 
 const EXAMPLES = new URL('../../policy/examples/', import.meta.url).pathname
-const SERVER = new URL('./fixtures/identify-server.ts', import.meta.url).pathname
-const CLIENT = new URL('./fixtures/tcp-client.ts', import.meta.url).pathname
-const TALLY = new URL('./fixtures/tally-client.ts', import.meta.url).pathname
+const SERVER = new URL('../../scripts/netns/workloads/identify-server.ts', import.meta.url).pathname
+const CLIENT = new URL('../../scripts/netns/workloads/tcp-client.ts', import.meta.url).pathname
+const TALLY = new URL('../../scripts/netns/workloads/tally-client.ts', import.meta.url).pathname
 // Added to the example policy for these tests: a service over both payments versions with no
 // route (failover), a second checkout workload on node-c (same identity; same-host calls),
 // and a PERMISSIVE legacy workload on node-b.
@@ -48,15 +51,9 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-mesh-'))
   cpSync(EXAMPLES, join(dir, 'policy.d'), { recursive: true })
   writeFileSync(join(dir, 'policy.d', '60-e2e.yaml'), EXTRA)
-  await initRootCa({ dir: join(dir, 'root'), trustDomain: 'cluster.local' })
+  const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), extra: 'drainSeconds: 1\niptables: {checkInterval: 1s}\n' })
   const daemons = new Map<string, HostProcess>()
-  for (const h of net.hosts) {
-    const certDir = join(dir, h.name, 'certs')
-    await makeNodeCa({ caDir: join(dir, 'root'), node: h.name, outDir: certDir })
-    const config = join(dir, h.name, 'hostmesh.yaml')
-    writeFileSync(config, `node: {name: ${h.name}, addresses: [${h.ipv4}, "${h.ipv6}"]}\npolicyDir: ${join(dir, 'policy.d')}\ncertDir: ${certDir}\ndrainSeconds: 1\n`)
-    daemons.set(h.name, h.spawn([NODE, CLI, 'run', '--config', config]))
-  }
+  for (const h of net.hosts) daemons.set(h.name, h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!]))
   const admin = (h: TestHost, path: string) => h.exec(['curl', '-sS', '-m', '2', `http://127.0.0.1:15000${path}`])
   for (const h of net.hosts) {
     for (let i = 0; i < 100 && (await admin(h, '/ready')).stdout.indexOf('"ready": true') < 0; i++) await new Promise((r) => setTimeout(r, 100))
@@ -234,14 +231,39 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     const after = await tally(a, 2001, '10.96.0.50', 40)
     t.same(after, { counts: { 'payments-v2': 40 }, failed: 0 })
     t.match((await admin(a, '/metrics')).stdout, /hostmesh_outlier_ejections_total\{service_port="shop\/ledger-all:7000"\} [1-9]/, 'the dead endpoint was ejected by outlier detection')
+    // The admin port's views of the same (docs/admin.md), and `hostmesh status` run on the host.
+    const ledger = (JSON.parse((await admin(a, '/clusters')).stdout) as ClustersView).clusters.find((x) => x.name === 'shop/ledger-all:7000')!
+    t.match(ledger.hosts.find((h) => h.workload === 'shop/payments-v1'), { health: 'EJECTED', ejections: 1, connectFailures: /[1-9]/ }, '/clusters shows payments-v1 ejected')
+    t.match(ledger.hosts.find((h) => h.workload === 'shop/payments-v2'), { health: 'HEALTHY', connects: /[1-9]/ })
+    const stats = JSON.parse((await admin(a, '/stats')).stdout) as StatsView
+    t.match(stats.services.find((x) => x.direction === 'outbound' && x.service === 'ledger-all.shop'), { opened: 80, refused: 0, rate: { connectionsPerSecond: /./ } })
+    const status = await a.exec([NODE, CLI, 'status'])
+    t.match(status.stdout, /^hostmesh node-a at http:\/\/127\.0\.0\.1:15000: READY;/, status.stderr)
+    t.match(status.stdout, /^ {2}outbound +ledger-all\.shop +[\d.]+\/s +errors 0\.0% +opened 80 /m)
+  })
+
+  await t.test('capture rules removed behind the daemon\'s back are restored', async (t) => {
+    await c.mustExec(['ip6tables', '-w', '5', '-t', 'nat', '-F', 'HOSTMESH_PREROUTING'])
+    for (let i = 0; i < 50 && !/-A HOSTMESH_PREROUTING/.test(await c.mustExec(['ip6tables', '-w', '5', '-t', 'nat', '-S', 'HOSTMESH_PREROUTING'])); i++) await new Promise((r) => setTimeout(r, 100))
+    t.match(await c.mustExec(['ip6tables', '-w', '5', '-t', 'nat', '-S', 'HOSTMESH_PREROUTING']), /--comment "?shop\/payments-v2"? -j REDIRECT --to-ports 15006/, 'a flushed chain (its jump still there) is filled again')
+    await c.mustExec(['iptables', '-w', '5', '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'HOSTMESH_OUTPUT'])
+    const inPlace = async (): Promise<boolean> => (await c.exec(['iptables', '-w', '5', '-t', 'nat', '-C', 'OUTPUT', '-p', 'tcp', '-j', 'HOSTMESH_OUTPUT'])).code === 0
+    for (let i = 0; i < 50 && !(await inPlace()); i++) await new Promise((r) => setTimeout(r, 100))
+    t.ok(await inPlace(), 'the jump is back')
+    t.match(daemons.get('node-c')!.output, /"msg":"the capture rules were removed outside hostmesh; restoring them"/)
+    t.match((await call(c, 2006, 10, '10.96.0.50')).first, /^payments-v2 /, 'capture works again: the VIP is reachable only through hostmesh')
   })
 
   await t.test('REGISTRY_ONLY (after a restart with that setting) refuses unknown destinations', async (t) => {
+    const outboundPort = async (): Promise<number | undefined> => (JSON.parse((await admin(a, '/config_dump')).stdout) as { policy: { snapshot: { localWorkloads: { workload: { key: string }; outboundPort: number }[] } } })
+      .policy.snapshot.localWorkloads.find((l) => l.workload.key === 'shop/checkout')?.outboundPort
+    const before = await outboundPort()
     await daemons.get('node-a')!.stop()
     const config = join(dir, 'node-a', 'hostmesh.yaml')
     writeFileSync(config, `${readFileSync(config, 'utf8')}outboundTrafficPolicy: REGISTRY_ONLY\n`)
     daemons.set('node-a', a.spawn([NODE, CLI, 'run', '--config', config]))
     for (let i = 0; i < 100 && !/"ready": true/.test((await admin(a, '/ready')).stdout); i++) await new Promise((r) => setTimeout(r, 100))
+    t.equal(await outboundPort(), before, 'checkout kept its outbound port: the restarted daemon read it back from the live iptables rules')
     t.equal((await call(a, 2001, 10, '10.77.0.12', '7777')).first, null, 'refused')
     t.match((await admin(a, '/metrics')).stdout, /istio_tcp_connections_closed_total\{reporter="source",source_workload="checkout",[^}]*response_flags="NR"\} 1/)
     t.match((await call(a, 2001, 10, '10.96.0.50')).first, /^payments-v2 /, 'mesh services still work')

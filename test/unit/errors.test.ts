@@ -1,6 +1,8 @@
 import t from 'tap'
 import { AdminBindError } from '../../daemon/admin/errors.ts'
-import { NotImplementedError, UsageError } from '../../daemon/cli/errors.ts'
+import { ListenerBindError } from '../../daemon/listeners/errors.ts'
+import { ListenFdsError, SdAddonUnavailableError } from '../../daemon/systemd/errors.ts'
+import { AdminRequestError, UsageError } from '../../daemon/cli/errors.ts'
 import { ConfigError } from '../../daemon/config/errors.ts'
 import { causeChain, HostmeshError, isHostmeshError } from '../../daemon/errors.ts'
 import { OrigDstLookupError, OrigDstUnavailableError } from '../../daemon/intercept/errors.ts'
@@ -9,8 +11,11 @@ import { SourceReadError } from '../../policy/errors.ts'
 t.test('every error class has a stable HOSTMESH_ERR_ code and its own name', async (t) => {
   const cases: Array<[HostmeshError, string]> = [
     [new AdminBindError('x'), 'HOSTMESH_ERR_ADMIN_BIND'],
+    [new ListenerBindError('x'), 'HOSTMESH_ERR_LISTEN'],
+    [new ListenFdsError('x'), 'HOSTMESH_ERR_LISTEN_FDS'],
+    [new SdAddonUnavailableError('p'), 'HOSTMESH_ERR_SD_UNAVAILABLE'],
     [new UsageError('x'), 'HOSTMESH_ERR_USAGE'],
-    [new NotImplementedError('x'), 'HOSTMESH_ERR_NOT_IMPLEMENTED'],
+    [new AdminRequestError('http://127.0.0.1:15000/stats', 'x'), 'HOSTMESH_ERR_ADMIN_REQUEST'],
     [new ConfigError('f', []), 'HOSTMESH_ERR_CONFIG'],
     [new OrigDstUnavailableError('p'), 'HOSTMESH_ERR_ORIGDST_UNAVAILABLE'],
     [new OrigDstLookupError('ENOENT', 'x'), 'HOSTMESH_ERR_ORIGDST_LOOKUP'],

@@ -4,13 +4,14 @@
 // inspection, for setting up before the first start, and for uninstall.
 import { readFileSync } from 'node:fs'
 import { loadNodeConfig, resolveConfigPath } from '../../config/load.ts'
-import { DEFAULT_CONFIG_PATH } from '../../config/schema.ts'
+import { DEFAULT_CONFIG_PATH, type NodeConfig } from '../../config/schema.ts'
 import { nodeCompileOptions } from '../../run/policy-reload.ts'
-import { applyCapture, removeCapture } from '../../intercept/iptables.ts'
+import { applyCapture, capturedPorts, removeCapture } from '../../intercept/iptables.ts'
 import { captureInput, describeRules, uncapturable } from '../../intercept/iptables-rules.ts'
 import { formatProblem } from '../../../policy/errors.ts'
 import { loadPolicy } from '../../../policy/pipeline.ts'
 import { stringOption, type Command } from '../command.ts'
+import { adminUrlOf, getAdminJson } from '../admin-client.ts'
 import { UsageError } from '../errors.ts'
 import { EXIT } from '../exit-codes.ts'
 
@@ -49,7 +50,8 @@ Exit codes: 0 done, 1 failed (invalid policy, an iptables error), 2 usage error,
     const uidText = stringOption(args, 'daemon-uid')
     if (uidText !== undefined && !/^\d+$/.test(uidText)) throw new UsageError(`--daemon-uid "${uidText}" is not a uid`)
     const config = await loadNodeConfig(resolveConfigPath(stringOption(args, 'config'), io.env))
-    const res = await loadPolicy(config.policyDir, { generation: 1, ...nodeCompileOptions(config) })
+    const restoredPorts = await portsInForce(config)
+    const res = await loadPolicy(config.policyDir, { generation: 1, ...nodeCompileOptions(config), restoredPorts })
     if (!res.ok) {
       for (const p of res.problems) io.err(`${formatProblem(p)}\n`)
       io.err(`hostmesh iptables: the policy in ${config.policyDir} is invalid; no rules ${action === 'apply' ? 'applied' : 'printed'}\n`)
@@ -80,4 +82,17 @@ export function systemUid(name: string, passwd = '/etc/passwd'): number | undefi
   const line = text.split('\n').find((l) => l.startsWith(`${name}:`))
   const uid = line?.split(':')[2]
   return uid !== undefined && /^\d+$/.test(uid) ? Number(uid) : undefined
+}
+
+/**
+ * The outbound ports in force, which existing workloads keep: the running daemon's own (it
+ * listens on them, and assigned them from its history), else those the live rules name.
+ */
+async function portsInForce(config: NodeConfig): Promise<Map<string, number>> {
+  try {
+    const { body } = await getAdminJson<{ config?: { node?: { name?: string } }; policy?: { snapshot?: { localWorkloads?: { workload: { key: string }; outboundPort: number }[] } | null } }>(adminUrlOf(config), '/config_dump')
+    const local = body.policy?.snapshot?.localWorkloads
+    if (body.config?.node?.name === config.node.name && Array.isArray(local)) return new Map(local.map((l) => [l.workload.key, l.outboundPort]))
+  } catch { /* no daemon running here: the rules say it */ }
+  return capturedPorts().catch(() => new Map<string, number>())
 }

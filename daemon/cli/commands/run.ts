@@ -7,14 +7,21 @@ export const runCommand: Command = {
   summary: 'run the daemon in the foreground (what systemd starts)',
   help: `Usage: hostmesh run [--config FILE]
 
-Runs the hostmesh daemon in the foreground until SIGTERM or SIGINT, then drains and exits 0.
-SIGHUP re-reads the policy dir now.
+Runs the hostmesh daemon in the foreground until SIGTERM or SIGINT, then drains and exits 0:
+/ready turns false (systemd hears STOPPING=1), the listeners stop accepting, in-flight
+connections get up to drainSeconds, and whatever remains is closed. SIGHUP re-reads the
+policy dir and the certificate files now.
+
+Under systemd (Type=notify) it sends READY=1 when /ready is ready and keeps the watchdog
+fed; it takes hostmesh.socket's listening sockets from LISTEN_FDS and keeps the outbound
+ones in the fd store, so a restart refuses no connection (docs/operations.md).
 
 Options:
   -c, --config FILE   node config (default: $HOSTMESH_CONFIG, else /etc/hostmesh/hostmesh.yaml)
   -h, --help          show this help
 
-Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error, 78 invalid node config.
+Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error, 75 a listening port could
+not be bound, 78 invalid node config (a restart will not fix it).
 `,
   options: { config: { type: 'string', short: 'c' } },
   async run(args, io) {

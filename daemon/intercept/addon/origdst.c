@@ -7,38 +7,10 @@
 #include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
 #include <node_api.h>
+#include "napi-util.h"
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-
-static napi_value throw_errno(napi_env env, int err, const char *what) {
-  char msg[160];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value code, message, error;
-  const char *name = err == ENOENT ? "ENOENT" : err == ENOTCONN ? "ENOTCONN"
-                   : err == EBADF ? "EBADF" : err == ENOTSOCK ? "ENOTSOCK"
-                   : err == ENOPROTOOPT ? "ENOPROTOOPT" : "EIO";
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &error);
-  napi_value errno_value;
-  napi_create_int32(env, err, &errno_value);
-  napi_set_named_property(env, error, "errno", errno_value);
-  napi_throw(env, error);
-  return NULL;
-}
-
-static napi_value result(napi_env env, const char *address, int port, int family) {
-  napi_value obj, addr, p, fam;
-  napi_create_object(env, &obj);
-  napi_create_string_utf8(env, address, NAPI_AUTO_LENGTH, &addr);
-  napi_create_int32(env, port, &p);
-  napi_create_int32(env, family, &fam);
-  napi_set_named_property(env, obj, "address", addr);
-  napi_set_named_property(env, obj, "port", p);
-  napi_set_named_property(env, obj, "family", fam);
-  return obj;
-}
 
 // originalDst(fd: number, family: 4 | 6) -> { address, port, family }
 // family is the conntrack family to ask: an IPv4 connection accepted on a dual-stack
@@ -61,7 +33,7 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
     if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &sa, &len) != 0)
       return throw_errno(env, errno, "getsockopt(SO_ORIGINAL_DST)");
     inet_ntop(AF_INET, &sa.sin_addr, text, sizeof text);
-    return result(env, text, ntohs(sa.sin_port), 4);
+    return address_result(env, text, ntohs(sa.sin_port), 4);
   }
   struct sockaddr_in6 sa6;
   socklen_t len6 = sizeof sa6;
@@ -69,7 +41,7 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
   if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &sa6, &len6) != 0)
     return throw_errno(env, errno, "getsockopt(IP6T_SO_ORIGINAL_DST)");
   inet_ntop(AF_INET6, &sa6.sin6_addr, text, sizeof text);
-  return result(env, text, ntohs(sa6.sin6_port), 6);
+  return address_result(env, text, ntohs(sa6.sin6_port), 6);
 }
 
 static napi_value init(napi_env env, napi_value exports) {

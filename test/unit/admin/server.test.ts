@@ -67,6 +67,21 @@ t.test('unknown paths are 404 with the list of endpoints; wrong methods are 405'
   t.throws(() => admin.route('GET', '/healthz', () => ({ status: 200, body: '' })), /registered twice/)
 })
 
+t.test('a change (POST) from a web page is refused: no admin change carries an Origin header', async (t) => {
+  const { base, admin } = await started(t)
+  let called = 0
+  admin.route('POST', '/logging', () => ({ status: 200, body: { called: ++called } }))
+  const cross = await fetch(`${base}/logging?level=silent`, { method: 'POST', headers: { origin: 'http://evil.example' } })
+  t.equal(cross.status, 403)
+  t.match(await cross.json(), { header: 'origin', error: /Origin header \(http:\/\/evil\.example\) refused/ })
+  t.equal(called, 0, 'the handler never ran')
+  const local = await fetch(`${base}/logging?level=info`, { method: 'POST' })
+  t.same(await local.json(), { called: 1 }, 'curl-like requests (no Origin) are served')
+  const read = await fetch(`${base}/healthz`, { headers: { origin: 'http://evil.example' } })
+  t.equal(read.status, 200, 'reads are not changes')
+  await read.body?.cancel()
+})
+
 t.test('a failing handler answers 500 without details and the server keeps serving', async (t) => {
   const { base, admin } = await started(t)
   admin.route('GET', '/boom', () => { throw new Error('secret detail') })

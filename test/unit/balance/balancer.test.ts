@@ -1,7 +1,7 @@
 // Load-balancer choices and outlier ejection, with a fake clock.
 import t from 'tap'
 import { Balancer } from '../../../daemon/balance/balancer.ts'
-import type { DestinationSettings, Endpoint } from '../../../policy/snapshot.ts'
+import type { DestinationSettings, Endpoint, Snapshot } from '../../../policy/snapshot.ts'
 
 const eps: Endpoint[] = [1, 2, 3, 4].map((i) => ({ address: `10.0.0.${i}`, port: 80, identity: `spiffe://td/ns/a/sa/s${i}` }))
 const settings = (lb: DestinationSettings['loadBalancer'], od: Partial<DestinationSettings['outlierDetection']> = {}): DestinationSettings => ({
@@ -25,7 +25,7 @@ t.test('ROUND_ROBIN, RANDOM, and tried endpoints are skipped', async (t) => {
 t.test('LEAST_REQUEST and P2C_EWMA prefer the less loaded / faster endpoint of two', async (t) => {
   const b = new Balancer()
   const two = eps.slice(0, 2)
-  const ends = Array.from({ length: 5 }, () => b.begin(two[0]!))
+  const ends = Array.from({ length: 5 }, () => b.begin(two[0]!, 'p'))
   t.ok(Array.from({ length: 50 }, () => b.pick('p', two, settings('LEAST_REQUEST'))).every((e) => e === two[1]), 'LEAST_REQUEST: the endpoint with no active connection')
   for (const end of ends) end()
   for (let i = 0; i < 10; i++) { b.success(two[0]!, 200); b.success(two[1]!, 2) }
@@ -85,4 +85,53 @@ t.test('ejections are capped at 300 s and decay after a healthy spell', async (t
   now += 300_001
   b.success(eps[0]!, 1)
   t.equal(b.state(eps[0]!)!.ejections, 1, 'a success after the ejection decays the multiplier')
+})
+
+t.test('open connections are counted per endpoint and per balancer key, and end once', async (t) => {
+  const b = new Balancer()
+  const a1 = b.begin(eps[0]!, 'ns/a:80')
+  const a2 = b.begin(eps[0]!, 'ns/b:80')
+  const a3 = b.begin(eps[1]!, 'ns/a:80')
+  t.equal(b.state(eps[0]!)!.active, 2, 'an endpoint counts over every port that uses it')
+  t.same([...b.activeByPort()], [['ns/a:80', 2], ['ns/b:80', 1]])
+  a1()
+  a1()
+  t.same([...b.activeByPort()], [['ns/a:80', 1], ['ns/b:80', 1]], 'ending twice counts once')
+  a2()
+  a3()
+  t.same([...b.activeByPort()], [], 'no zero entries left behind')
+  t.equal(b.state(eps[0]!)!.active, 0)
+  b.success(eps[0]!, 3)
+  b.failure(eps[0]!, 'ns/a:80', eps, settings('RANDOM'))
+  t.match(b.state(eps[0]!), { connects: 1, connectFailures: 1, failures: 1 })
+})
+
+t.test('retain forgets endpoints and cursors a new snapshot no longer has; an open one goes when its last connection ends', async (t) => {
+  const b = new Balancer()
+  const snap = (ports: Record<string, Endpoint[]>, workloads: Snapshot['workloads'] = new Map()): Snapshot =>
+    ({ servicePorts: new Map(Object.entries(ports).map(([key, endpoints]) => [key, { key, endpoints }])), workloads }) as unknown as Snapshot
+  for (const e of eps) b.success(e, 1)
+  b.pick('ns/gone:80', eps, settings('ROUND_ROBIN'))
+  b.pick('ns/kept:80', eps, settings('ROUND_ROBIN'))
+  const end = b.begin(eps[3]!, 'ns/gone:80')
+  // A workload dialled by its own address is balanced as an endpoint of its own: kept while the workload exists.
+  const direct: Endpoint = { address: '10.0.0.9', port: 7000, identity: 'spiffe://td/ns/a/sa/w' }
+  b.success(direct, 1)
+  const w = { identity: direct.identity, addresses: [direct.address], ports: [{ port: 7000 }] }
+  b.retain(snap({ 'ns/kept:80': eps.slice(0, 2) }, new Map([['a/w', w]]) as unknown as Snapshot['workloads']))
+  t.ok(b.state(eps[0]!) && b.state(eps[1]!), 'endpoints still in the snapshot keep their state')
+  t.ok(b.state(direct), 'a workload address:port keeps its state')
+  t.equal(b.state(eps[2]!), undefined, 'gone and idle: forgotten now')
+  t.equal(b.state(eps[3]!)!.active, 1, 'gone but open: kept while its connection lasts')
+  end()
+  t.equal(b.state(eps[3]!), undefined, 'forgotten when its last connection ends')
+  t.equal(b.pick('ns/kept:80', eps, settings('ROUND_ROBIN')), eps[1], 'a kept port keeps its round-robin cursor')
+  t.equal(b.pick('ns/gone:80', eps, settings('ROUND_ROBIN')), eps[0], 'a removed port\'s cursor starts over')
+
+  // Retired, then back in a later snapshot before its connection ends: it stays.
+  const end2 = b.begin(eps[1]!, 'ns/kept:80')
+  b.retain(snap({}))
+  b.retain(snap({ 'ns/kept:80': eps.slice(0, 2) }))
+  end2()
+  t.equal(b.state(eps[1]!)!.connects, 1, 'back in the snapshot: not forgotten when its connection ends')
 })

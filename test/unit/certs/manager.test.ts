@@ -224,3 +224,15 @@ t.test('an expired certificate makes its identity Unavailable, and stays visible
   t.equal(m.contextFor(A), undefined, 'an expired certificate is not served')
   t.ok(Date.parse(m.views()[0]!.notAfter!) <= Date.now())
 })
+
+t.test('a cert dir that does not exist yet is reported once, not on every watcher event', async (t) => {
+  const dir = join(t.testdirName, 'not-yet')
+  const { m, logs } = manager(t, { certDir: dir })
+  await m.start([])
+  await new Promise((r) => setTimeout(r, 600))
+  const rejected = logs().filter((l) => l.msg === 'certificate files rejected; the last good ones stay in force')
+  t.equal(rejected.filter((l) => l.level === 40).length, 1, 'one warning')
+  t.ok(rejected.every((l) => l.level === 40 || l.level === 20), 'repeats are debug lines')
+  await m.reload('SIGHUP')
+  t.equal(logs().filter((l) => l.msg === 'certificate files rejected; the last good ones stay in force' && l.level === 40).length, 2, 'an operator\'s reload reports it again')
+})

@@ -45,15 +45,6 @@ t.test('every subcommand has --help', async (t) => {
   t.match(hostmesh(['help', 'run']).stdout, /^Usage: hostmesh run/, '`hostmesh help run` works too')
 })
 
-t.test('subcommands of later milestones say so and exit 2, with no fake output', async (t) => {
-  for (const name of ['status']) {
-    const res = hostmesh([name])
-    t.equal(res.status, 2, `${name} exits 2`)
-    t.equal(res.stderr, `hostmesh ${name}: not implemented yet\n`)
-    t.equal(res.stdout, '', `${name} prints nothing on stdout`)
-  }
-})
-
 t.test('a bad option is a usage error (exit 2) that shows the command help', async (t) => {
   const res = hostmesh(['run', '--nope'])
   t.equal(res.status, 2)

@@ -37,7 +37,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     logLevel: 'debug',
     drainSeconds: 12.5,
     outboundTrafficPolicy: 'REGISTRY_ONLY',
-    iptables: { sync: true },
+    iptables: { sync: true, checkInterval: 30_000 },
   })
   t.ok(Object.isFrozen(cfg))
   t.ok(Object.isFrozen(cfg.ports))
@@ -74,6 +74,7 @@ const BAD: Array<{ name: string; text: string; at: RegExp; also?: RegExp }> = [
   { name: 'a remote admin bind without allowRemote', text: 'node: {name: a, addresses: [10.0.0.1]}\nadmin: {address: 0.0.0.0}\n', at: /:2:18: admin\.address: the admin port has no authentication/ },
   { name: 'a repeated key', text: 'node: {name: a, addresses: [10.0.0.1]}\nlogLevel: info\nlogLevel: debug\n', at: /:3:1: YAML syntax: Map keys must be unique/ },
   { name: 'a leaf lifetime out of range', text: 'node: {name: a, addresses: [10.0.0.1]}\ncertificates: {leafTtl: 10s}\n', at: /:2:25: certificates\.leafTtl: expected a leaf lifetime between 1m and 2160h/ },
+  { name: 'an iptables check interval out of range', text: 'node: {name: a, addresses: [10.0.0.1]}\niptables: {checkInterval: 100ms}\n', at: /:2:27: iptables\.checkInterval: expected an interval between 1s and 1h/ },
   { name: 'an unknown certificate mode', text: 'node: {name: a, addresses: [10.0.0.1]}\ncertificates:\n  mode: spire\n', at: /:3:9: certificates\.mode: "spire" is not allowed; expected one of "ca", "file"/ },
   { name: 'an empty file', text: '', at: /:1:1: the file holds no YAML document/ },
   { name: 'an alias bomb', text: `node: {name: a, addresses: [10.0.0.1]}\nx0: &a0 [1,1,1,1,1,1,1,1,1,1]\n${Array.from({ length: 8 }, (_, i) => `x${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(',')}]`).join('\n')}\n`, at: /:1:1: YAML aliases: .*the limit is 100 alias expansions/ },

@@ -1,7 +1,7 @@
 // captureRules is a pure function: same input, same text; each family gets only its own
 // addresses; containers (address match) are captured in PREROUTING, host processes in OUTPUT.
 import t from 'tap'
-import { captureRules, describeRules, type CaptureInput } from '../../../daemon/intercept/iptables-rules.ts'
+import { captureRules, describeRules, outboundRedirects, type CaptureInput } from '../../../daemon/intercept/iptables-rules.ts'
 import type { WorkloadInfo } from '../../../policy/snapshot.ts'
 
 const w = (key: string, match: WorkloadInfo['match'], addresses: string[], ports: number[]): WorkloadInfo => ({
@@ -50,4 +50,18 @@ t.test('the same workloads in another order give the same text', async (t) => {
   t.equal(captureRules(reversed, 4), captureRules(input, 4))
   t.equal(captureRules(reversed, 6), captureRules(input, 6))
   t.match(describeRules(input), /# IPv4: iptables-restore --noflush\n\*nat[\s\S]*# IPv6: ip6tables-restore --noflush\n\*nat[\s\S]*-t nat -A OUTPUT -p tcp -j HOSTMESH_OUTPUT\n#   -t nat -A PREROUTING -p tcp -j HOSTMESH_PREROUTING/)
+})
+
+t.test('the outbound ports in force, read back from `iptables -S`', async (t) => {
+  const listing = [
+    '-N HOSTMESH_OUTPUT',
+    '-A HOSTMESH_OUTPUT -m owner --uid-owner 990 -j RETURN',
+    '-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 1001 -m comment --comment ns/proc -j REDIRECT --to-ports 15001',
+    '-A HOSTMESH_PREROUTING -s 172.17.0.5/32 -p tcp -m comment --comment "ns/container" -j REDIRECT --to-ports 15002',
+    '-A HOSTMESH_PREROUTING -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 -m comment --comment ns/proc -j REDIRECT --to-ports 15006',
+    '-A HOSTMESH_PREROUTING -p tcp -m tcp --dport 15008 -j RETURN',
+    '',
+  ].join('\n')
+  t.same(outboundRedirects(listing), new Map([['ns/proc', 15001], ['ns/container', 15002]]))
+  t.same(outboundRedirects(''), new Map())
 })

@@ -19,11 +19,13 @@ t.test('setLevel changes the root and every component', async (t) => {
   const s = logSink()
   const log = createLogger('warn', {}, s.dest)
   const a = log.component('a')
+  const listener = a.child({ listener: 'x' }) // as the data plane makes them, before the change
   a.info('dropped')
   log.setLevel('debug')
   a.debug('kept')
   log.component('b').debug('kept too')
-  t.same(s.lines().map((l) => l.msg), ['kept', 'kept too'])
+  listener.debug('a child of a component follows too')
+  t.same(s.lines().map((l) => l.msg), ['kept', 'kept too', 'a child of a component follows too'])
 })
 
 t.test('private keys never reach a log line', async (t) => {

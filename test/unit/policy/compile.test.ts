@@ -119,6 +119,19 @@ t.test('outbound ports: local workloads only, reserved ports skipped, survivors 
   t.same([...ports.values()].sort(), [15001, 15002, 15003, 15004, 15005, 15007, 15009, 15010], 'new ones fill upwards, skipping 15006 and 15008')
   const fresh = await examples('node-c', { '50-more.yaml': more })
   t.equal(new Map(fresh.localWorkloads.map((l) => [l.workload.key, l.outboundPort])).get('shop/a0'), 15001, 'without a previous snapshot: name order')
+
+  // After a restart: the ports the live rules and stored sockets have. A gone workload's port
+  // stays free for this generation; one below the base is not taken over.
+  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-restored-'))
+  cpSync(EXAMPLES, dir, { recursive: true })
+  writeFileSync(join(dir, '50-more.yaml'), more)
+  const restoredPorts = new Map([['shop/a3', 15001], ['shop/gone', 15002], ['shop/fraud', 14000]])
+  const r = await loadPolicy(dir, { generation: 1, trustDomain: 'cluster.local', reservedPorts: RESERVED, localNode: 'node-c', restoredPorts })
+  const restored = new Map(r.ok ? r.snapshot.localWorkloads.map((l) => [l.workload.key, l.outboundPort]) : [])
+  t.equal(restored.get('shop/a3'), 15001, 'a restored port is kept')
+  t.notOk([...restored.values()].includes(15002), 'the port of a workload that is gone is not reused yet')
+  t.equal(restored.get('shop/a0'), 15003, 'the others fill the free ports in name order')
+  t.notOk([...restored.values()].includes(14000), 'a port below outboundBase is not restored')
 })
 
 t.test('authorization per workload, DENY and ALLOW, with compiled patterns', async (t) => {

@@ -1,0 +1,121 @@
+// /clusters: what Envoy's /clusters shows, as JSON. One cluster per service port of the
+// snapshot in force (named by its key, `<namespace>/<service>:<port>`, the balancer key and
+// the `service_port` label of hostmesh_outlier_ejections_total), with its load-balancing and
+// outlier settings, the open connections it carries, and each endpoint ("host") with the
+// balancer's state: health (ejected or not), consecutive failures, connect-latency EWMA,
+// open connections, connect totals.
+import type { Balancer } from '../balance/balancer.ts'
+import { formatAuthority } from '../tunnel/authority.ts'
+import { defaultDestination } from '../../policy/compile.ts'
+import type { DestinationSettings, Endpoint, ServicePortInfo, Snapshot } from '../../policy/snapshot.ts'
+import type { AdminServer } from './server.ts'
+
+export interface HostView {
+  /** `ip:port` (`[ip6]:port`) the balancer connects to. */
+  readonly address: string
+  /** Mesh workload key (`<namespace>/<name>`); null for an endpoint outside the mesh. */
+  readonly workload: string | null
+  readonly identity: string | null
+  /** The node whose :15008 carries the tunnel; null outside the mesh. */
+  readonly node: string | null
+  /** EJECTED while outlier detection keeps the endpoint out, else HEALTHY (Envoy's words). */
+  readonly health: 'HEALTHY' | 'EJECTED'
+  readonly ejectedUntil: string | null
+  /** How many times it was ejected, less the decay of healthy spells (the ejection-time multiplier). */
+  readonly ejections: number
+  readonly consecutiveFailures: number
+  /** Connect-latency EWMA in ms (P2C_EWMA's cost); null before the first connect. */
+  readonly ewmaConnectMs: number | null
+  /** Open connections to this endpoint, over every service port that uses it. */
+  readonly activeConnections: number
+  readonly connects: number
+  readonly connectFailures: number
+}
+
+export interface ClusterView {
+  readonly name: string
+  /** `<name>.<namespace>`, as the destination_service metric label. */
+  readonly service: string
+  readonly port: number
+  readonly portName: string | null
+  readonly protocol: string
+  /** The service's virtual addresses with this port; empty for a route-only backend. */
+  readonly addresses: readonly string[]
+  /** Endpoints outside the mesh (plain TCP). */
+  readonly external: boolean
+  readonly loadBalancer: DestinationSettings['loadBalancer']
+  /** The DestinationPolicy in force, or "default". */
+  readonly destinationPolicy: string
+  readonly outlierDetection: DestinationSettings['outlierDetection']
+  /** Where connections to this port go instead of its own hosts: a TCPRoute's weighted backends. */
+  readonly route: { readonly kind: 'tcp'; readonly name: string; readonly backends: readonly { readonly cluster: string; readonly weight: number }[] } | { readonly kind: 'http'; readonly rules: number } | null
+  /** Open connections balanced over this cluster's hosts. */
+  readonly activeConnections: number
+  readonly hosts: readonly HostView[]
+}
+
+export interface ClustersView {
+  readonly generation: number
+  readonly clusters: readonly ClusterView[]
+  /**
+   * Open connections under a key that is no service port of this snapshot: a workload
+   * dialled by its own address (`workload:<namespace>/<name>:<port>`), or a service port that
+   * was removed while its connections stay open.
+   */
+  readonly otherConnections: readonly { readonly name: string; readonly activeConnections: number }[]
+}
+
+export function registerClusters(admin: AdminServer, snapshot: () => Snapshot | undefined, balancer: Balancer): void {
+  admin.route('GET', '/clusters', () => ({ status: 200, body: clustersView(snapshot(), balancer) }))
+}
+
+export function clustersView(snapshot: Snapshot | undefined, balancer: Balancer, now = Date.now()): ClustersView {
+  const active = balancer.activeByPort()
+  const clusters = [...(snapshot?.servicePorts.values() ?? [])]
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map((sp) => clusterView(snapshot!, sp, balancer, active.get(sp.key) ?? 0, now))
+  const otherConnections = [...active].filter(([k]) => !snapshot?.servicePorts.has(k)).sort().map(([name, n]) => ({ name, activeConnections: n }))
+  return { generation: snapshot?.generation ?? 0, clusters, otherConnections }
+}
+
+function clusterView(snapshot: Snapshot, sp: ServicePortInfo, balancer: Balancer, activeConnections: number, now: number): ClusterView {
+  const svc = snapshot.services.get(sp.service)
+  const settings = svc?.destination ?? defaultDestination()
+  const route = sp.route
+  return {
+    name: sp.key,
+    service: svc ? `${svc.name}.${svc.namespace}` : sp.service,
+    port: sp.port,
+    portName: sp.name ?? null,
+    protocol: sp.protocol,
+    addresses: (svc?.addresses ?? []).map((a) => formatAuthority(a, sp.port)),
+    external: svc?.external ?? false,
+    loadBalancer: settings.loadBalancer,
+    destinationPolicy: settings.source,
+    outlierDetection: settings.outlierDetection,
+    route: route === undefined ? null
+      : route.kind === 'tcp' ? { kind: 'tcp', name: route.route, backends: route.backends.backends.map((b) => ({ cluster: b.servicePort, weight: b.weight })) }
+        : { kind: 'http', rules: route.rules.length },
+    activeConnections,
+    hosts: sp.endpoints.map((e) => hostView(e, balancer, now)),
+  }
+}
+
+function hostView(e: Endpoint, balancer: Balancer, now: number): HostView {
+  const s = balancer.state(e)
+  const ejected = s !== undefined && s.ejectedUntil > now
+  return {
+    address: formatAuthority(e.address, e.port),
+    workload: e.workload ?? null,
+    identity: e.identity ?? null,
+    node: e.node?.name ?? null,
+    health: ejected ? 'EJECTED' : 'HEALTHY',
+    ejectedUntil: ejected ? new Date(s.ejectedUntil).toISOString() : null,
+    ejections: s?.ejections ?? 0,
+    consecutiveFailures: s?.failures ?? 0,
+    ewmaConnectMs: s && s.connects > 0 ? Math.round(s.ewmaMs * 100) / 100 : null,
+    activeConnections: s?.active ?? 0,
+    connects: s?.connects ?? 0,
+    connectFailures: s?.connectFailures ?? 0,
+  }
+}

@@ -1,0 +1,52 @@
+// A port that cannot be bound fails the start with its own error and exit code (75), and
+// releases everything bound before it.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { Daemon } from '../../../daemon/run/lifecycle.ts'
+import { hostmesh, hostmeshAsync } from '../../helpers/cli.ts'
+import { logSink } from '../../helpers/log-sink.ts'
+import { daemonPorts } from '../../helpers/ports.ts'
+
+t.test('the HBONE port held by another process: HOSTMESH_ERR_LISTEN, exit 75, admin released', async (t) => {
+  const ports = await daemonPorts()
+  const holder = createServer()
+  await new Promise<void>((resolve) => holder.listen({ port: ports.hbone, host: '::', ipv6Only: false }, resolve))
+  t.teardown(() => holder.close())
+  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-bind-'))
+  const path = join(dir, 'hostmesh.yaml')
+  writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\n${ports.yaml}policyDir: ${dir}/policy.d\ncertDir: ${dir}/certs\n`)
+  await t.rejects(Daemon.start({ configPath: path, logDest: logSink().dest, env: {} }), { code: 'HOSTMESH_ERR_LISTEN', message: new RegExp(`:${ports.hbone}: EADDRINUSE`) })
+  await t.rejects(fetch(`http://127.0.0.1:${ports.admin}/healthz`), 'the admin port was released')
+  const res = hostmesh(['run', '--config', path])
+  t.equal(res.status, 75, res.stderr)
+  t.match(res.stderr, /hostmesh run: cannot listen on .*EADDRINUSE.*\[HOSTMESH_ERR_LISTEN\]/)
+})
+
+t.test('an outbound port held by another process: the start fails, releases every listener and the process exits 75', async (t) => {
+  const ports = await daemonPorts()
+  const holder = createServer()
+  await new Promise<void>((resolve) => holder.listen({ port: ports.outboundBase, host: '::1' }, resolve))
+  t.teardown(() => holder.close())
+  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-bind-out-'))
+  mkdirSync(join(dir, 'policy.d'))
+  writeFileSync(join(dir, 'policy.d', 'p.yaml'), [
+    'apiVersion: hostmesh.io/v1alpha1\nkind: Node\nmetadata: {name: node-a}\nspec: {addresses: [127.0.0.1]}\n',
+    'apiVersion: hostmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: app, namespace: t}\nspec: {node: node-a, serviceAccount: app, match: {uid: 4242}}\n',
+  ].join('---\n'))
+  const path = join(dir, 'hostmesh.yaml')
+  writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\n${ports.yaml}policyDir: ${dir}/policy.d\ncertDir: ${dir}/certs\n`)
+  await t.rejects(Daemon.start({ configPath: path, logDest: logSink().dest, env: {} }), { code: 'HOSTMESH_ERR_LISTEN', message: new RegExp(`::1:${ports.outboundBase}: EADDRINUSE`) })
+  for (const port of [ports.hbone, ports.inboundPlaintext, ports.outboundBase]) {
+    const again = createServer()
+    await new Promise<void>((resolve, reject) => again.once('error', reject).listen({ port, host: '127.0.0.1' }, resolve))
+    again.close()
+    t.pass(`port ${port} was released (the half-bound outbound listener too)`)
+  }
+  const started = Date.now()
+  const res = await hostmeshAsync(['run', '--config', path])
+  t.equal(res.status, 75, res.stderr)
+  t.ok(Date.now() - started < 15_000, 'and the process exits instead of hanging on a listener it bound')
+})
