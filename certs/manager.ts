@@ -97,6 +97,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 export class CertManager extends EventEmitter<Events> {
   readonly #opts: CertManagerOptions
   readonly #slots = new Map<string, Slot>()
+  /** The last trust load failed exactly as the one before, on a watcher event. */
+  #repeatedTrustError = false
   readonly #byServerName = new Map<string, string>()
   #bundle: TrustBundle | undefined
   #issuer: NodeIssuer | undefined
@@ -229,7 +231,9 @@ export class CertManager extends EventEmitter<Events> {
       do {
         this.#again = false
         const changed = await this.#loadTrust(reason, this.#slots.size)
-        await Promise.all([...this.#slots.values()].map((s) => this.#refresh(s, changed ? 'issue' : 'files')))
+        // The same trust problem again, from a watcher firing on a dir that is not there:
+        // nothing new to try, and each identity would log its failure again.
+        if (!this.#repeatedTrustError) await Promise.all([...this.#slots.values()].map((s) => this.#refresh(s, changed ? 'issue' : 'files')))
       } while (this.#again && !this.#closed)
     })().finally(() => { this.#reloading = undefined })
     return this.#reloading
@@ -281,12 +285,14 @@ export class CertManager extends EventEmitter<Events> {
         changed = true
       }
       this.#trustError = undefined
+      this.#repeatedTrustError = false
       this.emit('reloaded', reason, undefined)
     } catch (err) {
       // Keep what is in force: a half-copied bundle or CA must not take identities away.
       // A watcher fires again and again on a cert dir that does not exist yet: the same
       // problem is logged once, until it changes or an operator asks (start, SIGHUP).
       const repeated = reason === 'watch' && this.#trustError?.message === (err as Error).message
+      this.#repeatedTrustError = repeated
       this.#trustError = err as Error
       // With no local workload nothing needs them yet: a warning, not an error.
       log[repeated ? 'debug' : needed > 0 ? 'error' : 'warn']({ reason, code: (err as { code?: string }).code, error: (err as Error).message }, 'certificate files rejected; the last good ones stay in force')

@@ -11,13 +11,13 @@ export const ADMIN_TIMEOUT_MS = 5000
  * GET `path` from the admin port at `base`; `ok` lists the statuses that are answers (/ready
  * is 503 while not ready). Anything else, or no answer, is an AdminRequestError.
  */
-export async function getAdminJson<T>(base: URL, path: string, ok: readonly number[] = [200]): Promise<{ status: number; body: T }> {
+export async function getAdminJson<T>(base: URL, path: string, ok: readonly number[] = [200], timeoutMs = ADMIN_TIMEOUT_MS): Promise<{ status: number; body: T }> {
   const url = new URL(path, base)
   let res: Response
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS) })
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
   } catch (err) {
-    const why = (err as Error).name === 'TimeoutError' ? `no answer within ${ADMIN_TIMEOUT_MS / 1000} s` : errorCode(err)
+    const why = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : errorCode(err)
     throw new AdminRequestError(url.href, `cannot reach the hostmesh admin port at ${base.origin} (${why}); is the daemon running? (systemctl status hostmesh; use --admin URL or --config FILE for another address)`, { cause: err })
   }
   const text = await res.text()

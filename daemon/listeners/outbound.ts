@@ -73,7 +73,7 @@ export class OutboundListener {
    * to close but them.
    */
   adopt(old: OutboundListener): boolean {
-    if (old.port !== this.port || old.#hosts().join() !== this.#hosts().join() || old.#servers.length === 0) return false
+    if (old.port !== this.port || old.#hosts().join() !== this.#hosts().join() || old.#servers.length === 0 || !old.#servers.every((s) => s.listening)) return false
     for (const server of old.#servers.splice(0)) {
       server.removeAllListeners('connection')
       server.on('connection', (s: Socket) => this.#accept(s))

@@ -34,6 +34,9 @@ export class DataPlane {
   readonly #retired = new Set<OutboundListener>()
   /** Off until storeAll(): at start, inherited sockets are settled first (lifecycle.ts). */
   #storing = false
+  #closed = false
+  /** After a failed bind: follow the current snapshot again soon, not only on the next change. */
+  #retry: NodeJS.Timeout | undefined
   #queue: Promise<void> = Promise.resolve()
 
   /**
@@ -85,20 +88,30 @@ export class DataPlane {
    * the listeners that are gone, re-check open connections. Serialised; never throws.
    */
   follow(snapshot: Snapshot, between: () => Promise<void> = async () => undefined): Promise<void> {
+    clearTimeout(this.#retry)
     this.#queue = this.#queue.then(async () => {
+      // Draining: no new listener may start accepting.
+      if (this.#closed) return
       this.#balancer.retain(snapshot)
       const want = this.#wanted(snapshot)
       try {
         await this.#add(want)
         this.#bound(true)
       } catch (err) {
-        this.#log.error({ generation: snapshot.generation, error: (err as Error).message }, 'could not bind an outbound listener; /ready waits for "listeners" until a later policy change binds it')
+        this.#log.error({ generation: snapshot.generation, error: (err as Error).message }, 'could not bind an outbound listener; /ready waits for "listeners", and binding is retried every second')
         this.#bound(false)
+        // The same snapshot again (a newer one clears this timer with its own follow).
+        this.#retry = setTimeout(() => {
+          if (this.#snapshot() === snapshot && !this.#closed) void this.follow(snapshot, between)
+        }, BIND_RETRY_MS).unref()
       }
       await between()
       this.#removeStale(want)
       const revoked = this.#hbone.recheck(snapshot) + this.#plaintext.recheck(snapshot)
       if (revoked > 0) this.#log.warn({ revoked, generation: snapshot.generation }, 'closed open connections the new policy denies')
+    }).catch((err: unknown) => {
+      // Never leave the queue rejected: every later snapshot would be skipped.
+      this.#log.error({ err, generation: snapshot.generation }, 'following a policy snapshot failed')
     })
     return this.#queue
   }
@@ -132,7 +145,7 @@ export class DataPlane {
           continue
         }
       }
-      await l.listen(this.#sockets)
+      await listenRetrying(l, this.#sockets)
       if (this.#storing) this.#sockets.keep(storeName(l), l.fds())
       this.#outbound.set(k, l)
     }
@@ -166,15 +179,38 @@ export class DataPlane {
 
   /** Graceful: stop accepting everywhere; resolves when in-flight connections have ended. */
   async close(): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#retry)
     this.#pool.close()
     await Promise.all([this.#hbone.close(), this.#plaintext.close(), ...[...this.#outbound.values(), ...this.#retired].map((l) => l.close())])
   }
 
   destroy(): void {
+    this.#closed = true
+    clearTimeout(this.#retry)
     this.#hbone.destroy()
     this.#plaintext.destroy()
     for (const l of [...this.#outbound.values(), ...this.#retired]) l.destroy()
     this.#pool.destroy()
+  }
+}
+
+const BIND_RETRY_MS = 1000
+const ADDRESS_IN_USE_TRIES = 20
+
+/**
+ * A port that was just given up (a stored socket dropped with FDSTOREREMOVE, an inherited one
+ * closed) can still be held for a moment by the service manager or a pending close: retry
+ * EADDRINUSE briefly before calling the bind failed.
+ */
+async function listenRetrying(l: OutboundListener, sockets: ListenerSockets): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      return await l.listen(sockets)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || i >= ADDRESS_IN_USE_TRIES) throw err
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
   }
 }
 

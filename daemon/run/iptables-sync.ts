@@ -15,6 +15,9 @@ export class IptablesSync {
   readonly #readiness: Readiness
   readonly #syncs: Counter<'result'>
   #applied: string | undefined
+  /** The snapshot whose rules are in the kernel (`#applied` is their text). */
+  #appliedSnapshot: Snapshot | undefined
+  /** The snapshot whose rules should be (differs after a failed sync). */
   #last: Snapshot | undefined
   #check: NodeJS.Timeout | undefined
   #queue: Promise<void> = Promise.resolve()
@@ -35,7 +38,7 @@ export class IptablesSync {
   sync(snapshot: Snapshot | undefined): Promise<void> {
     if (!this.#config.iptables.sync || !snapshot) return Promise.resolve()
     this.#last = snapshot
-    this.#check ??= setInterval(() => void this.#checkInPlace(), this.#config.iptables.checkInterval).unref()
+    this.#check ??= setInterval(() => { this.#queue = this.#queue.then(() => this.#checkInPlace()) }, this.#config.iptables.checkInterval).unref()
     this.#queue = this.#queue.then(() => this.#syncOnce(snapshot))
     return this.#queue
   }
@@ -47,15 +50,16 @@ export class IptablesSync {
   /**
    * Rules removed behind the daemon's back (a flush, a firewall reload, an uninstall run
    * elsewhere) would let traffic leave uncaptured while the text cache says all is well:
-   * checked periodically, and restored.
+   * checked periodically (in the sync queue, so never against a sync under way), and
+   * restored.
    */
   async #checkInPlace(): Promise<void> {
-    if (this.#applied === undefined || !this.#last) return
-    const inPlace = await captureInPlace(captureInput(this.#config.ports, this.#last, process.getuid?.() ?? 0)).catch(() => true)
+    if (this.#applied === undefined || !this.#appliedSnapshot || !this.#last) return
+    const inPlace = await captureInPlace(captureInput(this.#config.ports, this.#appliedSnapshot, process.getuid?.() ?? 0)).catch(() => true)
     if (inPlace) return
     this.#log.warn('the capture rules were removed outside hostmesh; restoring them')
     this.#applied = undefined
-    await this.sync(this.#last)
+    await this.#syncOnce(this.#last)
   }
 
   async #syncOnce(snapshot: Snapshot): Promise<void> {
@@ -71,6 +75,7 @@ export class IptablesSync {
     try {
       await applyCapture(input)
       this.#applied = text
+      this.#appliedSnapshot = snapshot
       this.#syncs.inc({ result: 'success' })
       this.#readiness.markReady('iptables')
       this.#log.info({ generation: snapshot.generation, workloads: snapshot.localWorkloads.length }, 'iptables capture rules synced')

@@ -17,6 +17,7 @@ import { loadNodeConfig } from '../config/load.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { createLogger, type RootLogger } from '../log/logger.ts'
 import { createMetrics, type Metrics } from '../metrics/registry.ts'
+import type { Snapshot } from '../../policy/snapshot.ts'
 import type { PolicyWatcher, ReloadEvent } from '../../policy/watcher.ts'
 import { createCertificates, type Certificates } from './certificates.ts'
 import { DataPlane } from './data-plane.ts'
@@ -105,10 +106,9 @@ export class Daemon {
       (ok) => (ok ? readiness.markReady('listeners') : readiness.markNotReady('listeners')))
     // The stored outbound sockets are settled once a policy has bound its listeners: at start,
     // or with the first good policy if the one on disk is broken.
-    let started = false
     let settled = false
     const settle = (): void => {
-      if (!started || settled) return
+      if (settled) return
       settled = true
       handover.releaseOutbound()
       dataPlane.storeAll()
@@ -121,19 +121,23 @@ export class Daemon {
       // watcher installs the first good version as soon as it is written.
       await policy.start()
       // Certificate problems are reported the same way: /ready waits for "certificates" and
-      // the cert dir is watched. A new snapshot changes the set of local identities.
-      policy.on('snapshot', (s) => {
+      // the cert dir is watched.
+      const first = policy.current
+      await certificates.follow(first)
+      // Listeners before iptables: a redirect must never point at a port nobody listens on.
+      await dataPlane.start(first)
+      handover.releaseFixed()
+      if (first) settle()
+      await iptables.sync(first)
+      // From here on every snapshot is followed: its identities, listeners, iptables. One that
+      // came while starting (a save during start-up) is followed now, after the start's own.
+      const follow = (s: Snapshot): void => {
         if (readiness.ready) manager.status(statusLine(policy))
         certificates.follow(s).catch((err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
         void dataPlane.follow(s, () => iptables.sync(s)).then(settle)
-      })
-      await certificates.follow(policy.current)
-      // Listeners before iptables: a redirect must never point at a port nobody listens on.
-      await dataPlane.start(policy.current)
-      started = true
-      handover.releaseFixed()
-      if (policy.current) settle()
-      await iptables.sync(policy.current)
+      }
+      policy.on('snapshot', follow)
+      if (policy.current && policy.current !== first) follow(policy.current)
     } catch (err) {
       // Not a policy or certificate problem (those are reported, not thrown), e.g. a port in
       // use: release what is bound.

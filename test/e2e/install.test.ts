@@ -212,7 +212,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     t.equal(unitValue(capture, 'Service.CapabilityBoundingSet'), 'CAP_NET_ADMIN')
     t.equal(unitValue(capture, 'Service.NoNewPrivileges'), 'yes')
     t.equal(unitValue(capture, 'Unit.ConditionPathExists'), '/etc/hostmesh/hostmesh.yaml')
-    t.same(unitValue(capture, 'Unit.Before').split(/\s+/).sort(), ['hostmesh.service', 'network-pre.target', 'shutdown.target'], 'before the network and the daemon')
+    t.same(unitValue(capture, 'Unit.Before').split(/\s+/).sort(), ['hostmesh.service', 'hostmesh.socket', 'network-pre.target', 'shutdown.target'], 'before the network, the daemon and its sockets')
     t.equal(unitValue(capture, 'Install.WantedBy'), 'sysinit.target')
     const passwd = join(work, 'passwd')
     writeFileSync(passwd, readFileSync('/etc/passwd', 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('hostmesh:')).join('\n') + `\nhostmesh:x:${user.uid}:${user.gid}::/:/usr/sbin/nologin\n`)

@@ -90,7 +90,7 @@ export function systemUid(name: string, passwd = '/etc/passwd'): number | undefi
  */
 async function portsInForce(config: NodeConfig): Promise<Map<string, number>> {
   try {
-    const { body } = await getAdminJson<{ config?: { node?: { name?: string } }; policy?: { snapshot?: { localWorkloads?: { workload: { key: string }; outboundPort: number }[] } | null } }>(adminUrlOf(config), '/config_dump')
+    const { body } = await getAdminJson<{ config?: { node?: { name?: string } }; policy?: { snapshot?: { localWorkloads?: { workload: { key: string }; outboundPort: number }[] } | null } }>(adminUrlOf(config), '/config_dump', [200], 1000)
     const local = body.policy?.snapshot?.localWorkloads
     if (body.config?.node?.name === config.node.name && Array.isArray(local)) return new Map(local.map((l) => [l.workload.key, l.outboundPort]))
   } catch { /* no daemon running here: the rules say it */ }

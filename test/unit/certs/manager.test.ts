@@ -228,11 +228,13 @@ t.test('an expired certificate makes its identity Unavailable, and stays visible
 t.test('a cert dir that does not exist yet is reported once, not on every watcher event', async (t) => {
   const dir = join(t.testdirName, 'not-yet')
   const { m, logs } = manager(t, { certDir: dir })
-  await m.start([])
+  await m.start([A])
   await new Promise((r) => setTimeout(r, 600))
+  const slotFailures = logs().filter((l) => /no valid certificate/.test(String(l.msg))).length
+  t.ok(slotFailures <= 2, `the identity's failure is not logged again on every watcher event (${slotFailures})`)
   const rejected = logs().filter((l) => l.msg === 'certificate files rejected; the last good ones stay in force')
-  t.equal(rejected.filter((l) => l.level === 40).length, 1, 'one warning')
-  t.ok(rejected.every((l) => l.level === 40 || l.level === 20), 'repeats are debug lines')
+  t.equal(rejected.filter((l) => l.level === 50).length, 1, 'one error (an identity needs them)')
+  t.ok(rejected.every((l) => l.level === 50 || l.level === 20), 'repeats are debug lines')
   await m.reload('SIGHUP')
-  t.equal(logs().filter((l) => l.msg === 'certificate files rejected; the last good ones stay in force' && l.level === 40).length, 2, 'an operator\'s reload reports it again')
+  t.equal(logs().filter((l) => l.msg === 'certificate files rejected; the last good ones stay in force' && l.level === 50).length, 2, 'an operator\'s reload reports it again')
 })

@@ -50,3 +50,28 @@ t.test('an outbound port held by another process: the start fails, releases ever
   t.equal(res.status, 75, res.stderr)
   t.ok(Date.now() - started < 15_000, 'and the process exits instead of hanging on a listener it bound')
 })
+
+t.test('an outbound port taken while running: /ready waits for "listeners", and binding is retried until it works', async (t) => {
+  const ports = await daemonPorts()
+  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-bind-retry-'))
+  mkdirSync(join(dir, 'policy.d'))
+  const node = 'apiVersion: hostmesh.io/v1alpha1\nkind: Node\nmetadata: {name: node-a}\nspec: {addresses: [127.0.0.1]}\n'
+  const workload = (name: string, uid: number): string => `apiVersion: hostmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: ${name}, namespace: t}\nspec: {node: node-a, serviceAccount: ${name}, match: {uid: ${uid}}}\n`
+  writeFileSync(join(dir, 'policy.d', 'p.yaml'), [node, workload('a', 4242)].join('---\n'))
+  const path = join(dir, 'hostmesh.yaml')
+  // /ready also waits for "certificates" here (there is no node CA): the checks are on "listeners".
+  writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\n${ports.yaml}policyDir: ${dir}/policy.d\ncertDir: ${dir}/certs\n`)
+  const daemon = await Daemon.start({ configPath: path, logDest: logSink().dest, env: {} })
+  t.teardown(() => daemon.stop('test'))
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen({ port: ports.outboundBase + 1, host: '127.0.0.1' }, resolve))
+  writeFileSync(join(dir, 'policy.d', 'p.yaml'), [node, workload('a', 4242), workload('b', 4243)].join('---\n'))
+  const waitingFor = (): readonly string[] => daemon.readiness.status().waitingFor
+  for (let i = 0; i < 100 && !waitingFor().includes('listeners'); i++) await new Promise((r) => setTimeout(r, 50))
+  t.ok(waitingFor().includes('listeners'), `b's port is taken: not ready (${waitingFor().join(', ')})`)
+  await new Promise<void>((resolve) => taken.close(() => resolve()))
+  for (let i = 0; i < 100 && waitingFor().includes('listeners'); i++) await new Promise((r) => setTimeout(r, 50))
+  t.notOk(waitingFor().includes('listeners'), 'bound on a retry, without another policy change')
+  const stats = await (await fetch(`http://127.0.0.1:${ports.admin}/stats`)).json() as { listeners: { name: string; workload?: string }[] }
+  t.same(stats.listeners.filter((l) => l.name === 'outbound').map((l) => l.workload).sort(), ['t/a', 't/b'])
+})

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -68,4 +68,25 @@ t.test('`hostmesh run` serves /ready, and exits 0 after SIGTERM', async (t) => {
   child.kill('SIGTERM')
   t.equal(await exited, 0)
   t.match(out, /"msg":"stopped"/)
+})
+
+t.test('a policy saved while the daemon starts is followed once the start is done: the newest policy wins', async (t) => {
+  const ports = await daemonPorts()
+  const dir2 = mkdtempSync(join(tmpdir(), 'hostmesh-run-race-'))
+  mkdirSync(join(dir2, 'policy.d'))
+  const node = 'apiVersion: hostmesh.io/v1alpha1\nkind: Node\nmetadata: {name: node-a}\nspec: {addresses: [127.0.0.1]}\n'
+  const workload = (name: string, sa: string, uid: number): string => `apiVersion: hostmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: ${name}, namespace: t}\nspec: {node: node-a, serviceAccount: ${sa}, match: {uid: ${uid}}}\n`
+  const policyFile = join(dir2, 'policy.d', 'p.yaml')
+  writeFileSync(policyFile, [node, workload('a', 'a', 4242), workload('x', 'x', 4243)].join('---\n'))
+  const path = join(dir2, 'hostmesh.yaml')
+  writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\n${ports.yaml}policyDir: ${dir2}/policy.d\ncertDir: ${dir2}/certs\n`)
+  const starting = Daemon.start({ configPath: path, logDest: logSink().dest, env: {} })
+  // Saved during the start (before, or while, its listeners are bound).
+  setTimeout(() => writeFileSync(policyFile, [node, workload('a', 'a2', 4242)].join('---\n')), 20)
+  const daemon = await starting
+  t.teardown(() => daemon.stop('test'))
+  const outbound = async (): Promise<(string | undefined)[]> => ((await (await fetch(`http://127.0.0.1:${ports.admin}/stats`)).json()) as { listeners: { name: string; workload?: string }[] }).listeners.filter((l) => l.name === 'outbound').map((l) => l.workload)
+  for (let i = 0; i < 100 && (daemon.policy.current?.localWorkloads.length !== 1 || (await outbound()).length !== 1); i++) await new Promise((r) => setTimeout(r, 50))
+  t.same(daemon.policy.current?.localWorkloads.map((l) => l.workload.identity), ['spiffe://cluster.local/ns/t/sa/a2'], 'the newest policy is in force')
+  t.same(await outbound(), ['t/a'], 'and only its listeners are bound: x is gone, not brought back by the start')
 })
