@@ -90,7 +90,8 @@ export class PolicyWatcher extends EventEmitter<Events> {
 
   /** First load, then watching. Resolves with the first load's outcome (a failure is not thrown). */
   async start(): Promise<ReloadEvent> {
-    const first = await this.reload('start')
+    // Watching starts before the first read: a file written while the first read runs is
+    // then seen by both, never by neither (it would wait for the periodic resync).
     // Watch the parent too: the policy dir itself may be created, removed or swapped.
     this.#fsWatcher = watch([this.#opts.dir, dirname(this.#opts.dir)], {
       ignoreInitial: true,
@@ -118,6 +119,7 @@ export class PolicyWatcher extends EventEmitter<Events> {
       this.#schedule()
     })
     await new Promise<void>((resolve) => this.#fsWatcher!.once('ready', resolve))
+    const first = await this.reload('start')
     if (this.#opts.resyncMs) this.#resync = setInterval(() => void this.reload('resync'), this.#opts.resyncMs).unref()
     return first
   }
