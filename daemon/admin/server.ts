@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { isLoopback } from '../config/schema.ts'
-import { BACKLOG, type SocketSource } from '../listeners/bind.ts'
+import { bind, type SocketSource } from '../listeners/bind.ts'
 import { listenerView, type ListenerView } from '../listeners/view.ts'
 import type { Logger } from '../log/logger.ts'
 import { AdminBindError } from './errors.ts'
@@ -57,16 +57,11 @@ export class AdminServer {
     if (!allowRemote && !isLoopback(address)) {
       throw new AdminBindError(`refusing to bind the admin port to ${address}: it has no authentication; bind to loopback or set admin.allowRemote: true`)
     }
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new AdminBindError(`cannot bind the admin port to ${address}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }))
-      this.#server.once('error', onError)
-      const fd = from?.take(address, port)
-      this.#server.listen(fd === undefined ? { host: address, port, backlog: BACKLOG } : { fd, backlog: BACKLOG }, () => {
-        this.#server.off('error', onError)
-        resolve()
-      })
-    })
-    return this.#server.address() as AddressInfo
+    try {
+      return await bind(this.#server, address, port, from)
+    } catch (err) {
+      throw new AdminBindError(`cannot bind the admin port to ${address}:${port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
+    }
   }
 
   /** Runs `stop` when the admin port closes: background work of an endpoint (a sampling timer) ends with it. */
