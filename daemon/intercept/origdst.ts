@@ -1,10 +1,8 @@
 // The destination an outbound connection was headed for before iptables REDIRECTed it to our
 // listener: getsockopt(SO_ORIGINAL_DST) for IPv4, IP6T_SO_ORIGINAL_DST for IPv6, through the
 // small Node-API addon in addon/origdst.c (Node has no API for it).
-import { createRequire } from 'node:module'
 import { isIPv4, type Socket } from 'node:net'
-import { join } from 'node:path'
-import { packageRoot } from '../paths.ts'
+import { addonLoader, addonPath, handleFd } from '../native/addon.ts'
 import { OrigDstLookupError, OrigDstUnavailableError } from './errors.ts'
 
 export interface OriginalDst {
@@ -17,28 +15,20 @@ interface Addon {
   originalDst(fd: number, family: 4 | 6): OriginalDst
 }
 
-let loaded: { addon: Addon } | { error: OrigDstUnavailableError } | undefined
+const loader = addonLoader<Addon>('origdst', (path, cause) => new OrigDstUnavailableError(path, { cause }))
 
 export function defaultAddonPath(): string {
-  return join(packageRoot(), 'build', 'Release', 'origdst.node')
+  return addonPath('origdst')
 }
 
 /** Loads the addon once; later calls return the same addon or throw the same error. */
-export function loadAddon(path: string = defaultAddonPath()): Addon {
-  if (!loaded) {
-    try {
-      loaded = { addon: createRequire(import.meta.url)(path) as Addon }
-    } catch (err) {
-      loaded = { error: new OrigDstUnavailableError(path, { cause: err }) }
-    }
-  }
-  if ('error' in loaded) throw loaded.error
-  return loaded.addon
+export function loadAddon(path?: string): Addon {
+  return loader.load(path)
 }
 
 /** For tests and `hostmesh version`: forget the cached load result. */
 export function resetAddonForTests(): void {
-  loaded = undefined
+  loader.reset()
 }
 
 export function addonStatus(path?: string): { ok: true } | { ok: false; reason: string } {
@@ -59,8 +49,8 @@ export function addonStatus(path?: string): { ok: true } | { ok: false; reason: 
  * family is taken from the peer address, not from the socket.
  */
 export function originalDst(socket: Socket, addon: Addon = loadAddon()): OriginalDst {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
-  if (typeof fd !== 'number' || fd < 0) {
+  const fd = handleFd(socket)
+  if (fd === undefined) {
     throw new OrigDstLookupError('EBADF', 'cannot read the original destination: the socket has no file descriptor (closed already?)')
   }
   const remote = socket.remoteAddress ?? ''

@@ -1,5 +1,6 @@
 // Binding helpers shared by the listeners: every listener is bound before /ready says so.
 import { connect, type AddressInfo, type ListenOptions, type Server, type Socket } from 'node:net'
+import { handleFd } from '../native/addon.ts'
 
 /** Where a listener first looks for its socket: one the service manager passed in (socket activation, fd store). */
 export interface SocketSource {
@@ -56,8 +57,7 @@ function listenOnce(server: Server, options: ListenOptions | { fd: number; backl
 
 /** The listening socket's fd, to hand to the service manager's fd store. */
 export function serverFd(server: Server): number | undefined {
-  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined
+  return handleFd(server)
 }
 
 /** Stops listening now, without waiting for open connections (destroy paths). */

@@ -1,9 +1,7 @@
 // Loads the sdnotify addon (addon/sdnotify.c) once. Node cannot send on an AF_UNIX datagram
 // socket, pass fds with SCM_RIGHTS, or inspect an fd before adopting it; libsystemd's
 // sd_notify is a few lines of C, so hostmesh carries them instead of a package.
-import { createRequire } from 'node:module'
-import { join } from 'node:path'
-import { packageRoot } from '../paths.ts'
+import { addonLoader } from '../native/addon.ts'
 import { SdAddonUnavailableError } from './errors.ts'
 
 export interface InheritedSocketInfo {
@@ -18,16 +16,8 @@ export interface SdAddon {
   listeningSocket(fd: number): InheritedSocketInfo | null
 }
 
-let loaded: SdAddon | SdAddonUnavailableError | undefined
+const loader = addonLoader<SdAddon>('sdnotify', (path, cause) => new SdAddonUnavailableError(path, { cause }))
 
-export function loadSdAddon(path: string = join(packageRoot(), 'build', 'Release', 'sdnotify.node')): SdAddon {
-  if (loaded === undefined) {
-    try {
-      loaded = createRequire(import.meta.url)(path) as SdAddon
-    } catch (err) {
-      loaded = new SdAddonUnavailableError(path, { cause: err })
-    }
-  }
-  if (loaded instanceof SdAddonUnavailableError) throw loaded
-  return loaded
+export function loadSdAddon(path?: string): SdAddon {
+  return loader.load(path)
 }
