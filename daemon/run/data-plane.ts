@@ -66,10 +66,8 @@ export class DataPlane {
   async start(snapshot: Snapshot | undefined): Promise<void> {
     await this.#hbone.listen(this.#sockets)
     await this.#plaintext.listen(this.#config.ports.inboundPlaintext, this.#sockets)
-    // In the queue, so a snapshot that arrives meanwhile cannot bind the same workload twice.
-    const adding = this.#queue.then(() => this.#add(this.#wanted(snapshot)))
-    this.#queue = adding.catch(() => undefined)
-    await adding
+    // No follow() runs before start() is done (lifecycle.ts subscribes after it).
+    await this.#add(this.#wanted(snapshot))
     this.#bound(true)
   }
 
@@ -129,18 +127,18 @@ export class DataPlane {
         snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, outboundTrafficPolicy: this.#config.outboundTrafficPolicy,
         log: this.#log.child({ listener: 'outbound', workload: workload.key }), metrics: this.#metrics,
       })
-      // The same workload edited in place keeps its port. The new listener takes over the old
-      // one's sockets when it would bind the same addresses; otherwise the old one stops
-      // listening first. Either way the old one keeps its open connections.
+      // The same workload edited in place keeps its port. Its new listener takes over the old
+      // one's sockets when it would bind the same addresses (they stay in the fd store under
+      // the workload's name); otherwise the old one stops listening and the port is bound
+      // afresh. Either way the old listener keeps its open connections.
       const same = [...this.#outbound].find(([, o]) => o.port === outboundPort)
       if (same) {
         const [ok, old] = same
         this.#outbound.delete(ok)
-        const adopted = l.adopt(old)
-        if (this.#storing && !(adopted && storeName(old) === storeName(l))) this.#sockets.forget(storeName(old))
+        const adopted = old.workload.key === workload.key && l.adopt(old)
+        if (!adopted && this.#storing) this.#sockets.forget(storeName(old))
         this.#retire(old)
         if (adopted) {
-          if (this.#storing && storeName(old) !== storeName(l)) this.#sockets.keep(storeName(l), l.fds())
           this.#outbound.set(k, l)
           continue
         }
