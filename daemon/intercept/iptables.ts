@@ -57,7 +57,7 @@ export async function applyCapture(input: CaptureInput): Promise<void> {
  */
 export async function capturedPorts(): Promise<Map<string, number>> {
   // Read-only listings, run together: this is on the daemon's start path.
-  const listings = await Promise.all(FAMILIES.flatMap((family) => [CHAIN_OUTPUT, CHAIN_PREROUTING].map((chain) => run(TOOLS[family].iptables, [...WAIT, '-t', 'nat', '-S', chain]))))
+  const listings = await Promise.all(FAMILIES.flatMap((family) => [CHAIN_OUTPUT, CHAIN_PREROUTING].map((chain) => listChain(family, chain))))
   const ports = new Map<string, number>()
   for (const r of listings) if (r.code === 0) for (const [key, port] of outboundRedirects(r.stdout)) ports.set(key, port)
   return ports
@@ -76,12 +76,17 @@ export async function captureInPlace(input: CaptureInput): Promise<boolean> {
     }
     const want = captureRules(input, family).split('\n')
     for (const chain of [CHAIN_OUTPUT, CHAIN_PREROUTING]) {
-      const listed = await run(t.iptables, [...WAIT, '-t', 'nat', '-S', chain])
+      const listed = await listChain(family, chain)
       const count = (lines: readonly string[]): number => lines.filter((l) => l.startsWith(`-A ${chain} `)).length
       if (listed.code !== 0 || count(listed.stdout.split('\n')) !== count(want)) return false
     }
   }
   return true
+}
+
+/** `iptables -S` of one of our chains (exit code non-zero when it does not exist). */
+function listChain(family: Family, chain: string): Promise<Result> {
+  return run(TOOLS[family].iptables, [...WAIT, '-t', 'nat', '-S', chain])
 }
 
 /** Removes every hostmesh rule and chain. Returns how many jumps were deleted; missing pieces are fine. */

@@ -5,7 +5,7 @@ import { Counter, type Registry } from 'prom-client'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { applyCapture, captureInPlace } from '../intercept/iptables.ts'
-import { captureInput, captureRules, uncapturable } from '../intercept/iptables-rules.ts'
+import { captureInput, captureRules, uncapturable, type CaptureInput } from '../intercept/iptables-rules.ts'
 import type { Logger } from '../log/logger.ts'
 import type { Readiness } from './readiness.ts'
 
@@ -55,7 +55,7 @@ export class IptablesSync {
    */
   async #checkInPlace(): Promise<void> {
     if (this.#applied === undefined || !this.#appliedSnapshot || !this.#last) return
-    const inPlace = await captureInPlace(captureInput(this.#config.ports, this.#appliedSnapshot, process.getuid?.() ?? 0)).catch(() => true)
+    const inPlace = await captureInPlace(this.#input(this.#appliedSnapshot)).catch(() => true)
     if (inPlace) return
     this.#log.warn('the capture rules were removed outside hostmesh; restoring them')
     this.#applied = undefined
@@ -63,7 +63,7 @@ export class IptablesSync {
   }
 
   async #syncOnce(snapshot: Snapshot): Promise<void> {
-    const input = captureInput(this.#config.ports, snapshot, process.getuid?.() ?? 0)
+    const input = this.#input(snapshot)
     for (const l of uncapturable(input)) {
       this.#log.error({ workload: l.workload.key, uid: input.daemonUid }, 'this workload has the daemon\'s own uid: its traffic is never captured (run hostmesh as its own user)')
     }
@@ -83,5 +83,10 @@ export class IptablesSync {
       this.#syncs.inc({ result: 'failure' })
       this.#log.error({ generation: snapshot.generation, code: (err as { code?: string }).code, error: (err as Error).message }, 'iptables sync failed; the rules in place stay')
     }
+  }
+
+  /** The rule input for `snapshot`: this daemon's uid is the one never captured. */
+  #input(snapshot: Snapshot): CaptureInput {
+    return captureInput(this.#config.ports, snapshot, process.getuid?.() ?? 0)
   }
 }

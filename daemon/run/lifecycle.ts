@@ -92,8 +92,8 @@ export class Daemon {
     const policy = createPolicyWatcher(config, metrics, log.component('policy'), readiness, restoredPorts)
     // systemd learns what /ready says: READY=1 once every condition holds, STATUS= otherwise.
     readiness.onChange((s) => {
-      if (s.ready) manager.ready(statusLine(policy))
-      else if (!s.draining) manager.status(`waiting for ${s.waitingFor.join(', ')}`)
+      if (s.ready) manager.ready(statusLine(readiness, policy))
+      else if (!s.draining) manager.status(statusLine(readiness, policy))
     })
     const certificates = createCertificates(config, metrics, log.component('certs'), readiness)
     const admin = new AdminServer({ ...config.admin, port: config.ports.admin, log: log.component('admin') })
@@ -132,7 +132,7 @@ export class Daemon {
       // From here on every snapshot is followed: its identities, listeners, iptables. One that
       // came while starting (a save during start-up) is followed now, after the start's own.
       const follow = (s: Snapshot): void => {
-        if (readiness.ready) manager.status(statusLine(policy))
+        if (readiness.ready) manager.status(statusLine(readiness, policy))
         certificates.follow(s).catch((err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
         void dataPlane.follow(s, () => iptables.sync(s)).then(settle)
       }
@@ -164,7 +164,7 @@ export class Daemon {
       return event
     } finally {
       // RELOADING=1 holds the unit in "reloading" until READY=1, whatever /ready says now.
-      this.#manager.reloaded(this.readiness.ready ? statusLine(this.policy) : `waiting for ${this.readiness.status().waitingFor.join(', ')}`)
+      this.#manager.reloaded(statusLine(this.readiness, this.policy))
     }
   }
 
@@ -207,7 +207,10 @@ export class Daemon {
   }
 }
 
-function statusLine(policy: PolicyWatcher): string {
+/** systemd's STATUS= line: what /ready says, in a few words. */
+function statusLine(readiness: Readiness, policy: PolicyWatcher): string {
+  const { ready, waitingFor } = readiness.status()
+  if (!ready) return `waiting for ${waitingFor.join(', ')}`
   const s = policy.current
   return s ? `ready: policy generation ${s.generation}, ${s.localWorkloads.length} local workload(s)` : 'ready'
 }
