@@ -4,8 +4,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { meshNodeConfigs } from '../netns/mesh-nodes.ts'
-import { withTestNet, type TestHost } from '../netns/hosts.ts'
+import { meshNodeConfigs, untilReady } from '../netns/mesh-nodes.ts'
+import { withTestNet } from '../netns/hosts.ts'
 import { median } from './stats.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
@@ -30,8 +30,8 @@ export async function benchMesh(): Promise<void> {
     writeFileSync(join(dir, 'policy.d', 'policy.yaml'), POLICY)
     await withTestNet({ hosts: ['node-a', 'node-b'] }, async (net) => {
       const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), ipv6: false, extra: 'logLevel: warn\n' })
-      for (const h of net.hosts) h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!])
-      for (const h of net.hosts) await untilReady(h)
+      const daemons = net.hosts.map((h) => [h, h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!])] as const)
+      for (const [h, daemon] of daemons) await untilReady(h, daemon)
       const [a, b] = [net.host('node-a'), net.host('node-b')]
       await b.spawn([NODE, here('./mesh-server.ts'), 'sink:9000', 'sink:9001', 'byte:9002', 'byte:9003'], { uid: 3002, gid: 3002 }).waitFor(/bench server ready/)
       // Direct: root on node-a (hostmesh's own uid, never captured) to ports no rule redirects.
@@ -54,10 +54,3 @@ export async function benchMesh(): Promise<void> {
   }
 }
 
-async function untilReady(h: TestHost): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if ((await h.exec(['curl', '-s', '-m', '1', 'http://127.0.0.1:15000/ready'])).stdout.includes('"ready": true')) return
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${h.name}: hostmesh not ready`)
-}

@@ -3,7 +3,7 @@
 // host with real iptables capture, and the payments servers running as their own uid.
 import { cpSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { meshNodeConfigs } from '../netns/mesh-nodes.ts'
+import { meshNodeConfigs, untilReady } from '../netns/mesh-nodes.ts'
 import { loadPolicy } from '../../policy/pipeline.ts'
 import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import { TestNet, type HostProcess, type TestHost } from '../netns/hosts.ts'
@@ -15,7 +15,6 @@ const EXAMPLES = new URL('../../policy/examples/', import.meta.url).pathname
 export const CLI = new URL('../../daemon/cli.ts', import.meta.url).pathname
 const TRUST_DOMAIN = 'cluster.local'
 export const ADMIN_URL = 'http://127.0.0.1:15000'
-const READY_WAIT_MS = 20_000
 
 export interface Mesh {
   readonly net: TestNet
@@ -69,7 +68,7 @@ export async function startMesh(net: TestNet, dir: string, policy: { policyDir: 
     const cut = res.stdout.lastIndexOf('\n')
     return { status: Number(res.stdout.slice(cut + 1)) || 0, body: res.stdout.slice(0, Math.max(0, cut)) }
   }
-  await Promise.all(net.hosts.map((h) => untilReady(h.name, daemons.get(h.name)!, admin)))
+  await Promise.all(net.hosts.map((h) => untilReady(h, daemons.get(h.name)!)))
 
   const sc = policy.scenario
   const programs = await workloadPrograms([...new Set([sc.caller, sc.intruder, ...sc.servers.map((s) => s.workload)].map(uidOf))], dir)
@@ -95,15 +94,3 @@ export async function startMesh(net: TestNet, dir: string, policy: { policyDir: 
   }
 }
 
-async function untilReady(node: string, daemon: HostProcess, admin: (node: string, path: string) => Promise<{ status: number; body: string }>): Promise<void> {
-  const deadline = Date.now() + READY_WAIT_MS
-  let last = ''
-  for (let i = 0; i < 400 && Date.now() < deadline && daemon.running; i++) {
-    const res = await admin(node, '/ready')
-    if (res.status === 200) return
-    last = res.body
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  const tail = daemon.output.trim().split('\n').slice(-15).join('\n')
-  throw new Error(`hostmesh on ${node} ${daemon.running ? `was not ready after ${READY_WAIT_MS / 1000} s (/ready: ${last.replace(/\s+/g, ' ').slice(0, 300)})` : 'exited'}; its last log lines:\n${tail}`)
-}

@@ -1,9 +1,11 @@
-// What every multi-host run needs before `hostmesh run` on its test hosts: one root CA, and
+// What every multi-host run needs around `hostmesh run` on its test hosts: one root CA, and
 // per host a node CA (dir/<host>/certs) and a node config (dir/<host>/hostmesh.yaml) that
-// points at the shared policy dir. Used by the end-to-end tests, the demo and the mesh bench.
+// points at the shared policy dir; then waiting for each daemon's /ready. Used by the
+// end-to-end tests, the demo and the mesh bench.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { initRootCa, makeNodeCa } from '../../certs/ca-ops.ts'
+import type { HostProcess, TestHost } from './hosts.ts'
 
 export interface MeshNodeOptions {
   readonly policyDir: string
@@ -28,4 +30,23 @@ export async function meshNodeConfigs(hosts: readonly { name: string; ipv4: stri
     configs.set(h.name, config)
   }
   return configs
+}
+
+/**
+ * Waits for the hostmesh `daemon` on `host` to answer /ready 200 (its admin port is loopback
+ * inside the host). Throws with /ready's last answer and the daemon's last log lines when it
+ * exits or `timeoutMs` passes.
+ */
+export async function untilReady(host: TestHost, daemon: HostProcess, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let last = ''
+  for (let i = 0; i < 1000 && Date.now() < deadline && daemon.running; i++) {
+    const res = await host.exec(['curl', '-sS', '-m', '2', '-w', '\n%{http_code}', 'http://127.0.0.1:15000/ready'], { timeoutMs: 5000 })
+    const cut = res.stdout.lastIndexOf('\n')
+    if (res.stdout.slice(cut + 1) === '200') return
+    last = res.stdout.slice(0, Math.max(0, cut))
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  const tail = daemon.output.trim().split('\n').slice(-15).join('\n')
+  throw new Error(`hostmesh on ${host.name} ${daemon.running ? `was not ready after ${timeoutMs / 1000} s (/ready: ${last.replace(/\s+/g, ' ').slice(0, 300)})` : 'exited'}; its last log lines:\n${tail}`)
 }
