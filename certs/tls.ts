@@ -12,6 +12,8 @@ import type { Socket } from 'node:net'
 import { connect, createSecureContext, TLSSocket, type ConnectionOptions, type SecureContext } from 'node:tls'
 import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../daemon/log/logger.ts'
+import { LogThrottle } from '../daemon/log/throttle.ts'
+import { clip } from '../daemon/log/clip.ts'
 import { TlsPeerError } from './errors.ts'
 import { serverName } from './spiffe.ts'
 import { REJECT_REASONS, verifyPeer, type PeerVerdict, type RejectReason, type TrustPolicy } from './verify.ts'
@@ -23,12 +25,13 @@ export type HandshakeFailure = RejectReason | (typeof HANDSHAKE_REASONS)[number]
 /** Counts and logs rejected peers; judges every handshake by the same rules. */
 export class PeerVerifier {
   readonly #trust: () => TrustPolicy
-  readonly #log: Logger
+  readonly #log: LogThrottle
   readonly #failures: Counter<'reason'>
 
   constructor(trust: () => TrustPolicy, log: Logger, registry: Registry) {
     this.#trust = trust
-    this.#log = log
+    // Anyone who can reach :15008 can fail a handshake at will: log each reason at a bounded rate.
+    this.#log = new LogThrottle(log)
     const existing = registry.getSingleMetric('hostmesh_tls_handshake_failures_total') as Counter<'reason'> | undefined
     this.#failures = existing ?? new Counter({
       name: 'hostmesh_tls_handshake_failures_total',
@@ -56,7 +59,7 @@ export class PeerVerifier {
 
   #count(reason: HandshakeFailure, fields: { side: string; peer: string | undefined; message: string }): void {
     this.#failures.inc({ reason })
-    this.#log.warn({ reason, ...fields }, 'mTLS peer refused')
+    this.#log.warn(`tls-${reason}`, { reason, ...fields, message: clip(fields.message, 256) }, 'mTLS peer refused')
   }
 }
 

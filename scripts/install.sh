@@ -266,4 +266,6 @@ hostmesh is installed${R:+ in $R}. Next steps:
   3. systemctl enable --now hostmesh-capture.service hostmesh.socket hostmesh.service
      (hostmesh-capture installs the capture rules at every boot, before the network)
      then: systemctl status hostmesh, journalctl -u hostmesh, hostmesh status
+     (changes such as the log level go to the admin socket, as root:
+      curl --unix-socket /run/hostmesh/admin.sock -X POST 'http://localhost/logging?level=debug')
 EOF

@@ -5,6 +5,7 @@ import { isIP } from 'node:net'
 import { z } from 'zod'
 import type { DeepReadonly } from '../../policy/freeze.ts'
 import { duration } from '../../policy/schema/common.ts'
+import { DEFAULT_HBONE_LIMITS } from '../tunnel/admission.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/hostmesh/hostmesh.yaml'
 
@@ -48,16 +49,52 @@ const ports = z.strictObject({
   }
 })
 
+/** admin.socket's default; systemd's RuntimeDirectory=hostmesh makes /run/hostmesh. */
+export const DEFAULT_ADMIN_SOCKET = '/run/hostmesh/admin.sock'
+
 const admin = z.strictObject({
   // Loopback by default: the admin port has no authentication, like Envoy's.
   address: ipAddress.default('127.0.0.1'),
   allowRemote: z.boolean().default(false),
+  // The admin API on a unix socket, created 0600: only the daemon's user and root can connect.
+  // Requests that change state (POST /logging) are taken here only, never on the TCP port.
+  socket: absolutePath.default(DEFAULT_ADMIN_SOCKET).refine((s) => Buffer.byteLength(s) <= 107, {
+    message: 'a unix socket path is at most 107 bytes',
+  }),
 }).superRefine((a, ctx) => {
   if (!a.allowRemote && !isLoopback(a.address)) {
     ctx.addIssue({
       code: 'custom', path: ['address'],
       message: 'the admin port has no authentication, so it binds to loopback (127.0.0.1 or ::1) unless admin.allowRemote is true',
     })
+  }
+})
+
+const count = (max: number) => z.number().int().min(1).max(max)
+const perSecond = z.number().positive().max(1_000_000)
+const D = DEFAULT_HBONE_LIMITS
+
+// What any one peer may cost the HBONE port (docs/config.md "hbone"): a valid certificate
+// does not make a peer polite. Compiled to daemon/tunnel/admission.ts's HboneLimits.
+const hbone = z.strictObject({
+  maxConnections: count(1_000_000).default(D.maxConnections),
+  maxConnectionsPerSource: count(1_000_000).default(D.maxConnectionsPerSource),
+  maxHandshakes: count(100_000).default(D.maxHandshakes),
+  maxHandshakesPerSource: count(100_000).default(D.maxHandshakesPerSource),
+  handshakeTimeout: duration.prefault('10s').refine((ms) => ms >= 100 && ms <= 120_000, { message: 'expected a timeout between 100ms and 2m' }),
+  newConnectionsPerSecond: perSecond.default(D.newConnectionsPerSecond),
+  newConnectionsBurst: count(1_000_000).default(D.newConnectionsBurst),
+  maxTunnels: count(10_000_000).default(D.maxTunnels),
+  maxTunnelsPerPeer: count(10_000_000).default(D.maxTunnelsPerPeer),
+  refusedStreamsPerSecond: perSecond.default(D.refusedStreamsPerSecond),
+  refusedStreamsBurst: count(1_000_000).default(D.refusedStreamsBurst),
+  idleSessionTimeout: duration.prefault('10m').refine((ms) => ms >= 1000 && ms <= 86_400_000, { message: 'expected a timeout between 1s and 24h' }),
+  // Both ends of every HBONE session (client pool too): a PING, and a deadline for its answer.
+  keepaliveInterval: duration.prefault('10s').refine((ms) => ms >= 100 && ms <= 3_600_000, { message: 'expected an interval between 100ms and 1h' }),
+  keepaliveTimeout: duration.prefault('10s').refine((ms) => ms >= 100 && ms <= 600_000, { message: 'expected a timeout between 100ms and 10m' }),
+}).superRefine((h, ctx) => {
+  for (const [per, all] of [['maxConnectionsPerSource', 'maxConnections'], ['maxHandshakesPerSource', 'maxHandshakes'], ['maxTunnelsPerPeer', 'maxTunnels']] as const) {
+    if (h[per] > h[all]) ctx.addIssue({ code: 'custom', path: [per], message: `hbone.${per} (${h[per]}) is more than hbone.${all} (${h[all]})` })
   }
 })
 
@@ -89,6 +126,7 @@ export const NodeConfigSchema = z.strictObject({
   // Istio's terminationDrainDuration defaults to 5 s; long-lived TCP needs the option to wait more.
   drainSeconds: z.number().min(0).max(3600).default(5),
   outboundTrafficPolicy: z.enum(['ALLOW_ANY', 'REGISTRY_ONLY']).default('ALLOW_ANY'),
+  hbone: hbone.prefault({}),
   iptables: z.strictObject({
     // Keep the HOSTMESH_* nat chains in sync with the local workloads (needs CAP_NET_ADMIN).
     // false: rules are managed outside the daemon (`hostmesh iptables apply`), or not at all.

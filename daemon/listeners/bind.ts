@@ -94,23 +94,30 @@ export class SocketSet {
   }
 }
 
-/** A TCP connection that is up, or an error after `timeoutMs` (the connect timeout, not an idle one). */
-export function dialTcp(host: string, port: number, timeoutMs: number): Promise<Socket> {
+/**
+ * A TCP connection that is up, or an error after `timeoutMs` (the connect timeout, not an
+ * idle one). `signal` abandons the attempt (the socket is destroyed at once): the stream that
+ * wanted it is gone.
+ */
+export function dialTcp(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason)
     const s = connect({ host, port, allowHalfOpen: true })
-    const timer = setTimeout(() => {
+    const fail = (err: unknown): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', abort)
       s.destroy()
-      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
-    }, timeoutMs)
-    s.once('connect', () => {
-      clearTimeout(timer)
-      s.off('error', onError)
-      resolve(s)
-    })
-    const onError = (err: Error): void => {
-      clearTimeout(timer)
       reject(err)
     }
-    s.once('error', onError)
+    const abort = (): void => fail(signal!.reason)
+    const timer = setTimeout(() => fail(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs)
+    signal?.addEventListener('abort', abort, { once: true })
+    s.once('connect', () => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', abort)
+      s.off('error', fail)
+      resolve(s)
+    })
+    s.once('error', fail)
   })
 }

@@ -9,7 +9,9 @@ import { addressKey } from '../../policy/ip.ts'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import { authorize } from '../authz/evaluate.ts'
 import type { Logger } from '../log/logger.ts'
-import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
+import { LogThrottle } from '../log/throttle.ts'
+import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
+import { formatAuthority } from '../tunnel/authority.ts'
 import { splice, type Splice } from '../tunnel/splice.ts'
 import { bind, closeServer, dialTcp, SocketSet, stopListening, type SocketSource } from './bind.ts'
 import { listenerView, type ListenerView } from './view.ts'
@@ -17,7 +19,7 @@ import { listenerView, type ListenerView } from './view.ts'
 export interface InboundPlaintextDeps {
   readonly snapshot: () => Snapshot | undefined
   readonly log: Logger
-  readonly metrics: TcpMetrics
+  readonly telemetry: ConnectionTelemetry
   readonly registry: Registry
   readonly connectTimeoutMs?: number
 }
@@ -27,10 +29,12 @@ export class InboundPlaintextListener {
   readonly #server: Server
   readonly #sockets = new SocketSet()
   readonly #refused: Counter<'reason'>
+  readonly #throttle: LogThrottle
   readonly #open = new Set<{ readonly workload: string; readonly port: number; readonly splice: Splice }>()
 
   constructor(deps: InboundPlaintextDeps) {
     this.#deps = deps
+    this.#throttle = new LogThrottle(deps.log)
     this.#server = createServer({ allowHalfOpen: true }, (s) => this.#accept(s))
     this.#refused = new Counter({ name: 'hostmesh_inbound_plaintext_refused_total', help: 'Plaintext connections to local workloads refused, by reason (strict: the workload requires mTLS; denied: AuthorizationPolicy; unknown: not a local workload).', labelNames: ['reason'], registers: [deps.registry] })
     for (const reason of ['strict', 'denied', 'unknown']) this.#refused.inc({ reason }, 0)
@@ -46,10 +50,12 @@ export class InboundPlaintextListener {
   }
 
   close(): Promise<void> {
+    this.#throttle.close()
     return closeServer(this.#server)
   }
 
   destroy(): void {
+    this.#throttle.close()
     stopListening(this.#server)
     this.#sockets.destroyAll()
   }
@@ -72,54 +78,49 @@ export class InboundPlaintextListener {
 
   #accept(socket: Socket): void {
     this.#sockets.add(socket)
-    const log = this.#deps.log
+    const from = remoteOf(socket)
+    const record = this.#deps.telemetry.begin({ reporter: 'destination', listener: 'inbound-plaintext', src: { address: from }, dst: {}, security: 'none' })
+    // Anyone who can reach a workload's port can cause these: logged at a bounded rate.
+    const refuse = (reason: 'strict' | 'denied' | 'unknown', flag: 'NR' | 'UAEX', why: string, fields: Record<string, unknown>): void => {
+      this.#refused.inc({ reason })
+      this.#throttle.warn(`plaintext-${reason}`, { from, ...fields }, why)
+      record.refuse(flag, why)
+      socket.destroy()
+    }
     let dst: { address: string; port: number }
     try {
       dst = originalDst(socket)
-    } catch {
-      return void socket.destroy()
+    } catch (err) {
+      return refuse('unknown', 'NR', 'plaintext connection without an original destination; closing', { error: (err as Error).message })
     }
+    const to = formatAuthority(dst.address, dst.port)
     const snap = this.#deps.snapshot()
     // By address; or a host process of this node with that port, reached on another of the
     // host's addresses (the capture rule matches every local address for those).
     const w = snap?.workloadByAddress.get(addressKey(dst.address, dst.port))
       ?? snap?.localWorkloads.find((l) => l.workload.match.uid !== undefined && l.workload.ports.some((p) => p.port === dst.port))?.workload
-    const from = `${socket.remoteAddress}:${socket.remotePort}`
-    if (!snap || !w || w.node !== snap.localNode) {
-      this.#refused.inc({ reason: 'unknown' })
-      log.warn({ from, to: `${dst.address}:${dst.port}` }, 'plaintext connection for no local workload; closing')
-      return void socket.destroy()
-    }
-    if (w.mtlsMode === 'STRICT') {
-      this.#refused.inc({ reason: 'strict' })
-      log.warn({ from, workload: w.key, port: dst.port }, 'plaintext connection refused: the workload is STRICT (mTLS only)')
-      return void socket.destroy()
-    }
+    record.update({ dst: { address: to, ...(w ? { workload: w, principal: w.identity } : {}) }, upstream: to })
+    if (!snap || !w || w.node !== snap.localNode) return refuse('unknown', 'NR', 'plaintext connection for no local workload; closing', { to })
+    if (w.mtlsMode === 'STRICT') return refuse('strict', 'UAEX', 'plaintext connection refused: the workload is STRICT (mTLS only)', { workload: w.key, port: dst.port })
     const decision = authorize(snap.authorization.get(w.key), { port: dst.port })
-    const labels: TcpLabels = {
-      reporter: 'destination', source_workload: 'unknown', source_principal: 'unknown', destination_service: 'unknown',
-      destination_workload: w.name, destination_principal: w.identity, connection_security_policy: 'none', response_flags: '-',
-    }
-    if (!decision.allowed) {
-      this.#refused.inc({ reason: 'denied' })
-      log.warn({ from, workload: w.key, port: dst.port, reason: decision.reason }, 'plaintext connection denied by AuthorizationPolicy')
-      return void socket.destroy()
-    }
-    const started = Date.now()
+    if (!decision.allowed) return refuse('denied', 'UAEX', 'plaintext connection denied by AuthorizationPolicy', { workload: w.key, port: dst.port, reason: decision.reason })
     dialTcp(dst.address, dst.port, this.#deps.connectTimeoutMs ?? 5000).then((upstream) => {
-      if (socket.destroyed) return void upstream.destroy()
-      this.#deps.metrics.opened(labels)
+      if (socket.destroyed) {
+        upstream.destroy()
+        return record.refuse('DC', 'the client closed the connection before it was connected')
+      }
+      record.open()
       const entry = {
         workload: w.key, port: dst.port,
         splice: splice(socket, upstream, (r) => {
           this.#open.delete(entry)
-          this.#deps.metrics.closed(labels, r.aToB, r.bToA)
-          log.info({ access: 'tcp', reporter: 'destination', src: { address: from }, dst: { workload: w.key, address: `${dst.address}:${dst.port}` }, bytesSent: r.aToB, bytesReceived: r.bToA, durationMs: Date.now() - started, ...(r.error ? { error: r.error.message } : {}) }, 'connection')
+          record.close(r.aToB, r.bToA, r.error?.message)
         }),
       }
       this.#open.add(entry)
     }, (err: NodeJS.ErrnoException) => {
-      log.warn({ from, workload: w.key, port: dst.port, error: err.code ?? err.message }, 'plaintext connection: the workload is unreachable')
+      this.#throttle.warn('plaintext-unreachable', { from, workload: w.key, port: dst.port, error: err.code ?? err.message }, 'plaintext connection: the workload is unreachable')
+      record.refuse('UF', `workload unreachable: ${err.code ?? err.message}`)
       socket.resetAndDestroy()
     })
   }

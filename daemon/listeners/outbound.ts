@@ -12,7 +12,8 @@ import { addressKey, canonicalIp } from '../../policy/ip.ts'
 import { defaultDestination } from '../../policy/compile.ts'
 import type { DestinationSettings, Endpoint, ServicePortInfo, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import type { Logger } from '../log/logger.ts'
-import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
+import { remoteOf, type ConnectionRecord, type ConnectionTelemetry } from '../telemetry/connection.ts'
+import { formatAuthority } from '../tunnel/authority.ts'
 import type { Balancer } from '../balance/balancer.ts'
 import { TunnelError, type HboneClientPool } from '../tunnel/client-pool.ts'
 import { splice } from '../tunnel/splice.ts'
@@ -25,7 +26,7 @@ export interface OutboundDeps {
   readonly balancer: Balancer
   readonly outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY'
   readonly log: Logger
-  readonly metrics: TcpMetrics
+  readonly telemetry: ConnectionTelemetry
   readonly connectTimeoutMs?: number
 }
 
@@ -109,27 +110,39 @@ export class OutboundListener {
   #accept(socket: Socket): void {
     this.#sockets.add(socket)
     const log = this.#deps.log
+    // One record per accepted connection, whatever becomes of it (docs/mesh.md, "Access log").
+    const record = this.#deps.telemetry.begin({
+      reporter: 'source', listener: 'outbound',
+      src: { address: remoteOf(socket), workload: this.workload, principal: this.workload.identity },
+      dst: {}, security: 'none',
+    })
+    const drop = (why: string): void => {
+      record.refuse('NR', why)
+      socket.destroy()
+    }
     if (this.workload.match.address !== undefined && canonicalIp(socket.remoteAddress ?? '') !== canonicalIp(this.workload.match.address)) {
       log.warn({ workload: this.workload.key, from: socket.remoteAddress }, 'outbound connection from an address that is not the workload\'s; closing')
-      return void socket.destroy()
+      return drop('not from the workload\'s address')
     }
     let dst: { address: string; port: number }
     try {
       dst = originalDst(socket)
     } catch (err) {
       log.warn({ workload: this.workload.key, err: (err as Error).message }, 'outbound connection without an original destination; closing')
-      return void socket.destroy()
+      return drop(`no original destination: ${(err as Error).message}`)
     }
+    const to = formatAuthority(dst.address, dst.port)
+    record.update({ dst: { address: to } })
     // conntrack reports the listener's own address for a connection that was not
     // redirected: someone dialled the capture port directly. It is not this workload's.
     if (dst.port === this.port && (canonicalIp(dst.address) === canonicalIp(socket.localAddress ?? ''))) {
       log.warn({ workload: this.workload.key, from: socket.remoteAddress }, 'direct connection to an outbound capture port (not redirected); closing')
-      return void socket.destroy()
+      return drop('a direct connection to the capture port')
     }
     const snap = this.#deps.snapshot()
-    if (!snap) return this.#unknown(socket, dst)
+    if (!snap) return this.#unknown(socket, dst, record)
     const sp = snap.byDestination.get(addressKey(dst.address, dst.port))
-    if (sp) return void this.#mesh(socket, snap, routeOf(snap, sp), dst)
+    if (sp) return void this.#mesh(socket, snap, routeOf(snap, sp), dst, record)
     // A mesh workload dialled at its own address (not through a Service): still a tunnel
     // with identities and authorization, never a plaintext pass-through (the daemon's own
     // connections are not captured, so passing through would skip the destination's policy).
@@ -139,76 +152,75 @@ export class OutboundListener {
       return void this.#mesh(socket, snap, {
         key: `workload:${w.key}:${dst.port}`, service: `${w.name}.${w.namespace}`, settings: defaultDestination(),
         endpoints: [{ address: dst.address, port: dst.port, workload: w.key, identity: w.identity, node }],
-      }, dst)
+      }, dst, record)
     }
-    this.#unknown(socket, dst)
+    this.#unknown(socket, dst, record)
   }
 
-  #labels(extra: Partial<TcpLabels>): TcpLabels {
-    return {
-      reporter: 'source', source_workload: this.workload.name, source_principal: this.workload.identity,
-      destination_service: 'unknown', destination_workload: 'unknown', destination_principal: 'unknown',
-      connection_security_policy: 'unknown', response_flags: '-', ...extra,
-    }
-  }
-
-  #unknown(socket: Socket, dst: { address: string; port: number }): void {
+  #unknown(socket: Socket, dst: { address: string; port: number }, record: ConnectionRecord): void {
     // Istio's names for traffic outside the mesh: one series each, whatever the address.
-    const labels = this.#labels({ destination_service: this.#deps.outboundTrafficPolicy === 'REGISTRY_ONLY' ? 'BlackHoleCluster' : 'PassthroughCluster', connection_security_policy: 'none' })
-    if (this.#deps.outboundTrafficPolicy === 'REGISTRY_ONLY') {
-      this.#deps.metrics.refused(labels, 'NR')
-      this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key }, dst: { address: `${dst.address}:${dst.port}` }, error: 'REGISTRY_ONLY: not a mesh service' }, 'connection')
+    const registryOnly = this.#deps.outboundTrafficPolicy === 'REGISTRY_ONLY'
+    record.update({ dst: { service: registryOnly ? 'BlackHoleCluster' : 'PassthroughCluster' } })
+    if (registryOnly) {
+      record.refuse('NR', 'REGISTRY_ONLY: not a mesh service')
       return void socket.destroy()
     }
     // ALLOW_ANY: plain TCP from the daemon (its uid is never captured).
+    record.update({ upstream: formatAuthority(dst.address, dst.port) })
     dialTcp(dst.address, dst.port, this.#deps.connectTimeoutMs ?? 5000).then((upstream) => {
-      if (socket.destroyed) return void upstream.destroy()
-      this.#join(socket, upstream, labels, `${dst.address}:${dst.port}`)
+      if (socket.destroyed) {
+        upstream.destroy()
+        return record.refuse('DC', 'the client closed the connection before it was connected')
+      }
+      this.#join(socket, upstream, record)
     }, (err: NodeJS.ErrnoException) => {
-      this.#deps.metrics.refused(labels, 'UF')
-      this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key }, dst: { address: `${dst.address}:${dst.port}` }, error: err.code ?? err.message }, 'connection')
+      record.refuse('UF', err.code ?? err.message)
       socket.resetAndDestroy()
     })
   }
 
-  async #mesh(socket: Socket, snap: Snapshot, target: MeshTarget, dst: { address: string; port: number }): Promise<void> {
+  async #mesh(socket: Socket, snap: Snapshot, target: MeshTarget, dst: { address: string; port: number }, record: ConnectionRecord): Promise<void> {
     const settings = target.settings
     const family = isIP(dst.address) === 6 && !/^::ffff:/i.test(dst.address) ? 6 : 4
     const tried = new Set<Endpoint>()
-    let lastError = 'no endpoints'
+    record.update({ dst: { service: target.service } })
+    let last: { flag: 'UF' | 'UAEX'; error: string } = { flag: 'UF', error: 'no endpoint reachable: no endpoints' }
     for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS; attempt++) {
-      if (socket.destroyed) return
+      if (socket.destroyed) return record.refuse('DC', 'the client closed the connection before it was connected')
       const ep = this.#deps.balancer.pick(target.key, target.endpoints, settings, tried)
       if (!ep) break
       tried.add(ep)
       const dstWorkload = ep.workload ? snap.workloads.get(ep.workload) : undefined
-      const labels = this.#labels({
-        destination_service: target.service,
-        destination_workload: dstWorkload?.name ?? 'unknown',
-        destination_principal: ep.identity ?? 'unknown',
-        connection_security_policy: ep.identity ? 'mutual_tls' : 'none',
+      record.update({
+        dst: { ...(dstWorkload ? { workload: dstWorkload } : {}), ...(ep.identity ? { principal: ep.identity } : {}) },
+        upstream: formatAuthority(ep.address, ep.port),
+        security: ep.identity ? 'mutual_tls' : 'none',
       })
       const started = Date.now()
       try {
-        const upstream = await this.#open(ep, dstWorkload, family, settings.connectionPool.connectTimeoutMs, labels.destination_service)
+        const upstream = await this.#open(ep, dstWorkload, family, settings.connectionPool.connectTimeoutMs, target.service)
         this.#deps.balancer.success(ep, Date.now() - started)
-        if (socket.destroyed) return void upstream.destroy()
+        if (socket.destroyed) {
+          upstream.destroy()
+          return record.refuse('DC', 'the client closed the connection before it was connected')
+        }
         const end = this.#deps.balancer.begin(ep, target.key)
         upstream.once('close', end)
-        return this.#join(socket, upstream, labels, `${ep.address}:${ep.port}`)
+        return this.#join(socket, upstream, record)
       } catch (err) {
-        lastError = (err as Error).message
+        const message = (err as Error).message
         // A refusal by the destination's policy (401) or a bad request (400) says nothing
-        // about the endpoint's health; a connect failure or 503 does.
-        // A local problem (no certificate for the source yet) says nothing about the endpoint either.
+        // about the endpoint's health; a connect failure or 503 does. A local problem (no
+        // certificate for the source yet) says nothing about the endpoint either.
         const status = err instanceof TunnelError ? err.status : undefined
         const local = (err as { code?: string }).code === 'HOSTMESH_ERR_CERT_UNAVAILABLE'
         if (status !== 401 && status !== 400 && !local) this.#deps.balancer.failure(ep, target.key, target.endpoints, settings)
-        this.#deps.log.debug({ workload: this.workload.key, endpoint: `${ep.address}:${ep.port}`, err: lastError }, 'endpoint failed; trying another')
+        // 401 is the destination's AuthorizationPolicy answering: a denial, not an upstream failure.
+        last = status === 401 ? { flag: 'UAEX', error: `denied by the destination's AuthorizationPolicy: ${message}` } : { flag: 'UF', error: `no endpoint reachable: ${message}` }
+        this.#deps.log.debug({ workload: this.workload.key, endpoint: formatAuthority(ep.address, ep.port), err: message }, status === 401 ? 'denied by the destination' : 'endpoint failed; trying another')
       }
     }
-    this.#deps.metrics.refused(this.#labels({ destination_service: target.service }), 'UF')
-    this.#deps.log.info({ access: 'tcp', reporter: 'source', src: { workload: this.workload.key, principal: this.workload.identity }, dst: { service: target.key, address: `${dst.address}:${dst.port}` }, error: `no endpoint reachable: ${lastError}` }, 'connection')
+    record.refuse(last.flag, last.error)
     socket.resetAndDestroy()
   }
 
@@ -233,19 +245,9 @@ export class OutboundListener {
     return dialTcp(ep.address, ep.port, timeoutMs)
   }
 
-  #join(socket: Socket, upstream: Duplex, labels: TcpLabels, to: string): void {
-    const started = Date.now()
-    this.#deps.metrics.opened(labels)
-    const finish = (sent: number, received: number, error?: string): void => {
-      this.#deps.metrics.closed(labels, sent, received)
-      this.#deps.log.info({
-        access: 'tcp', reporter: 'source',
-        src: { address: `${socket.remoteAddress}:${socket.remotePort}`, workload: this.workload.key, principal: this.workload.identity },
-        dst: { service: labels.destination_service, workload: labels.destination_workload, principal: labels.destination_principal, address: to },
-        bytesSent: sent, bytesReceived: received, durationMs: Date.now() - started, ...(error ? { error } : {}),
-      }, 'connection')
-    }
-    splice(socket, upstream, (r) => finish(r.aToB, r.bToA, r.error?.message))
+  #join(socket: Socket, upstream: Duplex, record: ConnectionRecord): void {
+    record.open()
+    splice(socket, upstream, (r) => record.close(r.aToB, r.bToA, r.error?.message))
   }
 }
 

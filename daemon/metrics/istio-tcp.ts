@@ -9,8 +9,11 @@ export type TcpLabels = Record<(typeof TCP_LABELS)[number], string>
 export interface TcpMetrics {
   opened(l: TcpLabels): void
   closed(l: TcpLabels, sent: number, received: number): void
-  /** A connection that never carried data: opened and closed at once, with Envoy's `flag` (UAEX, UF, NR). */
-  refused(l: TcpLabels, flag: string): void
+  /**
+   * A connection that never carried data: opened and closed at once, both under `l` (whose
+   * response_flags is Envoy's flag: UAEX, UF, NR, DC), so opened = closed holds per series.
+   */
+  refused(l: TcpLabels): void
 }
 
 export function tcpMetrics(registry: Registry): TcpMetrics {
@@ -27,12 +30,11 @@ export function tcpMetrics(registry: Registry): TcpMetrics {
       sent.inc(l, s)
       received.inc(l, r)
     },
-    refused: (l, flag) => {
+    refused: (l) => {
       opened.inc(l)
-      const c = { ...l, response_flags: flag }
-      closed.inc(c)
-      sent.inc(c, 0)
-      received.inc(c, 0)
+      closed.inc(l)
+      sent.inc(l, 0)
+      received.inc(l, 0)
     },
   }
 }

@@ -16,6 +16,9 @@ import { tcpMetrics } from '../metrics/istio-tcp.ts'
 import type { Metrics } from '../metrics/registry.ts'
 import { HboneClientPool } from '../tunnel/client-pool.ts'
 import { HboneServer } from '../tunnel/server.ts'
+import type { HboneLimits } from '../tunnel/admission.ts'
+import { ConnectionTelemetry } from '../telemetry/connection.ts'
+import type { Activity } from './memory.ts'
 import type { Certificates } from './certificates.ts'
 
 export class DataPlane {
@@ -26,7 +29,7 @@ export class DataPlane {
   readonly #hbone: HboneServer
   readonly #plaintext: InboundPlaintextListener
   readonly #outbound = new Map<string, OutboundListener>()
-  readonly #metrics: ReturnType<typeof tcpMetrics>
+  readonly #telemetry: ConnectionTelemetry
   readonly #balancer: Balancer
   readonly #sockets: ListenerSockets
   readonly #bound: (ok: boolean) => void
@@ -49,7 +52,7 @@ export class DataPlane {
     this.#bound = bound
     this.#log = log
     this.#snapshot = snapshot
-    this.#metrics = tcpMetrics(metrics.registry)
+    this.#telemetry = new ConnectionTelemetry(tcpMetrics(metrics.registry), log)
     const ejections = new Counter({ name: 'hostmesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection, by service port.', labelNames: ['service_port'], registers: [metrics.registry] })
     this.#balancer = new Balancer({
       ejected: (endpoint, servicePort, until) => {
@@ -57,9 +60,13 @@ export class DataPlane {
         log.warn({ endpoint, servicePort, until: new Date(until).toISOString() }, 'endpoint ejected by outlier detection')
       },
     })
-    this.#pool = new HboneClientPool(certificates.manager, certificates.verifier)
-    this.#hbone = new HboneServer({ host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot, log: log.child({ listener: 'hbone' }), metrics: this.#metrics })
-    this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), metrics: this.#metrics, registry: metrics.registry })
+    const limits = hboneLimits(config)
+    this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, { intervalMs: limits.keepaliveIntervalMs, timeoutMs: limits.keepaliveTimeoutMs })
+    this.#hbone = new HboneServer({
+      host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot,
+      log: log.child({ listener: 'hbone' }), telemetry: this.#telemetry, registry: metrics.registry, limits,
+    })
+    this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), telemetry: this.#telemetry, registry: metrics.registry })
   }
 
   /** Binds every listener for `snapshot` (outbound ones for its local workloads). Throws if one cannot bind. */
@@ -125,7 +132,7 @@ export class DataPlane {
       if (this.#outbound.has(k)) continue
       const l = new OutboundListener(workload, outboundPort, {
         snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, outboundTrafficPolicy: this.#config.outboundTrafficPolicy,
-        log: this.#log.child({ listener: 'outbound', workload: workload.key }), metrics: this.#metrics,
+        log: this.#log.child({ listener: 'outbound', workload: workload.key }), telemetry: this.#telemetry,
       })
       // The same workload edited in place keeps its port. Its new listener takes over the old
       // one's sockets when it would bind the same addresses (they stay in the fd store under
@@ -164,6 +171,11 @@ export class DataPlane {
     void l.close().then(() => this.#retired.delete(l))
   }
 
+  /** Connections open now and opened in all, across every listener. */
+  get activity(): Activity {
+    return this.#telemetry.activity
+  }
+
   /** Endpoint state and open connections per service port, for /clusters. */
   get balancer(): Balancer {
     return this.#balancer
@@ -191,6 +203,12 @@ export class DataPlane {
     for (const l of [...this.#outbound.values(), ...this.#retired]) l.destroy()
     this.#pool.destroy()
   }
+}
+
+/** The node config's `hbone` section, as the HBONE server takes it. */
+export function hboneLimits(config: NodeConfig): HboneLimits {
+  const { handshakeTimeout, idleSessionTimeout, keepaliveInterval, keepaliveTimeout, ...counts } = config.hbone
+  return { ...counts, handshakeTimeoutMs: handshakeTimeout, idleSessionTimeoutMs: idleSessionTimeout, keepaliveIntervalMs: keepaliveInterval, keepaliveTimeoutMs: keepaliveTimeout }
 }
 
 const BIND_RETRY_MS = 1000

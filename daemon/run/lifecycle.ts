@@ -16,12 +16,14 @@ import { registerStats } from '../admin/stats.ts'
 import { loadNodeConfig } from '../config/load.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { createLogger, type RootLogger } from '../log/logger.ts'
+import { registerLogMetrics } from '../log/metrics.ts'
 import { createMetrics, type Metrics } from '../metrics/registry.ts'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { PolicyWatcher, ReloadEvent } from '../../policy/watcher.ts'
 import { createCertificates, type Certificates } from './certificates.ts'
 import { DataPlane } from './data-plane.ts'
 import { IptablesSync } from './iptables-sync.ts'
+import { MemoryRelief } from './memory.ts'
 import { createPolicyWatcher } from './policy-reload.ts'
 import { Readiness } from './readiness.ts'
 import { capturedPorts } from '../intercept/iptables.ts'
@@ -60,10 +62,12 @@ export class Daemon {
   readonly #dataPlane: DataPlane
   readonly #manager: ServiceManager
   readonly #iptables: IptablesSync
+  readonly #memory: MemoryRelief
   #stopping: Promise<void> | undefined
 
-  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates, dataPlane: DataPlane, manager: ServiceManager, iptables: IptablesSync) {
+  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates, dataPlane: DataPlane, manager: ServiceManager, iptables: IptablesSync, memory: MemoryRelief) {
     this.#manager = manager
+    this.#memory = memory
     this.#iptables = iptables
     this.config = config
     this.log = log
@@ -80,6 +84,7 @@ export class Daemon {
     const config = await loadNodeConfig(opts.configPath)
     const log = createLogger(config.logLevel, { node: config.node.name }, opts.logDest)
     const metrics = createMetrics()
+    registerLogMetrics(metrics.registry, log)
     const readiness = new Readiness(['listeners', 'policy', 'certificates', 'iptables'])
     const env = opts.env ?? process.env
     const manager = new ServiceManager({ env, log: log.component('systemd') })
@@ -151,9 +156,11 @@ export class Daemon {
       throw bindError(err)
     }
     const run = log.component('run')
-    if (readiness.ready) run.info({ admin: `${adminAddress.address}:${adminAddress.port}`, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
+    if (readiness.ready) run.info({ admin: `${adminAddress.address}:${adminAddress.port}`, adminSocket: config.admin.socket, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
     else run.warn({ waitingFor: readiness.status().waitingFor }, 'hostmesh started but not ready')
-    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane, manager, iptables)
+    const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: log.component('memory'), registry: metrics.registry })
+    memory.start()
+    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane, manager, iptables, memory)
   }
 
   /** SIGHUP: re-read policy and certificate files now. */
@@ -183,6 +190,7 @@ export class Daemon {
     log.info({ reason, drainSeconds: this.config.drainSeconds }, 'draining')
     await this.policy.close()
     this.#iptables.close()
+    this.#memory.stop()
     // 2.–4. The mesh listeners stop accepting first, and in-flight connections get what is
     // left of one drain deadline; then the rest is destroyed. iptables rules stay (traffic
     // fails closed while hostmesh is down), and sockets that systemd holds (hostmesh.socket,

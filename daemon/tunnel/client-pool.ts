@@ -7,7 +7,9 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import type { CertManager } from '../../certs/manager.ts'
 import { connectVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { HostmeshError } from '../errors.ts'
+import { DEFAULT_HBONE_LIMITS } from './admission.ts'
 import { formatAuthority } from './authority.ts'
+import { keepalive, type KeepaliveSettings } from './keepalive.ts'
 import { CONNECTION_WINDOW, H2_SETTINGS, IDLE_SESSION_MS, MAX_STREAMS_PER_SESSION } from './settings.ts'
 
 /** The tunnel could not be opened; `status` is the HBONE answer (400, 401, 503) when there was one. */
@@ -51,12 +53,14 @@ export class HboneClientPool {
   readonly #certs: CertManager
   readonly #verifier: PeerVerifier
   readonly #connectTimeoutMs: number
+  readonly #keepalive: KeepaliveSettings
   readonly #pools = new Map<string, PooledSession[]>()
   readonly #opening = new Map<string, Promise<PooledSession>>()
 
-  constructor(certs: CertManager, verifier: PeerVerifier, connectTimeoutMs = 5000) {
+  constructor(certs: CertManager, verifier: PeerVerifier, keepaliveSettings: KeepaliveSettings = DEFAULT_KEEPALIVE, connectTimeoutMs = 5000) {
     this.#certs = certs
     this.#verifier = verifier
+    this.#keepalive = keepaliveSettings
     this.#connectTimeoutMs = connectTimeoutMs
   }
 
@@ -127,7 +131,7 @@ export class HboneClientPool {
   }
 
   destroy(): void {
-    for (const list of this.#pools.values()) for (const s of list) s.h2.destroy()
+    for (const list of this.#pools.values()) for (const s of list) { s.h2.destroy(); s.h2.socket?.destroy() }
     this.#pools.clear()
   }
 
@@ -167,6 +171,9 @@ export class HboneClientPool {
     h2.on('close', drop)
     h2.on('goaway', drop)
     h2.setTimeout(IDLE_SESSION_MS, () => { if (pooled.active === 0) h2.close() })
+    // A dead peer (killed, black-holed) ends the session, and with it every tunnel on it.
+    // (node's destroy waits for pending writes, which a dead peer never takes: the socket goes too.)
+    keepalive(h2, this.#keepalive, () => { h2.destroy(); socket.destroy() })
     await new Promise<void>((resolve, reject) => {
       h2.once('connect', () => { h2.setLocalWindowSize(CONNECTION_WINDOW); resolve() })
       h2.once('error', (err) => reject(new TunnelError(`HTTP/2 to ${formatAuthority(t.node.address, t.node.port)} failed: ${err.message}`, undefined, { cause: err })))
@@ -177,6 +184,8 @@ export class HboneClientPool {
     return pooled
   }
 }
+
+const DEFAULT_KEEPALIVE: KeepaliveSettings = { intervalMs: DEFAULT_HBONE_LIMITS.keepaliveIntervalMs, timeoutMs: DEFAULT_HBONE_LIMITS.keepaliveTimeoutMs }
 
 /** Streams per session: ours (100), or fewer if the server says so. */
 function limit(h2: ClientHttp2Session): number {

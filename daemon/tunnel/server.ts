@@ -1,24 +1,37 @@
-// The HBONE server on :15008, in data-flow order for each tunnel:
-//   accept TCP → TLS 1.3 with the destination workload's certificate (SNI) → verify the
-//   client (certs/tls.ts) → HTTP/2 → CONNECT stream → :authority must be a local workload's
-//   ip:port (else 400) → AuthorizationPolicy with the peer's identity (deny: 401) → connect
-//   to the workload (fail: 503) → 200 and splice both ways.
-// Open tunnels are kept so that a new snapshot can re-check them: a tunnel the new policy
-// denies is closed.
-import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2'
+// The HBONE server on :15008. Per connection, in order:
+//   accept TCP → admission (connections in all and per source, new connections per second)
+//   → a handshake slot (queued) → TLS 1.3 with the destination workload's certificate (SNI),
+//   client verified (certs/tls.ts), all within the handshake timeout → new sessions per
+//   second per identity → HTTP/2 session (session.ts)
+// and per CONNECT stream on it:
+//   :authority a local workload's ip:port (else 400) → AuthorizationPolicy with the peer's
+//   identity (deny: 401) → tunnel limits (503) → the stream still open (a stream reset before
+//   its answer is never dialled) → connect the workload (fail: 503; abandoned if the stream
+//   goes) → policy again → 200 and splice both ways.
+// Refusals a peer can cause at will (bad requests, early resets, limits) are counted in
+// metrics, logged at a bounded rate with peer values clipped, and spend the session's budget:
+// a session that keeps sending them is closed with ENHANCE_YOUR_CALM. Open tunnels are kept
+// so that a new snapshot can re-check them, and so that a dying session ends its tunnels.
+import http2, { type ServerHttp2Stream } from 'node:http2'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { Counter, type Registry } from 'prom-client'
 import type { CertManager } from '../../certs/manager.ts'
 import { acceptVerified, type PeerVerifier } from '../../certs/tls.ts'
-import { addressKey } from '../../policy/ip.ts'
+import { addressKey, canonicalIp } from '../../policy/ip.ts'
 import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import { authorize } from '../authz/evaluate.ts'
+import { clip } from '../log/clip.ts'
 import type { Logger } from '../log/logger.ts'
-import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
-import { parseAuthority } from './authority.ts'
-import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
-import { splice, type Splice } from './splice.ts'
+import { LogThrottle } from '../log/throttle.ts'
+import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
 import { bind, dialTcp, SocketSet, stopListening, type SocketSource } from '../listeners/bind.ts'
 import { listenerView, type ListenerView } from '../listeners/view.ts'
+import { Admission, DEFAULT_HBONE_LIMITS, type HboneLimits } from './admission.ts'
+import { formatAuthority, parseAuthority } from './authority.ts'
+import { keepalive } from './keepalive.ts'
+import { PeerSession } from './session.ts'
+import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
+import { splice, type Splice } from './splice.ts'
 
 export interface HboneServerOptions {
   readonly host: string
@@ -27,7 +40,9 @@ export interface HboneServerOptions {
   readonly verifier: PeerVerifier
   readonly snapshot: () => Snapshot | undefined
   readonly log: Logger
-  readonly metrics: TcpMetrics
+  readonly telemetry: ConnectionTelemetry
+  readonly registry: Registry
+  readonly limits?: HboneLimits
   readonly connectTimeoutMs?: number
 }
 
@@ -38,29 +53,34 @@ interface Tunnel {
   readonly splice: Splice
 }
 
+const STREAM_REFUSALS = ['bad_request', 'early_reset', 'tunnels', 'tunnels_per_peer'] as const
+type StreamRefusal = (typeof STREAM_REFUSALS)[number]
+
 export class HboneServer {
   readonly #opts: HboneServerOptions
   readonly #tcp: Server
-  readonly #h2 = http2.createServer({ settings: H2_SETTINGS })
-  readonly #peers = new WeakMap<Http2Session, string>()
-  readonly #sessions = new Set<Http2Session>()
+  readonly #admission: Admission
+  readonly #sessions = new Set<PeerSession>()
   readonly #tunnels = new Set<Tunnel>()
   readonly #sockets = new SocketSet()
-  #pendingPeer: string | undefined
+  readonly #throttle: LogThrottle
+  readonly #refusedConnections: Counter<'reason'>
+  readonly #refusedStreams: Counter<'reason'>
+  readonly #closedSessions: Counter<'reason'>
 
   constructor(opts: HboneServerOptions) {
     this.#opts = opts
+    this.#admission = new Admission(opts.limits ?? DEFAULT_HBONE_LIMITS)
+    this.#throttle = new LogThrottle(opts.log)
     this.#tcp = createServer((raw) => this.#accept(raw))
-    // Sessions are created synchronously inside emit('connection'): that is where the
-    // verified peer identity is attached to its session.
-    this.#h2.on('session', (session) => {
-      this.#peers.set(session, this.#pendingPeer!)
-      this.#sessions.add(session)
-      session.once('close', () => this.#sessions.delete(session))
-      session.setLocalWindowSize(CONNECTION_WINDOW)
-      session.on('error', () => undefined)
-    })
-    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers))
+    const counter = (name: string, help: string, reasons: readonly string[]): Counter<'reason'> => {
+      const c = new Counter({ name, help, labelNames: ['reason'], registers: [opts.registry] })
+      for (const reason of reasons) c.inc({ reason }, 0)
+      return c
+    }
+    this.#refusedConnections = counter('hostmesh_hbone_connections_refused_total', 'Connections to the HBONE port closed before TLS by a limit (docs/config.md "hbone"), by reason.', ['connections', 'connections_per_source', 'connection_rate', 'session_rate', 'not_h2'])
+    this.#refusedStreams = counter('hostmesh_hbone_streams_refused_total', 'CONNECT streams refused before reaching a workload for a reason other than policy, by reason.', STREAM_REFUSALS)
+    this.#closedSessions = counter('hostmesh_hbone_sessions_closed_total', 'HBONE sessions closed by this server: abuse (ENHANCE_YOUR_CALM, destroyed), denial (too many refused streams: GOAWAY), idle, keepalive (no PING answer: dead).', ['abuse', 'denial', 'idle', 'keepalive'])
   }
 
   listen(from?: SocketSource): Promise<AddressInfo> {
@@ -74,14 +94,17 @@ export class HboneServer {
    */
   close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#tcp.close(() => resolve()))
-    for (const s of this.#sessions) s.close()
+    for (const s of this.#sessions) s.h2.close()
+    this.#throttle.close()
     return closed
   }
 
   destroy(): void {
     stopListening(this.#tcp)
     for (const t of this.#tunnels) t.splice.close(new Error('hostmesh is shutting down'))
+    for (const s of this.#sessions) s.kill()
     this.#sockets.destroyAll()
+    this.#throttle.close()
   }
 
   get tunnels(): number {
@@ -117,77 +140,168 @@ export class HboneServer {
   }
 
   #accept(raw: Socket): void {
+    raw.on('error', () => undefined)
+    const source = canonicalIp(raw.remoteAddress ?? '')
+    const address = remoteOf(raw)
+    const admitted = this.#admission.connection(source)
+    if (!admitted.ok) {
+      this.#refusedConnections.inc({ reason: admitted.reason })
+      this.#throttle.warn(`hbone-${admitted.reason}`, { from: address, reason: admitted.reason }, 'HBONE connection refused: over a limit')
+      return void raw.destroy()
+    }
     this.#sockets.add(raw)
-    acceptVerified(raw, this.#opts.certs, this.#opts.verifier).then(({ socket, identity }) => {
+    raw.once('close', admitted.release)
+    const limits = this.#admission.limits
+    const deadline = Date.now() + limits.handshakeTimeoutMs
+    const waited = new AbortController()
+    const timer = setTimeout(() => waited.abort(new Error(`TLS handshake from ${address} timed out (waiting for a handshake slot)`)), limits.handshakeTimeoutMs)
+    raw.once('close', () => waited.abort(new Error('closed while waiting for a handshake slot')))
+    let releaseSlot = (): void => undefined
+    this.#admission.handshake(source, waited.signal).then((release) => {
+      releaseSlot = release
+      clearTimeout(timer)
+      return acceptVerified(raw, this.#opts.certs, this.#opts.verifier, Math.max(1, deadline - Date.now()))
+    }, (err: Error) => {
+      clearTimeout(timer)
+      if (!raw.destroyed) this.#opts.verifier.handshakeFailed(err, raw.remoteAddress)
+      raw.destroy()
+      throw err
+    }).then(({ socket, identity }) => {
+      releaseSlot()
       socket.on('error', () => undefined)
       if (socket.alpnProtocol !== 'h2') {
-        this.#opts.log.warn({ peer: identity, alpn: socket.alpnProtocol }, 'HBONE client did not negotiate h2; closing')
-        return socket.destroy()
+        this.#refusedConnections.inc({ reason: 'not_h2' })
+        this.#throttle.warn('hbone-not-h2', { peer: identity, from: address, alpn: clip(socket.alpnProtocol || 'none') }, 'HBONE client did not negotiate h2; closing')
+        return void socket.destroy()
       }
-      this.#pendingPeer = identity
-      this.#h2.emit('connection', socket)
-      this.#pendingPeer = undefined
-    }, () => undefined) // refused: counted and logged by the verifier
+      if (!this.#admission.session(identity)) {
+        this.#refusedConnections.inc({ reason: 'session_rate' })
+        this.#throttle.warn('hbone-session-rate', { peer: identity, from: address }, 'HBONE session refused: this identity opens sessions too fast')
+        return void socket.destroy()
+      }
+      this.#session(socket, identity, source, address ?? '-')
+    }).catch(() => releaseSlot()) // refused: counted and logged by the verifier or above
   }
 
-  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const peer = this.#peers.get(stream.session!)!
-    const started = Date.now()
+  #session(socket: Socket, identity: string, source: string, address: string): void {
+    const h2 = http2.performServerHandshake(socket, { settings: H2_SETTINGS })
+    const limits = this.#admission.limits
+    const session = new PeerSession(h2, socket, identity, source, address, limits)
+    this.#sessions.add(session)
+    h2.once('close', () => this.#sessions.delete(session))
+    h2.on('error', () => undefined)
+    h2.setLocalWindowSize(CONNECTION_WINDOW)
+    h2.setTimeout(limits.idleSessionTimeoutMs, () => {
+      if (session.tunnels.size > 0) return
+      this.#closedSessions.inc({ reason: 'idle' })
+      h2.close()
+    })
+    keepalive(h2, { intervalMs: limits.keepaliveIntervalMs, timeoutMs: limits.keepaliveTimeoutMs }, (why) => {
+      this.#closedSessions.inc({ reason: 'keepalive' })
+      this.#throttle.warn('hbone-keepalive', { peer: identity, from: address, tunnels: session.tunnels.size, why }, 'HBONE session dead: closing it and its tunnels')
+      session.kill()
+    })
+    h2.on('stream', (stream, headers) => this.#onStream(session, stream, headers))
+  }
+
+  #onStream(session: PeerSession, stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const { peer } = session
+    session.lastStreamId = Math.max(session.lastStreamId, stream.id ?? 0)
     stream.on('error', () => undefined)
-    const answer = (status: number, why: string, extra: Record<string, unknown> = {}): void => {
-      this.#opts.log.warn({ peer, authority: headers[':authority'], status, ...extra }, why)
+    let answered = false
+    const answer = (status: number): void => {
+      answered = true
       if (!stream.destroyed) stream.respond({ ':status': status }, { endStream: true })
     }
-    if (headers[':method'] !== 'CONNECT') return answer(400, 'HBONE request is not CONNECT', { method: headers[':method'] })
+    // A stream the peer resets before it has its answer: the rapid-reset pattern.
+    stream.once('close', () => {
+      if (!answered && !session.ending) this.#refuseStream(session, 'early_reset', {})
+    })
+    const refuse = (reason: StreamRefusal, status: number, fields: Record<string, unknown>): void => {
+      answer(status)
+      this.#refuseStream(session, reason, fields)
+    }
+    if (headers[':method'] !== 'CONNECT') return refuse('bad_request', 400, { method: clip(headers[':method']), why: 'not CONNECT' })
     const target = parseAuthority(headers[':authority'])
     const snap = this.#opts.snapshot()
     const workload = target && snap ? snap.workloadByAddress.get(addressKey(target.ip, target.port)) : undefined
-    if (!target || !snap || !workload || workload.node !== snap.localNode) return answer(400, 'HBONE :authority is not a local workload')
+    if (!target || !snap || !workload || workload.node !== snap.localNode) return refuse('bad_request', 400, { authority: clip(headers[':authority']), why: ':authority is not a local workload' })
     // Telemetry metadata from the source, as Istio's peer metadata: labels, never decisions,
     // and only names the snapshot knows (a peer must not grow the metrics at will).
-    const srcKey = String(headers['x-hostmesh-source-workload'] ?? '')
-    const src = snap.workloads.get(srcKey)
+    const src = snap.workloads.get(String(headers['x-hostmesh-source-workload'] ?? ''))
     const svc = /^([a-z0-9-]+)\.([a-z0-9-]+)$/.exec(String(headers['x-hostmesh-destination-service'] ?? ''))
-    const labels: TcpLabels = {
-      reporter: 'destination', source_workload: src && src.identity === peer ? src.name : 'unknown', source_principal: peer,
-      destination_service: svc && snap.services.has(`${svc[2]}/${svc[1]}`) ? `${svc[1]}.${svc[2]}` : 'unknown', destination_workload: workload.name, destination_principal: workload.identity,
-      connection_security_policy: 'mutual_tls', response_flags: '-',
-    }
-    const refuse = (status: number, flag: string, why: string, error: string): void => {
-      this.#opts.metrics.refused(labels, flag)
-      this.#access(labels, target, 0, 0, started, status === 401 ? `denied: ${error}` : `workload unreachable: ${error}`)
-      answer(status, why, { workload: workload.key, [status === 401 ? 'reason' : 'error']: error })
+    const authority = formatAuthority(target.ip, target.port)
+    const record = this.#opts.telemetry.begin({
+      reporter: 'destination', listener: 'hbone',
+      src: { address: session.address, principal: peer, ...(src && src.identity === peer ? { workload: src } : {}) },
+      dst: { address: authority, workload, principal: workload.identity, ...(svc && snap.services.has(`${svc[2]}/${svc[1]}`) ? { service: `${svc[1]}.${svc[2]}` } : {}) },
+      security: 'mutual_tls',
+    })
+    const deny = (reason: string): void => {
+      answer(401)
+      record.refuse('UAEX', `denied: ${reason}`)
+      this.#throttle.warn('hbone-denied', { peer, workload: workload.key, port: target.port, status: 401, reason }, 'connection denied by AuthorizationPolicy')
+      session.refused('denial')
     }
     const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port })
-    if (!decision.allowed) return refuse(401, 'UAEX', 'connection denied by AuthorizationPolicy', decision.reason)
-    dialTcp(target.ip, target.port, this.#opts.connectTimeoutMs ?? 5000).then((upstream) => {
-      if (stream.destroyed) return void upstream.destroy()
-      // The policy may have changed while connecting: decide again with the snapshot in force.
-      const now = this.#opts.snapshot()
-      const again = now ? this.#stillAllowed(now, { peer, workload, port: target.port }) : { allowed: false as const, reason: 'no policy' }
-      if (!again.allowed) {
-        upstream.destroy()
-        return refuse(401, 'UAEX', 'connection denied by AuthorizationPolicy', again.reason)
-      }
-      stream.respond({ ':status': 200 })
-      this.#opts.metrics.opened(labels)
-      const tunnel: Tunnel = {
-        peer, workload, port: target.port,
-        splice: splice(stream, upstream, (r) => {
-          this.#tunnels.delete(tunnel)
-          this.#opts.metrics.closed(labels, r.aToB, r.bToA)
-          this.#access(labels, target, r.aToB, r.bToA, started, r.error?.message)
-        }),
-      }
-      this.#tunnels.add(tunnel)
-    }, (err: NodeJS.ErrnoException) => refuse(503, 'UF', 'the workload is unreachable', err.code ?? err.message))
+    if (!decision.allowed) return deny(decision.reason)
+    const admitted = this.#admission.tunnel(session.source, peer)
+    if (!admitted.ok) {
+      record.refuse('UO', `over the ${admitted.reason} limit`)
+      return refuse(admitted.reason, 503, { workload: workload.key })
+    }
+    // A reset that arrived in the same read as the HEADERS is known by now: never dial for it.
+    setImmediate(() => {
+      if (stream.destroyed) return admitted.release()
+      const gone = new AbortController()
+      const abandon = (): void => gone.abort(new Error('the stream closed while connecting'))
+      stream.once('close', abandon)
+      dialTcp(target.ip, target.port, this.#opts.connectTimeoutMs ?? 5000, gone.signal).then((upstream) => {
+        stream.off('close', abandon)
+        // The policy may have changed while connecting: decide again with the snapshot in force.
+        const now = this.#opts.snapshot()
+        const again = now ? this.#stillAllowed(now, { peer, workload, port: target.port }) : { allowed: false as const, reason: 'no policy' }
+        if (!again.allowed) {
+          admitted.release()
+          upstream.destroy()
+          return deny(again.reason)
+        }
+        answered = true
+        stream.respond({ ':status': 200 })
+        record.update({ upstream: authority })
+        record.open()
+        const tunnel: Tunnel = {
+          peer, workload, port: target.port,
+          splice: splice(stream, upstream, (r) => {
+            this.#tunnels.delete(tunnel)
+            session.tunnels.delete(tunnel.splice)
+            admitted.release()
+            record.close(r.aToB, r.bToA, r.error?.message)
+          }),
+        }
+        this.#tunnels.add(tunnel)
+        session.tunnels.add(tunnel.splice)
+      }, (err: NodeJS.ErrnoException) => {
+        admitted.release()
+        if (gone.signal.aborted) return // an early reset: counted when the stream closed
+        stream.off('close', abandon)
+        answer(503)
+        record.refuse('UF', `workload unreachable: ${err.code ?? err.message}`)
+        this.#throttle.warn('hbone-unreachable', { peer, workload: workload.key, status: 503, error: err.code ?? err.message }, 'the workload is unreachable')
+      })
+    })
   }
 
-  #access(l: TcpLabels, target: { ip: string; port: number }, sent: number, received: number, started: number, error?: string): void {
-    this.#opts.log.info({
-      access: 'tcp', reporter: 'destination', src: { principal: l.source_principal, workload: l.source_workload },
-      dst: { workload: l.destination_workload, principal: l.destination_principal, address: `${target.ip}:${target.port}` },
-      bytesSent: sent, bytesReceived: received, durationMs: Date.now() - started, ...(error ? { error } : {}),
-    }, 'connection')
+  /** A stream refused for a reason a peer can cause at will: counted, logged at a bounded rate, charged to its session. */
+  #refuseStream(session: PeerSession, reason: StreamRefusal, fields: Record<string, unknown>): void {
+    this.#refusedStreams.inc({ reason })
+    this.#throttle.warn(`hbone-${reason}`, { peer: session.peer, from: session.address, reason, ...fields }, 'HBONE stream refused')
+    const kind = reason === 'bad_request' || reason === 'early_reset' ? 'abuse' : 'denial'
+    if (session.refused(kind) === undefined) return
+    this.#closedSessions.inc({ reason: kind })
+    this.#admission.penalize(session.source, session.peer)
+    this.#throttle.warn(`hbone-session-${kind}`, { peer: session.peer, from: session.address, reason: kind, tunnels: session.tunnels.size }, kind === 'abuse'
+      ? 'HBONE session destroyed (ENHANCE_YOUR_CALM): too many bad requests or early resets'
+      : 'HBONE session closed (GOAWAY ENHANCE_YOUR_CALM): too many refused streams')
   }
 }

@@ -35,10 +35,11 @@ export function splice(a: Duplex, b: Duplex, done: (r: SpliceResult) => void): S
   a.on('error', fail(b))
   b.on('error', fail(a))
   // An HTTP/2 stream the peer reset emits no error (and may still emit 'end'): look at its
-  // RST code, so the other side is reset too instead of seeing a polite FIN. A TCP reset
-  // arrives as an 'error' (above).
-  a.once('close', () => { if (wasReset(a)) reset(b); closed() })
-  b.once('close', () => { if (wasReset(b)) reset(a); closed() })
+  // RST code, so the other side is reset too instead of seeing a polite FIN. A side that
+  // closes before its end (a stream whose session died) was aborted, not finished: the other
+  // side is reset too. A TCP reset arrives as an 'error' (above).
+  a.once('close', () => { if (aborted(a)) reset(b); closed() })
+  b.once('close', () => { if (aborted(b)) reset(a); closed() })
   return {
     close(reason) {
       error ??= reason
@@ -50,9 +51,9 @@ export function splice(a: Duplex, b: Duplex, done: (r: SpliceResult) => void): S
 
 interface MaybeH2Stream { rstCode?: number; close?: (code?: number) => void }
 
-function wasReset(s: Duplex): boolean {
+function aborted(s: Duplex): boolean {
   const code = (s as Duplex & MaybeH2Stream).rstCode
-  return code !== undefined && code !== h2.NGHTTP2_NO_ERROR
+  return (code !== undefined && code !== h2.NGHTTP2_NO_ERROR) || !s.readableEnded
 }
 
 /**
@@ -66,7 +67,10 @@ function reset(s: Duplex): void {
     return
   }
   const r = s as Duplex & { resetAndDestroy?: () => void; _handle?: unknown }
-  if (typeof r.resetAndDestroy === 'function' && r._handle) {
+  // Not once its end was written: while that shutdown is in flight libuv refuses the reset
+  // (uv_tcp_close_reset: EINVAL) and node then never closes the handle, so the fd leaks and
+  // 'close' never comes. A plain destroy still closes it (its FIN is already out).
+  if (typeof r.resetAndDestroy === 'function' && r._handle && !s.writableEnded) {
     try {
       r.resetAndDestroy()
       return

@@ -130,7 +130,7 @@ export async function benchDaemonStart(): Promise<void> {
         const config = join(dir, `${r}-${name.length}.yaml`)
         // iptables.sync off: a benchmark on loopback must not install capture rules in this
         // machine's own namespace (the capture benchmark measures iptables, in test hosts).
-        writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}, outboundBase: 20001}\npolicyDir: ${policyDir}\ncertDir: ${certDir}\nlogLevel: warn\niptables: {sync: false}\n`)
+        writeFileSync(config, `node: {name: node-c, addresses: [10.77.0.13]}\nports: {admin: ${port}, outboundBase: 20001}\nadmin: {socket: ${config.replace(/\.yaml$/, '.sock')}}\npolicyDir: ${policyDir}\ncertDir: ${certDir}\nlogLevel: warn\niptables: {sync: false}\n`)
         const list = results.get(name) ?? []
         list.push(await timeToReady(config, port))
         results.set(name, list)

@@ -19,9 +19,9 @@ export function whoTalked(outputs: ReadonlyMap<string, string>): Talk[] {
   const talks = new Map<string, { -readonly [K in keyof Talk]: Talk[K] }>()
   for (const [node, output] of outputs) {
     for (const l of accessLines(output)) {
-      if (l.reporter !== 'destination' || !l.src.principal) continue
-      const outcome = l.error?.startsWith('denied') ? 'denied' : l.error?.startsWith('workload unreachable') ? 'unreachable' : 'connected'
-      const t = { sourcePrincipal: l.src.principal, sourceWorkload: l.src.workload ?? 'unknown', destinationWorkload: l.dst.workload ?? 'unknown', destinationPrincipal: l.dst.principal ?? '', node, outcome } as const
+      if (l.reporter !== 'destination' || l.src.principal === 'unknown') continue
+      const outcome = l.responseFlags === 'UAEX' ? 'denied' : l.responseFlags === 'UF' ? 'unreachable' : 'connected'
+      const t = { sourcePrincipal: l.src.principal, sourceWorkload: l.src.workload, destinationWorkload: l.dst.workload, destinationPrincipal: l.dst.principal, node, outcome } as const
       const key = JSON.stringify(t)
       const row = talks.get(key) ?? { ...t, connections: 0, bytes: 0 }
       row.connections++

@@ -5,13 +5,20 @@ export interface LogLine {
   readonly [key: string]: unknown
 }
 
+/** One access-log line (docs/mesh.md, "Access log"). */
 export interface AccessLine {
-  readonly reporter: string
-  readonly src: { readonly principal?: string; readonly workload?: string; readonly address?: string }
-  readonly dst: { readonly workload?: string; readonly principal?: string; readonly address?: string; readonly service?: string }
+  readonly reporter: 'source' | 'destination'
+  readonly listener: 'outbound' | 'hbone' | 'inbound-plaintext'
+  readonly src: { readonly address: string | null; readonly workload: string; readonly namespace: string; readonly principal: string }
+  readonly dst: { readonly address: string | null; readonly service: string; readonly workload: string; readonly namespace: string; readonly principal: string }
+  readonly upstream: string | null
+  readonly security: 'mutual_tls' | 'none'
+  /** Envoy's response flags: "-", UAEX (denied), UF (upstream failure), UO (overflow), NR (no route), DC (client left first). */
+  readonly responseFlags: string
   readonly bytesSent: number
   readonly bytesReceived: number
-  readonly error?: string
+  readonly durationMs: number
+  readonly error: string | null
 }
 
 export interface Sample {

@@ -1,7 +1,7 @@
 // What every multi-host run needs around `hostmesh run` on its test hosts: one root CA, and
 // per host a node CA (dir/<host>/certs) and a node config (dir/<host>/hostmesh.yaml) that
-// points at the shared policy dir; then waiting for each daemon's /ready. Used by the
-// end-to-end tests, the demo and the mesh bench.
+// points at the shared policy dir and at its own admin socket (dir/<host>/admin.sock); then
+// waiting for each daemon's /ready. Used by the end-to-end tests, the demo and the mesh bench.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { initRootCa, makeNodeCa } from '../../certs/ca-ops.ts'
@@ -26,7 +26,8 @@ export async function meshNodeConfigs(hosts: readonly { name: string; ipv4: stri
     await makeNodeCa({ caDir: root, node: h.name, outDir: certDir })
     const addresses = opts.ipv6 === false ? h.ipv4 : `${h.ipv4}, "${h.ipv6}"`
     const config = join(dir, h.name, 'hostmesh.yaml')
-    writeFileSync(config, `node: {name: ${h.name}, addresses: [${addresses}]}\npolicyDir: ${opts.policyDir}\ncertDir: ${certDir}\n${opts.trustDomain ? `trustDomain: ${opts.trustDomain}\n` : ''}${opts.extra ?? ''}`)
+    // The hosts share this filesystem: each daemon gets an admin socket of its own.
+    writeFileSync(config, `node: {name: ${h.name}, addresses: [${addresses}]}\npolicyDir: ${opts.policyDir}\ncertDir: ${certDir}\nadmin: {socket: ${join(dir, h.name, 'admin.sock')}}\n${opts.trustDomain ? `trustDomain: ${opts.trustDomain}\n` : ''}${opts.extra ?? ''}`)
     configs.set(h.name, config)
   }
   return configs

@@ -193,8 +193,13 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     cpSync(join(REPO, 'policy/examples'), join(work, 'policy.d'), { recursive: true })
     await makeNodeCa({ caDir: rootCa, node: 'node-a', outDir: join(work, 'certs') })
     execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, join(work, 'certs')])
+    // RuntimeDirectory=hostmesh as systemd makes it (the service user's, RuntimeDirectoryMode=), for the admin socket.
+    t.equal(unitValue(service, 'Service.RuntimeDirectory'), 'hostmesh')
+    const runtimeDir = join(work, 'run-hostmesh')
+    mkdirSync(runtimeDir, { mode: parseInt(unitValue(service, 'Service.RuntimeDirectoryMode'), 8) })
+    chownSync(runtimeDir, user.uid, user.gid)
     const config = join(work, 'hostmesh.yaml')
-    writeFileSync(config, `node: {name: node-a, addresses: [${host.ipv4}, "${host.ipv6}"]}\npolicyDir: ${join(work, 'policy.d')}\ncertDir: ${join(work, 'certs')}\ndrainSeconds: 1\niptables: {sync: true}\n`)
+    writeFileSync(config, `node: {name: node-a, addresses: [${host.ipv4}, "${host.ipv6}"]}\npolicyDir: ${join(work, 'policy.d')}\ncertDir: ${join(work, 'certs')}\nadmin: {socket: ${join(runtimeDir, 'admin.sock')}}\ndrainSeconds: 1\niptables: {sync: true}\n`)
     // /usr/bin/hostmesh with the root's /opt/hostmesh: the same two lines of sh.
     const wrapperText = readFileSync(at('usr/bin/hostmesh'), 'utf8')
     const wrapper = join(work, 'hostmesh')
@@ -269,6 +274,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     t.match(status, /^NoNewPrivs:\s+1$/m)
     t.equal(readlinkSync(`/proc/${pid}/exe`), at('opt/hostmesh/runtime/bin/node'), 'and is the installed runtime')
     t.match((await host.mustExec(['curl', '-sS', '-m', '2', 'http://127.0.0.1:15000/ready'])), /"ready": true/, '/ready is true')
+    t.match(listing(runtimeDir)['admin.sock'], new RegExp(`^\\? 0600 ${user.uid}:${user.gid}$`), 'the admin socket: 0600, the service user\'s')
     const rules = await natRules(host)
     t.match(rules, /^-A OUTPUT -p tcp -j HOSTMESH_OUTPUT$/m, `the jumps are in place: ${rules}`)
     t.match(rules, /^-A PREROUTING -p tcp -j HOSTMESH_PREROUTING$/m)

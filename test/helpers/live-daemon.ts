@@ -38,6 +38,8 @@ export interface LiveDaemon {
   readonly daemon: Daemon
   /** http://127.0.0.1:<admin port> */
   readonly base: string
+  /** The admin socket's path (the only way to POST /logging). */
+  readonly socket: string
   readonly policyDir: string
   readonly configPath: string
   readonly logs: ReturnType<typeof logSink>
@@ -80,7 +82,7 @@ export async function liveDaemon(t: Test): Promise<LiveDaemon> {
     address: '127.0.0.1', port: echoPort, sourceWorkload: `t/${source}`, destinationService: 'echo.t',
   })
   return {
-    daemon, base, policyDir, configPath, logs, open,
+    daemon, base, socket: ports.socket, policyDir, configPath, logs, open,
     async echo(source, bytes) {
       const stream = await open(source)
       let back = 0

@@ -1,4 +1,7 @@
+import { randomBytes } from 'node:crypto'
 import { connect, createServer, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 /** A TCP port that was free a moment ago on 127.0.0.1 (the kernel picks it). */
 export function freePort(): Promise<number> {
@@ -22,16 +25,18 @@ function canBind(port: number): Promise<boolean> {
 
 /**
  * The `ports:` line for a daemon under test: free ports for admin, HBONE and inbound
- * plaintext, and an outbound base with `span` free ports above it; plus `iptables.sync:
- * false`, so an in-process daemon never touches the test machine's own iptables.
+ * plaintext, and an outbound base with `span` free ports above it; an admin socket of its own
+ * (test daemons run side by side); plus `iptables.sync: false`, so an in-process daemon never
+ * touches the test machine's own iptables.
  */
-export async function daemonPorts(span = 8): Promise<{ yaml: string; admin: number; hbone: number; inboundPlaintext: number; outboundBase: number }> {
+export async function daemonPorts(span = 8): Promise<{ yaml: string; admin: number; hbone: number; inboundPlaintext: number; outboundBase: number; socket: string }> {
+  const socket = join(tmpdir(), `hostmesh-admin-${process.pid}-${randomBytes(4).toString('hex')}.sock`)
   const [admin, hbone, inboundPlaintext] = [await freePort(), await freePort(), await freePort()]
   for (let i = 0; i < 50; i++) {
     const base = 20_000 + Math.floor(Math.random() * 30_000)
     const ok = await Promise.all(Array.from({ length: span }, (_, k) => canBind(base + k)))
     if (ok.every(Boolean) && ![admin, hbone, inboundPlaintext].some((p) => p >= base && p < base + span)) {
-      return { yaml: `ports: {admin: ${admin}, outboundBase: ${base}, inboundPlaintext: ${inboundPlaintext}, hbone: ${hbone}}\niptables: {sync: false}\n`, admin, hbone, inboundPlaintext, outboundBase: base }
+      return { yaml: `ports: {admin: ${admin}, outboundBase: ${base}, inboundPlaintext: ${inboundPlaintext}, hbone: ${hbone}}\nadmin: {socket: ${socket}}\niptables: {sync: false}\n`, admin, hbone, inboundPlaintext, outboundBase: base, socket }
     }
   }
   throw new Error('no free port range for a test daemon')

@@ -5,7 +5,7 @@ import type { Mesh } from '../mesh.ts'
 import type { TallyResult } from '../programs.ts'
 import { uidOf } from '../scenario.ts'
 import { checker, type StepOutcome } from '../step.ts'
-import { logLines, total } from '../telemetry.ts'
+import { accessLines, total } from '../telemetry.ts'
 
 const ATTEMPTS = 10
 
@@ -18,7 +18,7 @@ export interface DenyResult {
   /** Counted by the destination hostmeshes: closed with response_flags="UAEX", by node. */
   readonly refusedByNode: Readonly<Record<string, number>>
   readonly refused: number
-  /** The HBONE answers the destinations logged for these connections, by status. */
+  /** The HBONE answers the destinations gave these connections, by status (from their access log). */
   readonly statuses: Readonly<Record<string, number>>
   readonly reasons: readonly string[]
 }
@@ -37,11 +37,13 @@ export async function deny(mesh: Mesh): Promise<StepOutcome<DenyResult>> {
   }
   const statuses: Record<string, number> = {}
   const reasons = new Set<string>()
+  // The destinations' access log: one line per connection, the denial's reason in `error`.
   for (const out of mesh.logsSince(mark).values()) {
-    for (const l of logLines(out)) {
-      if (l['peer'] !== intruder.identity || typeof l['status'] !== 'number') continue
-      statuses[String(l['status'])] = (statuses[String(l['status'])] ?? 0) + 1
-      if (typeof l['reason'] === 'string') reasons.add(l['reason'])
+    for (const l of accessLines(out)) {
+      if (l.reporter !== 'destination' || l.src.principal !== intruder.identity) continue
+      const status = l.responseFlags === 'UAEX' ? '401' : l.responseFlags === 'UF' ? '503' : '200'
+      statuses[status] = (statuses[status] ?? 0) + 1
+      if (l.error?.startsWith('denied: ')) reasons.add(l.error.slice('denied: '.length))
     }
   }
   const reached = Object.values(tally.counts).reduce((a, b) => a + b, 0)

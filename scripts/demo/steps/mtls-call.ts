@@ -73,8 +73,8 @@ export async function mtlsCall(mesh: Mesh): Promise<StepOutcome<{ call: CallResu
     source: { workload: caller.name, node: caller.node, uid: uidOf(caller), principal: caller.identity },
     target, answer: res.first, sent: res.sent, echoed: res.echoed,
     destination: line ? {
-      node: line.node, sourcePrincipal: line.l.src.principal ?? '', sourceWorkload: line.l.src.workload ?? '',
-      workload: line.l.dst.workload ?? '', principal: line.l.dst.principal ?? '', bytesToWorkload: line.l.bytesSent, bytesFromWorkload: line.l.bytesReceived,
+      node: line.node, sourcePrincipal: line.l.src.principal, sourceWorkload: line.l.src.workload,
+      workload: line.l.dst.workload, principal: line.l.dst.principal, bytesToWorkload: line.l.bytesSent, bytesFromWorkload: line.l.bytesReceived,
     } : null,
   }
   const wire: WireResult = {

@@ -1,13 +1,14 @@
 // The admin endpoints of a real in-process daemon with real HBONE traffic through it
 // (test/helpers/live-daemon.ts): every endpoint answers, /stats moves with connections,
-// /clusters shows the snapshot's service ports, /logging changes the level at runtime.
+// /clusters shows the snapshot's service ports, /logging changes the level at runtime, on the
+// admin socket only.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { ClustersView } from '../../../daemon/admin/clusters.ts'
 import type { StatsView } from '../../../daemon/admin/stats.ts'
 import { LOG_LEVELS } from '../../../daemon/config/schema.ts'
-import { until } from '../../helpers/admin.ts'
+import { adminRequest, until } from '../../helpers/admin.ts'
 import { ID, liveDaemon } from '../../helpers/live-daemon.ts'
 
 const inbound = (s: StatsView) => s.services.find((x) => x.direction === 'inbound' && x.service === 'echo.t')
@@ -88,18 +89,38 @@ t.test('/logging: GET shows the level, POST changes it for every component at ru
   await live.daemon.policy.reload('test')
   t.equal(debugLines().length, 0, 'at info, the policy component writes no debug line')
 
-  const set = await live.getJson('/logging?level=debug', { method: 'POST' })
-  t.same(set, { status: 200, body: { level: 'debug', previous: 'info' } })
+  const set = await adminRequest(live.socket, '/logging?level=debug', { method: 'POST' })
+  t.same([set.status, set.body], [200, { level: 'debug', previous: 'info' }])
   t.same((await live.getJson<{ level: string }>('/logging')).body.level, 'debug')
   await live.daemon.policy.reload('test')
   t.match(debugLines(), [{ level: 'debug', component: 'policy', reason: 'test' }], 'now it does')
   t.match(live.logs.lines().find((l) => l.msg === 'log level changed through the admin port'), { level: 'info', component: 'admin', from: 'info', to: 'debug' })
 
   // Going quieter than info: the change itself is still logged (before it takes effect).
-  await live.getJson('/logging?level=warn', { method: 'POST' })
+  await adminRequest(live.socket, '/logging?level=warn', { method: 'POST' })
   t.match(live.logs.lines().filter((l) => l.msg === 'log level changed through the admin port').at(-1), { level: 'info', from: 'debug', to: 'warn' })
   await live.daemon.policy.reload('test')
   t.equal(debugLines().length, 1, 'back to no debug lines')
+})
+
+t.test('/logging: POST on the TCP port is refused with the socket command; on the admin socket it works', async (t) => {
+  const live = await liveDaemon(t)
+  const port = Number(new URL(live.base).port)
+  const refused = await adminRequest<{ error: string; socket: string; command: string }>(port, '/logging?level=silent', { method: 'POST' })
+  t.equal(refused.status, 403)
+  t.same(refused.body.socket, live.socket)
+  t.equal(refused.body.command, `curl --unix-socket ${live.socket} -X POST 'http://localhost/logging?level=silent'`)
+  t.match(refused.body.error, /POST \/logging changes the daemon's state, which the admin TCP port does not take[^]*only the daemon's user and root can open: curl --unix-socket /)
+  t.equal(live.daemon.log.root.level, 'info', 'the level did not change')
+  t.notOk(live.logs.lines().some((l) => l.msg === 'log level changed through the admin port'), 'nothing was changed, nothing logged')
+  t.equal((await live.getJson<{ level: string }>('/logging')).body.level, 'info')
+
+  // The command the 403 gives, as curl would send it.
+  const done = await adminRequest<{ level: string }>(live.socket, '/logging?level=silent', { method: 'POST', headers: { host: 'localhost' } })
+  t.same([done.status, done.body], [200, { level: 'silent', previous: 'info' }])
+  t.equal(live.daemon.log.root.level, 'silent', 'the level changed')
+  const read = await adminRequest<{ level: string }>(live.socket, '/logging')
+  t.same([read.status, read.body.level], [200, 'silent'], 'GET is served on the socket too')
 })
 
 t.test('/logging: a bad or missing level is a 400 naming the parameter and the allowed values', async (t) => {
@@ -110,7 +131,7 @@ t.test('/logging: a bad or missing level is a 400 naming the parameter and the a
     ['/logging?level=', 'POST', /query parameter "level" is ""/],
     ['/logging?level=debug', 'GET', /GET \/logging only shows the level; change it with POST \/logging\?level=/],
   ] as const) {
-    const res = await live.getJson<{ error: string; parameter: string; allowed: string[] }>(path, { method })
+    const res = await adminRequest<{ error: string; parameter: string; allowed: string[] }>(live.socket, path, { method })
     t.equal(res.status, 400, `${method} ${path}`)
     t.match(res.body, { error, parameter: 'level', allowed: [...LOG_LEVELS] })
   }

@@ -37,6 +37,7 @@ t.test('promtool check metrics finds no problem in /metrics', { skip: skipWithou
   const text = await (await fetch(`${live.base}/metrics`)).text()
   t.match(text, /^istio_tcp_connections_opened_total\{reporter="destination",/m, 'labelled Istio series are present')
   t.match(text, /^hostmesh_config_reloads_total\{result="success"\} 1$/m)
+  t.match(text, /^hostmesh_log_dropped_lines_total 0$/m, 'the logger\'s counter is registered (logs go to a stream passed in: nothing dropped)')
   const res = await promtool(text)
   t.equal(res.error, undefined, 'promtool runs')
   t.equal(res.code, 0, `promtool exit code; output:\n${res.output}`)

@@ -4,6 +4,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError } from '../../../daemon/config/errors.ts'
 import { loadNodeConfig, parseNodeConfig, resolveConfigPath } from '../../../daemon/config/load.ts'
+import { hboneLimits } from '../../../daemon/run/data-plane.ts'
+import { DEFAULT_HBONE_LIMITS } from '../../../daemon/tunnel/admission.ts'
 import { hostmesh } from '../../helpers/cli.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'hostmesh-config-'))
@@ -29,7 +31,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     node: { name: 'node-a', addresses: ['10.0.0.11', 'fd00::11'] },
     trustDomain: 'example.org',
     ports: { admin: 16000, outboundBase: 15001, inboundPlaintext: 15006, hbone: 15008 },
-    admin: { address: '127.0.0.1', allowRemote: false },
+    admin: { address: '127.0.0.1', allowRemote: false, socket: '/run/hostmesh/admin.sock' },
     policyDir: '/etc/hostmesh/policy.d',
     allowEmptyPolicy: false,
     certDir: '/etc/hostmesh/certs',
@@ -38,6 +40,11 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     drainSeconds: 12.5,
     outboundTrafficPolicy: 'REGISTRY_ONLY',
     iptables: { sync: true, checkInterval: 30_000 },
+    hbone: {
+      maxConnections: 4096, maxConnectionsPerSource: 512, maxHandshakes: 128, maxHandshakesPerSource: 32, handshakeTimeout: 10_000,
+      newConnectionsPerSecond: 100, newConnectionsBurst: 1000, maxTunnels: 32_768, maxTunnelsPerPeer: 8192,
+      refusedStreamsPerSecond: 10, refusedStreamsBurst: 100, idleSessionTimeout: 600_000, keepaliveInterval: 10_000, keepaliveTimeout: 10_000,
+    },
   })
   t.ok(Object.isFrozen(cfg))
   t.ok(Object.isFrozen(cfg.ports))
@@ -72,6 +79,8 @@ const BAD: Array<{ name: string; text: string; at: RegExp; also?: RegExp }> = [
   { name: 'a bad address', text: 'node: {name: a, addresses: [10.0.0.300]}\n', at: /:1:29: node\.addresses\[0\]: expected an IPv4 or IPv6 address; got "10\.0\.0\.300"/ },
   { name: 'two ports the same', text: 'node: {name: a, addresses: [10.0.0.1]}\nports: {admin: 15008}\n', at: /:2:16: ports\.admin: port 15008 is used by both ports\.admin and ports\.hbone/ },
   { name: 'a remote admin bind without allowRemote', text: 'node: {name: a, addresses: [10.0.0.1]}\nadmin: {address: 0.0.0.0}\n', at: /:2:18: admin\.address: the admin port has no authentication/ },
+  { name: 'a relative admin socket', text: 'node: {name: a, addresses: [10.0.0.1]}\nadmin: {socket: run/admin.sock}\n', at: /:2:17: admin\.socket: expected an absolute path/ },
+  { name: 'an admin socket path over 107 bytes', text: `node: {name: a, addresses: [10.0.0.1]}\nadmin: {socket: /${'s'.repeat(107)}}\n`, at: /:2:17: admin\.socket: a unix socket path is at most 107 bytes/ },
   { name: 'a repeated key', text: 'node: {name: a, addresses: [10.0.0.1]}\nlogLevel: info\nlogLevel: debug\n', at: /:3:1: YAML syntax: Map keys must be unique/ },
   { name: 'a leaf lifetime out of range', text: 'node: {name: a, addresses: [10.0.0.1]}\ncertificates: {leafTtl: 10s}\n', at: /:2:25: certificates\.leafTtl: expected a leaf lifetime between 1m and 2160h/ },
   { name: 'an iptables check interval out of range', text: 'node: {name: a, addresses: [10.0.0.1]}\niptables: {checkInterval: 100ms}\n', at: /:2:27: iptables\.checkInterval: expected an interval between 1s and 1h/ },
@@ -121,3 +130,10 @@ t.test('a file over the size limit is refused without parsing', async (t) => {
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
+
+t.test('the hbone limits default to the HBONE server\'s own defaults; a per-source limit above its total is refused', async (t) => {
+  const config = parseNodeConfig('a.yaml', 'node: {name: n, addresses: [10.0.0.1]}\n')
+  t.same(hboneLimits(config), DEFAULT_HBONE_LIMITS, 'the schema defaults and the server defaults are the same numbers')
+  t.same(hboneLimits(parseNodeConfig('b.yaml', 'node: {name: n, addresses: [10.0.0.1]}\nhbone: {handshakeTimeout: 2s, maxTunnelsPerPeer: 10}\n')), { ...DEFAULT_HBONE_LIMITS, handshakeTimeoutMs: 2000, maxTunnelsPerPeer: 10 })
+  t.throws(() => parseNodeConfig('c.yaml', 'node: {name: n, addresses: [10.0.0.1]}\nhbone: {maxConnections: 10, maxConnectionsPerSource: 20}\n'), /c\.yaml:\d+:\d+: hbone\.maxConnectionsPerSource: hbone\.maxConnectionsPerSource \(20\) is more than hbone\.maxConnections \(10\)/)
+})

@@ -4,9 +4,9 @@ import t from 'tap'
 import { tcpMetrics, type TcpLabels } from '../../../daemon/metrics/istio-tcp.ts'
 import { readTcpTotals, TcpRates } from '../../../daemon/metrics/tcp-rates.ts'
 
-const labels = (reporter: string, service: string, workload = 'w'): TcpLabels => ({
+const labels = (reporter: string, service: string, workload = 'w', flags = '-'): TcpLabels => ({
   reporter, source_workload: workload, source_principal: 'unknown', destination_service: service, destination_workload: 'unknown',
-  destination_principal: 'unknown', connection_security_policy: 'mutual_tls', response_flags: '-',
+  destination_principal: 'unknown', connection_security_policy: 'mutual_tls', response_flags: flags,
 })
 
 t.test('totals are summed per direction and service over every other label; refused = closed with a flag', async (t) => {
@@ -16,8 +16,8 @@ t.test('totals are summed per direction and service over every other label; refu
   m.opened(labels('source', 'a.ns', 'w1'))
   m.opened(labels('source', 'a.ns', 'w2'))
   m.closed(labels('source', 'a.ns', 'w1'), 100, 200)
-  m.refused(labels('source', 'a.ns'), 'UF')
-  m.refused(labels('destination', 'a.ns'), 'UAEX')
+  m.refused(labels('source', 'a.ns', 'w', 'UF'))
+  m.refused(labels('destination', 'a.ns', 'w', 'UAEX'))
   t.same(Object.fromEntries(await readTcpTotals(registry)), {
     'outbound\ta.ns': { opened: 3, closed: 2, refused: 1, sent: 100, received: 200 },
     'inbound\ta.ns': { opened: 1, closed: 1, refused: 1, sent: 0, received: 0 },
@@ -34,8 +34,8 @@ t.test('rates compare with the oldest sample in the window; the window slides', 
   await rates.sample()
   now = 10_000
   for (let i = 0; i < 8; i++) m.opened(labels('source', 'a.ns'))
-  m.refused(labels('source', 'a.ns'), 'UF')
-  m.refused(labels('source', 'a.ns'), 'UF')
+  m.refused(labels('source', 'a.ns', 'w', 'UF'))
+  m.refused(labels('source', 'a.ns', 'w', 'UF'))
   const [a, old] = await rates.services()
   t.match(a, { service: 'a.ns', direction: 'outbound', opened: 10, closed: 2, active: 8, refused: 2, rate: { windowSeconds: 10, connectionsPerSecond: 1, errorsPerSecond: 0.2, errorRate: 0.2 } })
   t.match(old, { service: 'old.ns', opened: 1, rate: { connectionsPerSecond: 0, errorRate: null } }, 'nothing new in the window')

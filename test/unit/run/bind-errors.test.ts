@@ -1,11 +1,12 @@
 // A port that cannot be bound fails the start with its own error and exit code (75), and
 // releases everything bound before it.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { Daemon } from '../../../daemon/run/lifecycle.ts'
+import { adminRequest } from '../../helpers/admin.ts'
 import { hostmesh, hostmeshAsync } from '../../helpers/cli.ts'
 import { logSink } from '../../helpers/log-sink.ts'
 import { daemonPorts } from '../../helpers/ports.ts'
@@ -20,6 +21,7 @@ t.test('the HBONE port held by another process: HOSTMESH_ERR_LISTEN, exit 75, ad
   writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\n${ports.yaml}policyDir: ${dir}/policy.d\ncertDir: ${dir}/certs\n`)
   await t.rejects(Daemon.start({ configPath: path, logDest: logSink().dest, env: {} }), { code: 'HOSTMESH_ERR_LISTEN', message: new RegExp(`:${ports.hbone}: EADDRINUSE`) })
   await t.rejects(fetch(`http://127.0.0.1:${ports.admin}/healthz`), 'the admin port was released')
+  t.notOk(existsSync(ports.socket), 'and the admin socket removed')
   const res = hostmesh(['run', '--config', path])
   t.equal(res.status, 75, res.stderr)
   t.match(res.stderr, /hostmesh run: cannot listen on .*EADDRINUSE.*\[HOSTMESH_ERR_LISTEN\]/)
@@ -74,4 +76,24 @@ t.test('an outbound port taken while running: /ready waits for "listeners", and 
   t.notOk(waitingFor().includes('listeners'), 'bound on a retry, without another policy change')
   const stats = await (await fetch(`http://127.0.0.1:${ports.admin}/stats`)).json() as { listeners: { name: string; workload?: string }[] }
   t.same(stats.listeners.filter((l) => l.name === 'outbound').map((l) => l.workload).sort(), ['t/a', 't/b'])
+})
+
+t.test('a second daemon with the admin.socket of a running one: HOSTMESH_ERR_ADMIN_BIND, exit 75, the socket stays the first\'s', async (t) => {
+  const first = await daemonPorts()
+  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-bind-socket-'))
+  const config = (name: string, yaml: string): string => {
+    const path = join(dir, name)
+    writeFileSync(path, `node: {name: node-a, addresses: [127.0.0.1]}\n${yaml}policyDir: ${dir}/policy.d\ncertDir: ${dir}/certs\ndrainSeconds: 1\n`)
+    return path
+  }
+  const daemon = await Daemon.start({ configPath: config('first.yaml', first.yaml), logDest: logSink().dest, env: {} })
+  t.teardown(() => daemon.stop('test'))
+  const second = await daemonPorts()
+  const res = await hostmeshAsync(['run', '--config', config('second.yaml', second.yaml.replace(second.socket, first.socket))])
+  t.equal(res.status, 75, res.stderr)
+  t.match(res.stderr, `hostmesh run: cannot bind the admin socket ${first.socket}: EADDRINUSE (a running process answers on it: another hostmesh with the same admin.socket?) [HOSTMESH_ERR_ADMIN_BIND]`)
+  t.same((await adminRequest(first.socket, '/healthz')).body, { status: 'ok' }, 'the first daemon still answers on its socket')
+  await t.rejects(fetch(`http://127.0.0.1:${second.admin}/healthz`), 'the second bound nothing that stayed')
+  await daemon.stop('test')
+  t.notOk(existsSync(first.socket), 'the socket file is removed on stop')
 })

@@ -2,69 +2,10 @@
 // TLS 1.3 + HTTP/2 and a real echo workload: data both ways (10 MB, half-close), 401 from
 // AuthorizationPolicy, 400 for an authority that is no local workload, 503 when the workload
 // is down, pooling, and revocation of an open tunnel by a new snapshot.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import pino from 'pino'
-import { Registry } from 'prom-client'
-import t, { type Test } from 'tap'
-import { CertManager } from '../../../certs/manager.ts'
-import { PeerVerifier } from '../../../certs/tls.ts'
-import { tcpMetrics } from '../../../daemon/metrics/istio-tcp.ts'
-import { HboneClientPool, TunnelError } from '../../../daemon/tunnel/client-pool.ts'
-import { HboneServer } from '../../../daemon/tunnel/server.ts'
+import t from 'tap'
 import { splice } from '../../../daemon/tunnel/splice.ts'
-import { nodesByIdentity } from '../../../daemon/run/certificates.ts'
-import { loadPolicy } from '../../../policy/pipeline.ts'
-import type { Snapshot } from '../../../policy/snapshot.ts'
-import { nodeCertDir } from '../../helpers/pki.ts'
-import { freePort, tcpPair } from '../../helpers/ports.ts'
-
-const V = 'apiVersion: hostmesh.io/v1alpha1\n'
-const ID = (sa: string) => `spiffe://cluster.local/ns/t/sa/${sa}`
-
-function policy(echoPort: number, downPort: number, allow: string): string {
-  return [
-    `${V}kind: Node\nmetadata: {name: node-a}\nspec: {addresses: [127.0.0.1]}\n`,
-    `${V}kind: Workload\nmetadata: {name: echo, namespace: t, labels: {app: echo}}\nspec: {node: node-a, serviceAccount: echo, match: {uid: 5001}, addresses: [127.0.0.1], ports: [{port: ${echoPort}}, {port: ${downPort}}]}\n`,
-    `${V}kind: Workload\nmetadata: {name: client, namespace: t}\nspec: {node: node-a, serviceAccount: client, match: {uid: 5002}}\n`,
-    `${V}kind: Workload\nmetadata: {name: intruder, namespace: t}\nspec: {node: node-a, serviceAccount: intruder, match: {uid: 5003}}\n`,
-    `${V}kind: AuthorizationPolicy\nmetadata: {name: echo, namespace: t}\nspec: {selector: {matchLabels: {app: echo}}, action: ALLOW, rules: [{from: [{source: {principals: ["cluster.local/ns/t/sa/${allow}"]}}]}]}\n`,
-  ].join('---\n')
-}
-
-async function setup(t: Test) {
-  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-hbone-'))
-  mkdirSync(join(dir, 'policy.d'))
-  const workloadSockets: Socket[] = []
-  const echo: Server = createServer({ allowHalfOpen: true }, (s) => { workloadSockets.push(s); s.on('error', () => undefined); s.pipe(s) })
-  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r))
-  t.teardown(() => { echo.close() })
-  const echoPort = (echo.address() as AddressInfo).port
-  const downPort = await freePort()
-  const compile = async (allow: string): Promise<Snapshot> => {
-    writeFileSync(join(dir, 'policy.d', 'p.yaml'), policy(echoPort, downPort, allow))
-    const r = await loadPolicy(join(dir, 'policy.d'), { generation: 1, trustDomain: 'cluster.local', localNode: 'node-a' })
-    if (!r.ok) throw new Error(r.problems.map((p) => p.message).join('; '))
-    return r.snapshot
-  }
-  let snapshot = await compile('client')
-  const log = pino({ level: 'silent' })
-  const certs = new CertManager({ mode: 'ca', certDir: await nodeCertDir(dir, 'node-a'), trustDomain: 'cluster.local', node: 'node-a', log, watch: false, resyncMs: 0 })
-  t.teardown(() => certs.close())
-  await certs.start([ID('echo'), ID('client'), ID('intruder')])
-  const registry = new Registry()
-  const verifier = new PeerVerifier(() => ({ ...certs.trust(), nodesOf: (id) => nodesByIdentity(snapshot).get(id) }), log, registry)
-  const server = new HboneServer({ host: '127.0.0.1', port: 0, certs, verifier, snapshot: () => snapshot, log, metrics: tcpMetrics(registry) })
-  const { port } = await server.listen()
-  t.teardown(() => { server.destroy(); return server.close() })
-  const pool = new HboneClientPool(certs, verifier)
-  t.teardown(() => pool.destroy())
-  const open = (source: string, wlPort = echoPort, address = '127.0.0.1') =>
-    pool.open({ source: ID(source), destination: ID('echo'), node: { address: '127.0.0.1', port }, address, port: wlPort, sourceWorkload: `t/${source}` })
-  return { open, server, pool, registry, workloadSockets, setSnapshot: async (allow: string) => { snapshot = await compile(allow); return snapshot }, downPort }
-}
+import { hboneSetup as setup } from '../../helpers/hbone.ts'
+import { tcpPair } from '../../helpers/ports.ts'
 
 t.test('a tunnel carries 10 MB both ways and a half-close', async (t) => {
   const s = await setup(t)
@@ -137,6 +78,9 @@ t.test('a TCP connection spliced onto a tunnel carries 10 MB both ways with a ha
   outer.on('data', (c: Buffer) => { got += c.length })
   const ended = new Promise((r) => outer.once('end', r))
   outer.end(Buffer.alloc(10 << 20, 1))
-  await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error(`stalled at ${got} bytes`)), 10_000))])
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([ended, new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`stalled at ${got} bytes`)), 10_000) })])
+  clearTimeout(timer)
   t.equal(got, 10 << 20)
+  outer.destroy()
 })

@@ -1,0 +1,194 @@
+// What any one peer may cost the HBONE server (:15008), whatever certificate it holds: TCP
+// connections (in all, and per source address), TLS handshakes in progress (a queue, not a
+// refusal: a burst of new sessions from a restarting peer waits its turn), new sessions per
+// second per source address and per peer identity (token buckets that an abusive session
+// drains further), and open tunnels (in all, per source address, per identity).
+// This is state that must hold for the host as a whole: the one object the HBONE listener
+// asks, so that with several workers it can move behind a shared implementation.
+// Maps are keyed by address or identity and hold an entry only while it counts something,
+// so their size is bounded by the connection and tunnel limits.
+import { TokenBucket } from '../limits/token-bucket.ts'
+
+export interface HboneLimits {
+  /** TCP connections at :15008, handshaking or not. */
+  readonly maxConnections: number
+  readonly maxConnectionsPerSource: number
+  /** TLS handshakes in progress; more wait (within handshakeTimeoutMs). */
+  readonly maxHandshakes: number
+  readonly maxHandshakesPerSource: number
+  /** From accept to a verified peer, queueing included. */
+  readonly handshakeTimeoutMs: number
+  /** New connections per source address, and new sessions per peer identity. */
+  readonly newConnectionsPerSecond: number
+  readonly newConnectionsBurst: number
+  /** Open tunnels (CONNECT streams spliced to a workload). */
+  readonly maxTunnels: number
+  readonly maxTunnelsPerPeer: number
+  /** Per session: streams refused (bad requests, resets before the answer, denials) before it is closed. */
+  readonly refusedStreamsPerSecond: number
+  readonly refusedStreamsBurst: number
+  /** A session with no tunnel for this long is closed. */
+  readonly idleSessionTimeoutMs: number
+  /** HTTP/2 PING every keepaliveIntervalMs; no answer within keepaliveTimeoutMs: the session is dead. */
+  readonly keepaliveIntervalMs: number
+  readonly keepaliveTimeoutMs: number
+}
+
+/** docs/config.md ("hbone") gives the reasoning for each. */
+export const DEFAULT_HBONE_LIMITS: HboneLimits = Object.freeze({
+  maxConnections: 4096,
+  maxConnectionsPerSource: 512,
+  maxHandshakes: 128,
+  maxHandshakesPerSource: 32,
+  handshakeTimeoutMs: 10_000,
+  newConnectionsPerSecond: 100,
+  newConnectionsBurst: 1000,
+  maxTunnels: 32_768,
+  maxTunnelsPerPeer: 8192,
+  refusedStreamsPerSecond: 10,
+  refusedStreamsBurst: 100,
+  idleSessionTimeoutMs: 10 * 60_000,
+  keepaliveIntervalMs: 10_000,
+  keepaliveTimeoutMs: 10_000,
+})
+
+export type ConnectionRefusal = 'connections' | 'connections_per_source' | 'connection_rate'
+export type TunnelRefusal = 'tunnels' | 'tunnels_per_peer'
+
+export type Admitted<R> = { readonly ok: true; readonly release: () => void } | { readonly ok: false; readonly reason: R }
+
+/** Tokens an abusive session costs its source and identity: ten seconds of their refill. */
+const PENALTY_SECONDS = 10
+
+export class Admission {
+  readonly limits: HboneLimits
+  readonly #now: () => number
+  readonly #connections = new Counts()
+  readonly #handshakes = new Counts()
+  readonly #tunnelsBySource = new Counts()
+  readonly #tunnelsByIdentity = new Counts()
+  readonly #buckets = new Map<string, TokenBucket>()
+  readonly #waiting: { readonly source: string; readonly grant: (release: () => void) => void }[] = []
+
+  constructor(limits: HboneLimits = DEFAULT_HBONE_LIMITS, now: () => number = Date.now) {
+    this.limits = limits
+    this.#now = now
+  }
+
+  /** A new TCP connection from `source`. */
+  connection(source: string): Admitted<ConnectionRefusal> {
+    const l = this.limits
+    if (this.#connections.total >= l.maxConnections) return { ok: false, reason: 'connections' }
+    if (this.#connections.of(source) >= l.maxConnectionsPerSource) return { ok: false, reason: 'connections_per_source' }
+    if (!this.#bucket(`src:${source}`).take()) return { ok: false, reason: 'connection_rate' }
+    return { ok: true, release: this.#connections.add(source) }
+  }
+
+  /**
+   * A handshake slot for `source`: now, or when one frees up. Rejects when `signal` aborts
+   * first (the connection closed or its handshake time ran out while it waited).
+   */
+  handshake(source: string, signal: AbortSignal): Promise<() => void> {
+    if (this.#handshakeFree(source)) return Promise.resolve(this.#handshakes.add(source, this.#next))
+    return new Promise((resolve, reject) => {
+      const waiter = { source, grant: (release: () => void) => { signal.removeEventListener('abort', abort); resolve(release) } }
+      const abort = (): void => {
+        const i = this.#waiting.indexOf(waiter)
+        if (i >= 0) this.#waiting.splice(i, 1)
+        reject(signal.reason)
+      }
+      if (signal.aborted) return abort()
+      signal.addEventListener('abort', abort, { once: true })
+      this.#waiting.push(waiter)
+    })
+  }
+
+  /** A new session by a verified peer identity. */
+  session(identity: string): boolean {
+    return this.#bucket(`id:${identity}`).take()
+  }
+
+  /** A CONNECT stream about to be spliced to a workload. */
+  tunnel(source: string, identity: string): Admitted<TunnelRefusal> {
+    const l = this.limits
+    if (this.#tunnelsBySource.total >= l.maxTunnels) return { ok: false, reason: 'tunnels' }
+    if (this.#tunnelsBySource.of(source) >= l.maxTunnelsPerPeer || this.#tunnelsByIdentity.of(identity) >= l.maxTunnelsPerPeer) return { ok: false, reason: 'tunnels_per_peer' }
+    const byIdentity = this.#tunnelsByIdentity.add(identity)
+    return { ok: true, release: this.#tunnelsBySource.add(source, byIdentity) }
+  }
+
+  /** A session was closed for abuse: its source and identity wait before their next sessions. */
+  penalize(source: string, identity: string): void {
+    const tokens = this.limits.newConnectionsPerSecond * PENALTY_SECONDS
+    this.#bucket(`src:${source}`).drain(tokens)
+    this.#bucket(`id:${identity}`).drain(tokens)
+  }
+
+  /** For /stats. */
+  view(): { connections: number; handshakes: number; queuedHandshakes: number; tunnels: number; sources: number } {
+    return { connections: this.#connections.total, handshakes: this.#handshakes.total, queuedHandshakes: this.#waiting.length, tunnels: this.#tunnelsBySource.total, sources: this.#connections.keys }
+  }
+
+  #handshakeFree(source: string): boolean {
+    return this.#handshakes.total < this.limits.maxHandshakes && this.#handshakes.of(source) < this.limits.maxHandshakesPerSource
+  }
+
+  /** Called whenever a handshake slot frees: the oldest waiter that fits gets it. */
+  #next = (): void => {
+    const i = this.#waiting.findIndex((w) => this.#handshakeFree(w.source))
+    if (i < 0) return
+    const [w] = this.#waiting.splice(i, 1)
+    w!.grant(this.#handshakes.add(w!.source, this.#next))
+  }
+
+  #bucket(key: string): TokenBucket {
+    let b = this.#buckets.get(key)
+    if (!b) {
+      if (this.#buckets.size >= MAX_BUCKETS) this.#prune()
+      b = new TokenBucket(this.limits.newConnectionsPerSecond, this.limits.newConnectionsBurst, this.#now)
+      this.#buckets.set(key, b)
+    }
+    return b
+  }
+
+  /** Full buckets remember nothing; if every bucket is in use, the oldest go (a bound, not a policy). */
+  #prune(): void {
+    for (const [k, b] of this.#buckets) if (b.full) this.#buckets.delete(k)
+    for (const k of this.#buckets.keys()) {
+      if (this.#buckets.size < MAX_BUCKETS / 2) break
+      this.#buckets.delete(k)
+    }
+  }
+}
+
+const MAX_BUCKETS = 65_536
+
+/** Counts per key plus a total; a key is forgotten at zero. */
+class Counts {
+  readonly #byKey = new Map<string, number>()
+  total = 0
+
+  of(key: string): number {
+    return this.#byKey.get(key) ?? 0
+  }
+
+  get keys(): number {
+    return this.#byKey.size
+  }
+
+  /** Counts one for `key`; the returned release undoes it once (then runs `after`). */
+  add(key: string, after?: () => void): () => void {
+    this.#byKey.set(key, this.of(key) + 1)
+    this.total++
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      const n = this.of(key) - 1
+      if (n > 0) this.#byKey.set(key, n)
+      else this.#byKey.delete(key)
+      this.total--
+      after?.()
+    }
+  }
+}

@@ -1,0 +1,88 @@
+// One HBONE session on the server side (:15008): the verified peer, where it connects from,
+// the tunnels it carries, and what it has cost in refused streams. The session owns its
+// tunnels' lives: when it dies — its socket closed, a GOAWAY, an error, a timeout — every
+// tunnel on it is ended, so none outlives the connection that carried it.
+import { constants, type ServerHttp2Session } from 'node:http2'
+import type { Duplex } from 'node:stream'
+import { TokenBucket } from '../limits/token-bucket.ts'
+import type { HboneLimits } from './admission.ts'
+
+/** What a tunnel must do when its session goes away. */
+export interface SessionTunnel {
+  close(reason: Error): void
+}
+
+/**
+ * Streams refused on a session, by what they say about the peer. `abuse`: the peer broke the
+ * protocol's contract (a request no hostmesh sends, a stream reset before its answer, as in
+ * CVE-2023-44487's rapid reset); the session is destroyed. `denial`: policy or a limit said
+ * no; the session is closed gracefully (GOAWAY: its open tunnels finish).
+ */
+export type Refusal = 'abuse' | 'denial'
+
+/** How long a destroyed session's GOAWAY gets to reach a peer before its socket is closed. */
+const GOAWAY_GRACE_MS = 1000
+
+export class PeerSession {
+  readonly h2: ServerHttp2Session
+  readonly #socket: Duplex
+  /** The verified SPIFFE ID. */
+  readonly peer: string
+  /** The source address, canonical (admission's key). */
+  readonly source: string
+  /** `ip:port` of the peer. */
+  readonly address: string
+  readonly tunnels = new Set<SessionTunnel>()
+  /** The highest stream id seen: what a graceful GOAWAY says was processed. */
+  lastStreamId = 0
+  readonly #budgets: Record<Refusal, TokenBucket>
+  #closedFor: Refusal | undefined
+
+  constructor(h2: ServerHttp2Session, socket: Duplex, peer: string, source: string, address: string, limits: HboneLimits) {
+    this.h2 = h2
+    this.#socket = socket
+    this.peer = peer
+    this.source = source
+    this.address = address
+    const budget = (): TokenBucket => new TokenBucket(limits.refusedStreamsPerSecond, limits.refusedStreamsBurst)
+    this.#budgets = { abuse: budget(), denial: budget() }
+    h2.once('close', () => {
+      for (const t of this.tunnels) t.close(new Error('the HBONE session closed'))
+      this.tunnels.clear()
+    })
+  }
+
+  /** The session is going or gone: no new tunnel may start on it. */
+  get ending(): boolean {
+    return this.h2.closed || this.h2.destroyed || this.#closedFor !== undefined
+  }
+
+  /**
+   * Ends the session: GOAWAY with `code`, then the socket is destroyed, at once or after
+   * `graceMs` (time for the GOAWAY to leave). node's own destroy waits for the socket's pending
+   * writes to finish first, and with a peer that stopped reading (or is gone without the
+   * transport saying so) they never do: the session, and every tunnel on it, would stay open.
+   */
+  kill(code: number = constants.NGHTTP2_NO_ERROR, graceMs = 0): void {
+    if (!this.h2.destroyed) this.h2.destroy(new Error('HBONE session ended by hostmesh'), code)
+    if (graceMs <= 0) return void this.#socket.destroy()
+    const timer = setTimeout(() => this.#socket.destroy(), graceMs).unref()
+    this.#socket.once('close', () => clearTimeout(timer))
+  }
+
+  /**
+   * Counts one refused stream. Returns the refusal kind when this one spent the session's
+   * budget (the session is being closed); undefined otherwise.
+   */
+  refused(kind: Refusal): Refusal | undefined {
+    if (this.#closedFor !== undefined || this.#budgets[kind].take()) return undefined
+    this.#closedFor = kind
+    // ENHANCE_YOUR_CALM, as nghttp2 and Envoy answer a flood.
+    if (kind === 'abuse') this.kill(constants.NGHTTP2_ENHANCE_YOUR_CALM, GOAWAY_GRACE_MS)
+    else {
+      this.h2.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, this.lastStreamId)
+      this.h2.close()
+    }
+    return kind
+  }
+}

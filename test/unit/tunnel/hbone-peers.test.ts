@@ -1,0 +1,194 @@
+// The HBONE server against peers that hold a valid certificate and misbehave, on loopback with
+// raw HTTP/2 sessions (test/helpers/hbone.ts): a client that goes away without ending its
+// streams, bad requests on repeat, rapid reset, more connections or handshakes than allowed,
+// and more tunnels than a peer may hold. Each ends with what the server still holds.
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
+import { connect, createServer, type AddressInfo } from 'node:net'
+import t from 'tap'
+import { HboneClientPool } from '../../../daemon/tunnel/client-pool.ts'
+import { hboneSetup, ID, type HboneSetup } from '../../helpers/hbone.ts'
+
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants
+
+/** Polls `check` every 20 ms for up to 3 s. */
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    if (await check()) return
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  throw new Error(`timed out waiting until ${what}`)
+}
+
+function connectStream(session: ClientHttp2Session, authority: string): ClientHttp2Stream {
+  const stream = session.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false })
+  stream.on('error', () => undefined)
+  return stream
+}
+
+function status(stream: ClientHttp2Stream): Promise<number> {
+  return new Promise((resolve) => {
+    stream.once('response', (h) => resolve(Number(h[':status'])))
+    stream.once('close', () => resolve(0))
+  })
+}
+
+const accessLines = (s: HboneSetup) => s.logs().filter((l) => l.access === 'tcp')
+
+/** opened = closed for every series of the Istio TCP counters. */
+async function balanced(s: HboneSetup): Promise<boolean> {
+  const opened = await s.registry.getSingleMetric('istio_tcp_connections_opened_total')!.get()
+  const closed = await s.registry.getSingleMetric('istio_tcp_connections_closed_total')!.get()
+  const key = (l: Record<string, unknown>) => JSON.stringify(l)
+  const c = new Map(closed.values.map((v) => [key(v.labels), v.value]))
+  return opened.values.every((v) => c.get(key(v.labels)) === v.value) && opened.values.length === closed.values.length
+}
+
+t.test('a client that drops its connection without ending its streams leaves nothing open', async (t) => {
+  const s = await hboneSetup(t)
+  for (let round = 0; round < 3; round++) {
+    const { session, socket } = await s.raw('client')
+    const streams = Array.from({ length: 4 }, () => connectStream(session, `127.0.0.1:${s.echoPort}`))
+    t.same(await Promise.all(streams.map(status)), [200, 200, 200, 200])
+    // The workload answers and ends its side; the client never ends or resets its own.
+    await until(() => s.workloadSockets.length === 4 * (round + 1), 'the workload accepted every tunnel')
+    for (const ws of s.workloadSockets.slice(-4)) ws.end('bye')
+    await Promise.all(streams.map((x) => new Promise((r) => { x.resume(); x.once('end', r) })))
+    socket.destroy()
+  }
+  await until(() => s.server.tunnels === 0, 'no tunnel is open')
+  await until(() => s.workloadSockets.every((w) => w.destroyed), 'every workload-side socket is closed')
+  await until(() => balanced(s), 'opened = closed for every series')
+  t.equal(await s.metric('istio_tcp_connections_closed_total', { reporter: 'destination' }), 12, 'every tunnel was closed once')
+  t.equal(accessLines(s).length, 12, 'one access-log line per tunnel')
+  const revoked = s.server.recheck(await s.setSnapshot('intruder'))
+  t.equal(revoked, 0, 'a later policy change finds no dead tunnel to revoke')
+})
+
+t.test('a session that keeps sending bad requests is destroyed with ENHANCE_YOUR_CALM; log lines stay bounded', async (t) => {
+  const s = await hboneSetup(t, { limits: { refusedStreamsBurst: 20 } })
+  const { session } = await s.raw('client')
+  const goaway = new Promise<number>((r) => session.once('goaway', (code) => r(code)))
+  const big = 'a'.repeat(3000) // HPACK-indexed once, then one byte per stream
+  const answers = await Promise.all(Array.from({ length: 60 }, () => status(connectStream(session, big))))
+  t.equal(await goaway, NGHTTP2_ENHANCE_YOUR_CALM, 'GOAWAY ENHANCE_YOUR_CALM')
+  t.ok(answers.every((x) => x === 400 || x === 0), 'answered 400, or cut off with the session')
+  const refused = await s.metric('hostmesh_hbone_streams_refused_total', { reason: 'bad_request' })
+  t.ok(refused >= 21 && refused < 60, `the session went after its budget of 20 (${refused} refused, not all 60)`)
+  t.equal(await s.metric('hostmesh_hbone_sessions_closed_total', { reason: 'abuse' }), 1)
+  const lines = s.logs()
+  t.ok(lines.length <= 10, `${lines.length} log lines for ${answers.length} bad streams`)
+  t.ok(lines.every((l) => JSON.stringify(l).length < 1200), 'no line carries the 3,000-byte value')
+  t.equal(s.workloadSockets.length, 0, 'nothing reached the workload')
+})
+
+t.test('rapid reset: a stream reset before its answer is not dialled, and the session is destroyed', async (t) => {
+  const s = await hboneSetup(t, { limits: { refusedStreamsBurst: 50 } })
+  const { session } = await s.raw('client')
+  const destroyed = async () => await s.metric('hostmesh_hbone_sessions_closed_total', { reason: 'abuse' }) === 1
+  let sent = 0
+  // node's client may not notice a GOAWAY that comes with the connection's end: the server's count says.
+  for (; sent < 200 && !(await destroyed()); sent++) {
+    connectStream(session, `127.0.0.1:${s.echoPort}`).close(NGHTTP2_CANCEL)
+    if (sent % 20 === 19) await new Promise((r) => setImmediate(r))
+  }
+  await until(destroyed, 'the session was destroyed')
+  t.ok(sent < 200, `the session was destroyed after ${sent} resets`)
+  t.ok(await s.metric('hostmesh_hbone_streams_refused_total', { reason: 'early_reset' }) >= 50, 'its early resets were counted')
+  // A reset that arrives after the dial started abandons it; one in the same read as the
+  // HEADERS is never dialled at all.
+  t.ok(s.workloadSockets.length <= 5, `${s.workloadSockets.length} of ${sent} reset streams reached the workload`)
+  t.ok(s.logs().length <= 12, `${s.logs().length} log lines`)
+})
+
+t.test('connection limits: per source, and the handshake queue', async (t) => {
+  const s = await hboneSetup(t, { limits: { maxConnectionsPerSource: 3, maxHandshakesPerSource: 1, handshakeTimeoutMs: 400 } })
+  // Three silent TCP connections: the first holds the one handshake slot, the others queue.
+  const idle = Array.from({ length: 3 }, () => connect(s.port, '127.0.0.1'))
+  for (const c of idle) c.on('error', () => undefined)
+  await Promise.all(idle.map((c) => new Promise((r) => c.once('connect', r))))
+  const refused = connect(s.port, '127.0.0.1')
+  refused.on('error', () => undefined)
+  await new Promise((r) => refused.once('close', r))
+  t.equal(await s.metric('hostmesh_hbone_connections_refused_total', { reason: 'connections_per_source' }), 1, 'a fourth connection is refused at once')
+  const started = Date.now()
+  await Promise.all(idle.map((c) => new Promise((r) => c.once('close', r))))
+  t.ok(Date.now() - started < 2000, 'silent connections are closed by the handshake timeout, queueing included')
+  // Now a real client gets through.
+  const stream = await s.open('client')
+  stream.destroy()
+  t.pass('a legitimate client connects once the slots are free')
+})
+
+t.test('tunnels per peer: over the limit a CONNECT gets 503 (UO), and the limit frees as tunnels close', async (t) => {
+  const s = await hboneSetup(t, { limits: { maxTunnelsPerPeer: 2 } })
+  const a = await s.open('client')
+  const b = await s.open('client')
+  await t.rejects(s.open('client'), { code: 'HOSTMESH_ERR_TUNNEL', status: 503 })
+  t.equal(await s.metric('hostmesh_hbone_streams_refused_total', { reason: 'tunnels_per_peer' }), 1)
+  t.match(accessLines(s).find((l) => l.responseFlags === 'UO'), { reporter: 'destination', src: { principal: 'spiffe://cluster.local/ns/t/sa/client' } })
+  a.destroy()
+  await until(() => s.server.tunnels === 1, 'one tunnel left')
+  const c = await s.open('client')
+  t.ok(c, 'a tunnel again once one closed')
+  b.destroy()
+  c.destroy()
+})
+
+t.test('streams nobody reads from a workload that sends without end: bounded, and released when the client goes', async (t) => {
+  const chunk = Buffer.alloc(64 << 10, 'x')
+  // node may never report the close of a connection whose writes are stuck: keepalive does.
+  const s = await hboneSetup(t, {
+    limits: { keepaliveIntervalMs: 200, keepaliveTimeoutMs: 300 },
+    workload: (w) => {
+      w.resume()
+      const pump = (): void => { while (!w.destroyed && w.write(chunk)); if (!w.destroyed) w.once('drain', pump) }
+      pump()
+    },
+  })
+  const { session, socket } = await s.raw('client', { initialWindowSize: 2 ** 31 - 1 })
+  session.setLocalWindowSize(2 ** 31 - 1)
+  const streams = Array.from({ length: 20 }, () => connectStream(session, `127.0.0.1:${s.echoPort}`))
+  for (const x of streams) {
+    x.pause()
+    x.write(Buffer.alloc(1024))
+  }
+  t.same(new Set(await Promise.all(streams.map(status))), new Set([200]))
+  await new Promise((r) => setTimeout(r, 500))
+  const heldMb = process.memoryUsage().rss / 2 ** 20
+  t.comment(`rss with 20 unread streams: ${Math.round(heldMb)} MB`)
+  socket.destroy()
+  await until(() => s.server.tunnels === 0, 'no tunnel is open')
+  await until(() => s.workloadSockets.every((w) => w.destroyed), 'every workload-side socket is closed')
+  await until(() => balanced(s), 'opened = closed for every series')
+})
+
+t.test('keepalive: a black-holed session is declared dead at both ends, and its tunnels end', async (t) => {
+  const keepalive = { keepaliveIntervalMs: 200, keepaliveTimeoutMs: 300 }
+  const s = await hboneSetup(t, { limits: keepalive })
+  // A relay between the client pool and :15008 that can start dropping everything, both ways.
+  let blackhole = false
+  const relay = createServer((inbound) => {
+    const out = connect(s.port, '127.0.0.1')
+    for (const x of [inbound, out]) x.on('error', () => undefined)
+    inbound.on('data', (c: Buffer) => { if (!blackhole) out.write(c) })
+    out.on('data', (c: Buffer) => { if (!blackhole) inbound.write(c) })
+    t.teardown(() => { inbound.destroy(); out.destroy() })
+  })
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r))
+  t.teardown(() => relay.close())
+  const pool = new HboneClientPool(s.certs, s.verifier, { intervalMs: keepalive.keepaliveIntervalMs, timeoutMs: keepalive.keepaliveTimeoutMs })
+  t.teardown(() => pool.destroy())
+  const stream = await pool.open({ source: ID('client'), destination: ID('echo'), node: { address: '127.0.0.1', port: (relay.address() as AddressInfo).port }, address: '127.0.0.1', port: s.echoPort })
+  stream.on('error', () => undefined)
+  // Alive while quiet: PINGs are answered.
+  await new Promise((r) => setTimeout(r, 1000))
+  t.equal(s.server.tunnels, 1, 'an idle tunnel on a live session stays open')
+  blackhole = true
+  const closed = new Promise((r) => stream.once('close', r))
+  await until(() => s.server.tunnels === 0, 'the server ended the tunnel of its dead session')
+  await closed
+  t.pass('the client ended its side too')
+  await until(() => pool.sessions === 0, 'the pool dropped the dead session')
+  t.equal(await s.metric('hostmesh_hbone_sessions_closed_total', { reason: 'keepalive' }), 1)
+  await until(() => s.workloadSockets.every((w) => w.destroyed), 'the workload-side socket is closed')
+})
