@@ -14,6 +14,7 @@ import type { ClustersView } from '../../daemon/admin/clusters.ts'
 import type { StatsView } from '../../daemon/admin/stats.ts'
 import { CLI } from '../helpers/cli.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
+import { accessLineProblems, accessLog, assertQuiet } from '../helpers/mesh-checks.ts'
 
 const EXAMPLES = new URL('../../policy/examples/', import.meta.url).pathname
 const SERVER = new URL('../../scripts/netns/workloads/identify-server.ts', import.meta.url).pathname
@@ -102,6 +103,11 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     t.match(metrics, /istio_tcp_connections_closed_total\{reporter="destination",source_workload="fraud",source_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/fraud",destination_service="payments-v[12]\.shop",[^}]*response_flags="UAEX"\} 1/)
     const logs = daemons.get('node-b')!.output + daemons.get('node-c')!.output
     t.match(logs, /"peer":"spiffe:\/\/cluster\.local\/ns\/shop\/sa\/fraud".*"status":401.*"reason":"no ALLOW policy matched \(AuthorizationPolicy\/shop\/payments-from-checkout\)".*"msg":"connection denied by AuthorizationPolicy"/, 'the destination logs the denial and why')
+    // The source reports the destination's 401 as what it is: a denial (UAEX) by that principal,
+    // not an upstream failure.
+    t.match((await admin(c, '/metrics')).stdout, /istio_tcp_connections_closed_total\{reporter="source",source_workload="fraud",source_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/fraud",destination_service="payments-v[12]\.shop",destination_workload="payments-v[12]",destination_principal="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/payments",connection_security_policy="mutual_tls",response_flags="UAEX"\} 1/)
+    const line = accessLog(daemons.get('node-c')!.output).find((l) => l.reporter === 'source' && (l.src as { workload: string }).workload === 'fraud')
+    t.match(line, { responseFlags: 'UAEX', dst: { principal: 'spiffe://cluster.local/ns/shop/sa/payments' }, error: /^denied by the destination's AuthorizationPolicy: .*: 401$/ }, 'and logs it as a denial')
   })
 
   await t.test('on the wire between hosts: no plaintext payload (with a plaintext control)', async (t) => {
@@ -267,5 +273,13 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     t.equal((await call(a, 2001, 10, '10.77.0.12', '7777')).first, null, 'refused')
     t.match((await admin(a, '/metrics')).stdout, /istio_tcp_connections_closed_total\{reporter="source",source_workload="checkout",[^}]*response_flags="NR"\} 1/)
     t.match((await call(a, 2001, 10, '10.96.0.50')).first, /^payments-v2 /, 'mesh services still work')
+  })
+
+  await t.test('every access-log line, from all three listeners on every host, has every documented field; nothing is left open', async (t) => {
+    const lines = net.hosts.flatMap((h) => accessLog(daemons.get(h.name)!.output))
+    t.same([...new Set(lines.map((l) => `${l.reporter}/${l.listener}`))].sort(), ['destination/hbone', 'destination/inbound-plaintext', 'source/outbound'], 'lines from the outbound, HBONE and plaintext listeners')
+    const bad = lines.map((l) => ({ l, problems: accessLineProblems(l) })).filter((x) => x.problems.length > 0)
+    t.same(bad.slice(0, 3).map((x) => `${x.problems.join(', ')} in ${JSON.stringify(x.l)}`), [], `${lines.length} lines, each with every field`)
+    await assertQuiet(t, net.hosts)
   })
 })

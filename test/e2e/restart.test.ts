@@ -14,6 +14,7 @@ import { meshNodeConfigs } from '../../scripts/netns/mesh-nodes.ts'
 import { testNet, type HostProcess, type TestHost } from '../../scripts/netns/hosts.ts'
 import { CLI } from '../helpers/cli.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
+import { assertQuiet } from '../helpers/mesh-checks.ts'
 
 const EXAMPLES = new URL('../../policy/examples/', import.meta.url).pathname
 const MANAGER = new URL('./fixtures/service-manager.py', import.meta.url).pathname
@@ -130,5 +131,9 @@ t.test('systemctl restart under load: no refused connection, outbound ports kept
     await waitReady('node-a', readyBefore + 1)
     t.match(JSON.parse((await waiting).stdout), { ok: true }, 'the connection made while the policy was broken was served, not refused')
     t.equal(await portOf(), port, 'same port')
+  })
+
+  await t.test('across every restart, each connection was closed once and nothing is left open', async (t) => {
+    await assertQuiet(t, net.hosts)
   })
 })

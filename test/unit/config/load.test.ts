@@ -57,6 +57,7 @@ t.test('the shipped example config is valid', async (t) => {
   t.equal(cfg.ports.hbone, 15008)
   t.equal(cfg.admin.address, '127.0.0.1')
   t.same(cfg.certificates, { mode: 'ca', leafTtl: 86_400_000 })
+  t.same(hboneLimits(cfg), DEFAULT_HBONE_LIMITS, 'its hbone section spells out the defaults')
 })
 
 t.test('config path: --config, then HOSTMESH_CONFIG, then the default', async (t) => {
