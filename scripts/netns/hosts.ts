@@ -11,6 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mustRun, run, runSync, type ExecResult } from './exec.ts'
+import { readableArgv } from './readable.ts'
 import { isAlive, newRunId, ownerPid, PREFIX, userName } from './names.ts'
 
 export const SUBNET4 = '10.77.0'
@@ -41,6 +42,25 @@ export interface SpawnOptions extends RunAs {
 }
 
 const MAX_CAPTURE = 1024 * 1024
+
+function otherUid(as: RunAs): boolean {
+  return as.uid !== undefined && as.uid !== 0
+}
+
+function dropTo(as: RunAs): string[] {
+  return ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid ?? as.uid}`, '--clear-groups', '--']
+}
+
+/**
+ * The environment for a command as `as`. Another uid does not get NODE_OPTIONS: under tap it
+ * names hooks in the checkout's node_modules, which that uid may not be able to read (and
+ * whose coverage files it could not write anyway).
+ */
+function envFor(as: RunAs): NodeJS.ProcessEnv {
+  if (!otherUid(as)) return process.env
+  const { NODE_OPTIONS: _hooks, ...rest } = process.env
+  return rest
+}
 
 /** A long-lived process inside a host, in its own process group so it can be killed whole. */
 export class HostProcess {
@@ -120,15 +140,18 @@ export class TestHost {
     this.ipv6 = `${SUBNET6}:${10 + index}`
   }
 
-  /** The argv that runs `cmd` inside this host, as the given uid. */
+  /**
+   * The argv that runs `cmd` inside this host, as the given uid. Another uid gets files it can
+   * read (scripts/netns/readable.ts): the checkout may be one only root can enter.
+   */
   command(cmd: readonly string[], as: RunAs = {}): string[] {
-    const drop = as.uid === undefined ? [] : ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid ?? as.uid}`, '--clear-groups', '--']
-    return ['ip', 'netns', 'exec', this.netns, ...drop, ...cmd]
+    if (!otherUid(as)) return ['ip', 'netns', 'exec', this.netns, ...(as.uid === undefined ? [] : dropTo(as)), ...cmd]
+    return ['ip', 'netns', 'exec', this.netns, ...dropTo(as), ...readableArgv(cmd)]
   }
 
   exec(cmd: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const [bin, ...args] = this.command(cmd, opts)
-    return run(bin!, args, opts)
+    return run(bin!, args, { ...opts, env: envFor(opts) })
   }
 
   /** Like exec, but a non-zero exit is an error that shows stderr. */
@@ -140,7 +163,7 @@ export class TestHost {
 
   spawn(cmd: readonly string[], opts: SpawnOptions = {}): HostProcess {
     const [bin, ...args] = this.command(cmd, opts)
-    const child = spawn(bin!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env }, cwd: opts.cwd })
+    const child = spawn(bin!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...envFor(opts), ...opts.env }, cwd: opts.cwd ?? (otherUid(opts) ? '/' : undefined) })
     const proc = new HostProcess(child)
     this.#net.adopt(proc)
     return proc
