@@ -52,15 +52,12 @@ function dropTo(as: RunAs): string[] {
 }
 
 /**
- * The environment for a command as `as`. Another uid does not get NODE_OPTIONS: under tap it
- * names hooks in the checkout's node_modules, which that uid may not be able to read (and
- * whose coverage files it could not write anyway).
+ * Another uid runs without NODE_OPTIONS: under tap it names hooks in the checkout's
+ * node_modules, which that uid may not be able to read (nor write their coverage files).
+ * It is unset by `env` right before the command, because tap puts it back into the
+ * environment of every child this process spawns.
  */
-function envFor(as: RunAs): NodeJS.ProcessEnv {
-  if (!otherUid(as)) return process.env
-  const { NODE_OPTIONS: _hooks, ...rest } = process.env
-  return rest
-}
+const WITHOUT_HOOKS = ['env', '-u', 'NODE_OPTIONS']
 
 /** A long-lived process inside a host, in its own process group so it can be killed whole. */
 export class HostProcess {
@@ -146,12 +143,12 @@ export class TestHost {
    */
   command(cmd: readonly string[], as: RunAs = {}): string[] {
     if (!otherUid(as)) return ['ip', 'netns', 'exec', this.netns, ...(as.uid === undefined ? [] : dropTo(as)), ...cmd]
-    return ['ip', 'netns', 'exec', this.netns, ...dropTo(as), ...readableArgv(cmd)]
+    return ['ip', 'netns', 'exec', this.netns, ...dropTo(as), ...WITHOUT_HOOKS, ...readableArgv(cmd)]
   }
 
   exec(cmd: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const [bin, ...args] = this.command(cmd, opts)
-    return run(bin!, args, { ...opts, env: envFor(opts) })
+    return run(bin!, args, opts)
   }
 
   /** Like exec, but a non-zero exit is an error that shows stderr. */
@@ -163,7 +160,7 @@ export class TestHost {
 
   spawn(cmd: readonly string[], opts: SpawnOptions = {}): HostProcess {
     const [bin, ...args] = this.command(cmd, opts)
-    const child = spawn(bin!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...envFor(opts), ...opts.env }, cwd: opts.cwd ?? (otherUid(opts) ? '/' : undefined) })
+    const child = spawn(bin!, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? (otherUid(opts) ? '/' : undefined) })
     const proc = new HostProcess(child)
     this.#net.adopt(proc)
     return proc

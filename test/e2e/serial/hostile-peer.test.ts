@@ -85,7 +85,8 @@ t.test('hostile peers with a valid certificate at :15008', { skip: e2eSkip() }, 
   const accepted = (p: HostProcess): number => (JSON.parse(p.output.trim().split('\n').filter((l) => l.startsWith('{')).at(-1) ?? '{"accepted":0}') as { accepted: number }).accepted
   /** Legitimate calls from checkout on node-a while `run` goes on. */
   const whileServing = async <T>(run: () => Promise<T>): Promise<{ result: T; steady: Steady }> => {
-    const load = a.spawn([NODE, STEADY, '10.96.0.20', '7000', '600000', '2'], { uid: 2001, gid: 2001 })
+    // About 60 calls a second: enough to see any failure, few enough TIME_WAITs (docs/mesh.md, "Ephemeral ports").
+    const load = a.spawn([NODE, STEADY, '10.96.0.20', '7000', '600000', '2', '30'], { uid: 2001, gid: 2001 })
     await new Promise((r) => setTimeout(r, 300))
     const result = await run()
     await load.stop('SIGTERM')

@@ -197,9 +197,9 @@ t.test('the admin socket is 0600, only its owner can connect, and it is removed 
   t.equal((st.mode & 0o777).toString(8), '600')
   t.equal(st.uid, process.getuid!())
   if (process.getuid!() === 0) {
-    // nobody's node: a copy it can read (the checkout may be root's only), without tap's hooks.
-    const { NODE_OPTIONS: _hooks, ...env } = process.env
-    const other = spawn(readableBy(process.execPath), ['-e', `require('net').connect(${JSON.stringify(socket)}).on('connect', () => { console.log('connected'); process.exit(0) }).on('error', (e) => { console.log(e.code); process.exit(0) })`], { uid: 65534, gid: 65534, env, cwd: '/' })
+    // nobody's node: a copy it can read (the checkout may be root's only), without tap's hooks
+    // (`env -u`: tap puts NODE_OPTIONS back into whatever env a child is given).
+    const other = spawn('env', ['-u', 'NODE_OPTIONS', readableBy(process.execPath), '-e', `require('net').connect(${JSON.stringify(socket)}).on('connect', () => { console.log('connected'); process.exit(0) }).on('error', (e) => { console.log(e.code); process.exit(0) })`], { uid: 65534, gid: 65534, cwd: '/' })
     let out = ''
     other.stdout.on('data', (d: Buffer) => { out += d.toString() })
     await new Promise((r) => other.on('exit', r))
