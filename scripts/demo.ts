@@ -88,7 +88,7 @@ const setup = await runStep('setup', 'Three hosts, a root CA and node CAs, `host
     data: null, problems: [],
     lines: [
       `hosts: ${net.hosts.map((h) => `${h.name} ${h.ipv4}`).join(', ')}; a node CA each under one root (trust domain ${m.snapshot.trustDomain})`,
-      `hostmesh ready on every host (/ready 200); workload servers: ${m.scenario.servers.map((s) => `${s.workload.name} on ${s.workload.node}`).join(', ')}${m.programs.copied ? ' (Node and the workload scripts copied to the temp dir: their uids cannot read this checkout)' : ''}`,
+      `hostmesh ready on every host (/ready 200); workload servers: ${m.scenario.servers.map((s) => `${s.workload.name} on ${s.workload.node}`).join(', ')}${m.programs.copied ? ' (Node and the workload scripts run from readable copies in the temp dir: their uids cannot read this checkout)' : ''}`,
     ],
   }
 })

@@ -71,7 +71,7 @@ export async function startMesh(net: TestNet, dir: string, policy: { policyDir: 
   await Promise.all(net.hosts.map((h) => untilReady(h, daemons.get(h.name)!)))
 
   const sc = policy.scenario
-  const programs = await workloadPrograms([...new Set([sc.caller, sc.intruder, ...sc.servers.map((s) => s.workload)].map(uidOf))], dir)
+  const programs = await workloadPrograms([...new Set([sc.caller, sc.intruder, ...sc.servers.map((s) => s.workload)].map(uidOf))])
   const servers = new Map<string, HostProcess>()
   for (const { workload, port } of sc.servers) {
     const p = net.host(workload.node).spawn([programs.node, programs.server, workload.name, String(port)], { uid: uidOf(workload) })

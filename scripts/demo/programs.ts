@@ -1,17 +1,17 @@
 // The workload programs (scripts/netns/workloads) run as the workloads' own uids, so those
 // uids must be able to run Node and read the scripts. A checkout under /root (mode 0700 on
-// Debian) is out of their reach: then Node and the scripts are copied into a folder of the
-// demo's temp dir that anyone may read, and run from there (removed with the temp dir).
-import { chmodSync, constants, copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+// Debian) is out of their reach: then the test hosts run them from readable mirrors
+// (scripts/netns/readable.ts, used by every TestHost command run as another uid).
+import { dirname, join } from 'node:path'
 import { run } from '../netns/exec.ts'
+import { othersCanRead, readableArgv } from '../netns/readable.ts'
 
 export interface Programs {
   readonly node: string
   readonly server: string
   readonly client: string
   readonly tally: string
-  /** Copied to the temp dir because the uids could not reach the originals. */
+  /** Run from readable mirrors, because the uids cannot reach the originals. */
   readonly copied: boolean
 }
 
@@ -32,31 +32,14 @@ export interface TallyResult {
 const WORKLOADS = new URL('../netns/workloads/', import.meta.url).pathname
 const SCRIPTS = { server: 'identify-server.ts', client: 'tcp-client.ts', tally: 'tally-client.ts' } as const
 
-export async function workloadPrograms(uids: readonly number[], tempDir: string): Promise<Programs> {
-  const here: Programs = { node: process.execPath, server: join(WORKLOADS, SCRIPTS.server), client: join(WORKLOADS, SCRIPTS.client), tally: join(WORKLOADS, SCRIPTS.tally), copied: false }
-  if (await reachable(here, uids)) return here
-  const dir = join(tempDir, 'workloads')
-  // The temp dir itself stays unlistable by others: traverse only.
-  chmodSync(tempDir, 0o711)
-  mkdirSync(dir, { mode: 0o755 })
-  chmodSync(dir, 0o755)
-  const copy = (from: string, name: string): string => {
-    const to = join(dir, name)
-    copyFileSync(from, to, constants.COPYFILE_FICLONE)
-    chmodSync(to, 0o755)
-    return to
-  }
-  // No package.json up the tree of the copies: say they are ES modules.
-  writeFileSync(join(dir, 'package.json'), '{"type": "module"}\n', { mode: 0o644 })
-  const copied: Programs = { node: copy(process.execPath, 'node'), server: copy(here.server, SCRIPTS.server), client: copy(here.client, SCRIPTS.client), tally: copy(here.tally, SCRIPTS.tally), copied: true }
-  if (!(await reachable(copied, uids))) throw new Error(`uids ${uids.join(', ')} cannot run ${copied.node} (is ${tempDir} on a noexec mount? set TMPDIR to another folder)`)
-  return copied
-}
-
-async function reachable(p: Programs, uids: readonly number[]): Promise<boolean> {
+export async function workloadPrograms(uids: readonly number[]): Promise<Programs> {
+  const p = { node: process.execPath, server: join(WORKLOADS, SCRIPTS.server), client: join(WORKLOADS, SCRIPTS.client), tally: join(WORKLOADS, SCRIPTS.tally) }
+  const files = [p.node, p.server, p.client, p.tally]
   for (const uid of uids) {
-    const res = await run('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--', p.node, '-e', 'for (const f of process.argv.slice(1)) require("node:fs").accessSync(f, 4)', p.server, p.client, p.tally])
-    if (res.code !== 0) return false
+    // What a host will run as that uid, mirrors and all (without tap's NODE_OPTIONS hooks).
+    const argv = readableArgv([p.node, '-e', 'for (const f of process.argv.slice(1)) require("node:fs").accessSync(f, 4)', p.server, p.client, p.tally])
+    const res = await run('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--', 'env', '-u', 'NODE_OPTIONS', ...argv])
+    if (res.code !== 0) throw new Error(`uid ${uid} cannot run ${argv[0]} (is ${dirname(argv[0]!)} on a noexec mount? set TMPDIR to another folder): ${res.stderr.trim().slice(0, 300)}`)
   }
-  return true
+  return { ...p, copied: !files.every(othersCanRead) }
 }
