@@ -255,7 +255,8 @@ t.test('tls-wire reads a real TLS 1.3 handshake (Node client and server, relayed
 t.test('exit codes before any work: usage 2, --help 0, not root 77', async (t) => {
   const demo = (args: readonly string[], asNobody = false) => {
     const argv = [process.execPath, DEMO, ...args]
-    const [cmd, ...rest] = asNobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', ...argv] : argv
+    // (env -u: tap's coverage hooks live in this checkout, and it re-adds them to any child's env.)
+    const [cmd, ...rest] = asNobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', 'env', '-u', 'NODE_OPTIONS', ...argv] : argv
     return spawnSync(cmd!, rest, { encoding: 'utf8', timeout: 20_000 })
   }
   const usage = demo(['--bogus'])
