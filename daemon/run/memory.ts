@@ -1,10 +1,11 @@
 // Gives memory back after a burst. A flood of tunnels (or an attack) grows V8's heap, and V8
 // keeps the freed pages pooled for reuse: measured here, 9,000 tunnels took RSS from 155 to
 // 385 MB and it stayed there, even after ordinary full GCs (heap 37 MB, RSS unchanged). Only a
-// "last resort" collection releases the pool (back to 138 MB, a ~100 ms pause). So when RSS
-// has grown a threshold above where it last settled *and* the data plane has gone quiet, one
-// such collection runs. It never runs under load (the pause would land on traffic), never more
-// than once per interval, and not again until RSS has grown another threshold.
+// "last resort" collection releases the pool (back to 138 MB, a ~100 ms pause). So when RSS is
+// a threshold above where it was at start *and* the data plane is quiet, one such collection
+// runs. It never runs under load (the pause would land on traffic). What it cannot release
+// (memory outside V8's heap) would make it run again and again for nothing: each collection
+// that frees little doubles the wait before the next, up to ten minutes.
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { Counter, type Registry } from 'prom-client'
@@ -22,25 +23,31 @@ export interface MemoryReliefOptions {
   readonly registry: Registry
   /** How often RSS and activity are looked at. */
   readonly everyMs?: number
-  /** RSS growth over the last settled level that is worth a collection. */
+  /** RSS above its level at start that is worth a collection. */
   readonly thresholdBytes?: number
   /** Quiet: at most this many connections open, and at most this many opened since the last look. */
   readonly quietConnections?: number
   readonly rss?: () => number
+  readonly now?: () => number
 }
 
 type Collect = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void
+
+const MAX_BACKOFF_MS = 10 * 60_000
 
 export class MemoryRelief {
   readonly #opts: Required<Omit<MemoryReliefOptions, 'log' | 'registry'>> & Pick<MemoryReliefOptions, 'log'>
   readonly #reliefs: Counter
   readonly #collect: Collect
   #timer: NodeJS.Timeout | undefined
-  #floor = 0
+  #baseline = 0
   #lastOpened = 0
+  #wait: number
+  #notBefore = 0
 
   constructor(opts: MemoryReliefOptions) {
-    this.#opts = { everyMs: 5000, thresholdBytes: 64 * 2 ** 20, quietConnections: 64, rss: () => process.memoryUsage.rss(), ...opts }
+    this.#opts = { everyMs: 5000, thresholdBytes: 64 * 2 ** 20, quietConnections: 64, rss: () => process.memoryUsage.rss(), now: Date.now, ...opts }
+    this.#wait = this.#opts.everyMs
     this.#reliefs = new Counter({ name: 'hostmesh_memory_reliefs_total', help: 'Full garbage collections that released pooled heap memory after a burst, once the data plane was quiet.', registers: [opts.registry] })
     // V8's gc() takes the "last-resort" flavour that releases pooled pages; it is only
     // reachable with --expose-gc, which a started isolate still accepts for new contexts.
@@ -49,7 +56,7 @@ export class MemoryRelief {
   }
 
   start(): void {
-    this.#floor = this.#opts.rss()
+    this.#baseline = this.#opts.rss()
     this.#lastOpened = this.#opts.activity().opened
     this.#timer = setInterval(() => this.check(), this.#opts.everyMs).unref()
   }
@@ -64,15 +71,18 @@ export class MemoryRelief {
     const { open, opened } = this.#opts.activity()
     const recent = opened - this.#lastOpened
     this.#lastOpened = opened
-    this.#floor = Math.min(this.#floor, rss)
+    this.#baseline = Math.min(this.#baseline, rss)
     const quiet = open <= this.#opts.quietConnections && recent <= this.#opts.quietConnections
-    if (rss < this.#floor + this.#opts.thresholdBytes || !quiet) return false
+    const now = this.#opts.now()
+    if (rss < this.#baseline + this.#opts.thresholdBytes || !quiet || now < this.#notBefore) return false
     const started = performance.now()
     this.#collect({ type: 'major', execution: 'sync', flavor: 'last-resort' })
     const after = this.#opts.rss()
-    this.#floor = after
+    // Freed little: what is left is not V8's to give back. Wait longer before trying again.
+    this.#wait = rss - after < this.#opts.thresholdBytes / 2 ? Math.min(this.#wait * 2, MAX_BACKOFF_MS) : this.#opts.everyMs
+    this.#notBefore = now + this.#wait
     this.#reliefs.inc()
-    this.#opts.log.debug({ rssBefore: rss, rssAfter: after, pauseMs: Math.round(performance.now() - started) }, 'released pooled memory after a burst')
+    this.#opts.log.debug({ rssBefore: rss, rssAfter: after, pauseMs: Math.round(performance.now() - started), nextInMs: this.#wait }, 'released pooled memory after a burst')
     return true
   }
 }

@@ -53,6 +53,10 @@ interface Tunnel {
   readonly splice: Splice
 }
 
+/** Early resets after which a session's dials wait SUSPECT_DIAL_DELAY_MS for a reset to arrive. */
+const SUSPECT_AFTER_EARLY_RESETS = 3
+const SUSPECT_DIAL_DELAY_MS = 25
+
 const STREAM_REFUSALS = ['bad_request', 'early_reset', 'tunnels', 'tunnels_per_peer'] as const
 type StreamRefusal = (typeof STREAM_REFUSALS)[number]
 
@@ -250,8 +254,11 @@ export class HboneServer {
       record.refuse('UO', `over the ${admitted.reason} limit`)
       return refuse(admitted.reason, 503, { workload: workload.key })
     }
-    // A reset that arrived in the same read as the HEADERS is known by now: never dial for it.
-    setImmediate(() => {
+    // A reset that arrived in the same read as the HEADERS is known on the next turn: never
+    // dial for it. A session that has reset streams early before (no hostmesh does: the
+    // rapid-reset pattern) waits a little longer, so its resets that come a read later are
+    // seen first too.
+    const dial = (): void => {
       if (stream.destroyed) return admitted.release()
       const gone = new AbortController()
       const abandon = (): void => gone.abort(new Error('the stream closed while connecting'))
@@ -289,12 +296,15 @@ export class HboneServer {
         record.refuse('UF', `workload unreachable: ${err.code ?? err.message}`)
         this.#throttle.warn('hbone-unreachable', { peer, workload: workload.key, status: 503, error: err.code ?? err.message }, 'the workload is unreachable')
       })
-    })
+    }
+    if (session.earlyResets >= SUSPECT_AFTER_EARLY_RESETS) setTimeout(dial, SUSPECT_DIAL_DELAY_MS)
+    else setImmediate(dial)
   }
 
   /** A stream refused for a reason a peer can cause at will: counted, logged at a bounded rate, charged to its session. */
   #refuseStream(session: PeerSession, reason: StreamRefusal, fields: Record<string, unknown>): void {
     this.#refusedStreams.inc({ reason })
+    if (reason === 'early_reset') session.earlyResets++
     this.#throttle.warn(`hbone-${reason}`, { peer: session.peer, from: session.address, reason, ...fields }, 'HBONE stream refused')
     const kind = reason === 'bad_request' || reason === 'early_reset' ? 'abuse' : 'denial'
     if (session.refused(kind) === undefined) return

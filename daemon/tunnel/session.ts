@@ -35,6 +35,8 @@ export class PeerSession {
   readonly tunnels = new Set<SessionTunnel>()
   /** The highest stream id seen: what a graceful GOAWAY says was processed. */
   lastStreamId = 0
+  /** Streams the peer reset before their answer. */
+  earlyResets = 0
   readonly #budgets: Record<Refusal, TokenBucket>
   #closedFor: Refusal | undefined
 

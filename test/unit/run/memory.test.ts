@@ -1,6 +1,6 @@
-// MemoryRelief with a chosen RSS and activity: a collection runs only when RSS has grown a
-// threshold over where it last settled and the data plane is quiet; then not again until it
-// has grown another threshold.
+// MemoryRelief with a chosen RSS, clock and activity: a collection runs only when RSS is a
+// threshold above its level at start and the data plane is quiet; one that frees little
+// doubles the wait before the next.
 import { Registry } from 'prom-client'
 import pino from 'pino'
 import t from 'tap'
@@ -8,15 +8,15 @@ import { MemoryRelief } from '../../../daemon/run/memory.ts'
 
 const MB = 2 ** 20
 
-t.test('collects once after a burst, only when quiet, and not again until RSS grows again', async (t) => {
+t.test('collects after a burst, only when quiet; backs off while it frees little', async (t) => {
   let rss = 150 * MB
+  let now = 0
   const activity = { open: 0, opened: 0 }
   const registry = new Registry()
-  const relief = new MemoryRelief({ activity: () => activity, log: pino({ level: 'silent' }), registry, rss: () => rss, thresholdBytes: 64 * MB, quietConnections: 10 })
+  const relief = new MemoryRelief({ activity: () => activity, log: pino({ level: 'silent' }), registry, rss: () => rss, now: () => now, everyMs: 5000, thresholdBytes: 64 * MB, quietConnections: 10 })
   relief.start()
   t.teardown(() => relief.stop())
   t.notOk(relief.check(), 'nothing grew')
-  // A burst: many connections, RSS up.
   activity.open = 3000
   activity.opened = 9000
   rss = 380 * MB
@@ -26,17 +26,24 @@ t.test('collects once after a burst, only when quiet, and not again until RSS gr
   t.notOk(relief.check(), 'none open, but connections were still being opened since the last look')
   t.ok(relief.check(), 'quiet now: one collection')
   t.equal((await registry.getSingleMetric('hostmesh_memory_reliefs_total')!.get()).values[0]!.value, 1)
-  // It released nothing (say): RSS stays; no collection again until it grows another threshold.
-  t.notOk(relief.check(), 'the level it settled at is the new floor')
-  rss = 400 * MB
-  t.notOk(relief.check(), 'grown less than the threshold')
-  rss = 450 * MB
-  t.ok(relief.check(), 'grown a threshold more')
-  // RSS coming down on its own lowers the floor.
-  rss = 140 * MB
+  // The real collection freed little here (rss stays 380 MB): the next waits 10 s, then 20 s.
+  now += 5000
+  t.notOk(relief.check(), 'backing off after a collection that freed little')
+  now += 5000
+  t.ok(relief.check(), 'after 10 s')
+  now += 15_000
+  t.notOk(relief.check(), 'then the wait is 20 s')
+  now += 5000
+  t.ok(relief.check())
+  // RSS back near where it started: nothing to do.
+  rss = 160 * MB
+  now += 60_000
+  t.notOk(relief.check(), 'under the threshold')
+  // The level at start goes down with RSS, never up.
+  rss = 100 * MB
   t.notOk(relief.check())
-  rss = 210 * MB
-  t.ok(relief.check(), 'measured from the new low')
+  rss = 170 * MB
+  t.ok(relief.check(), 'measured from the lowest level seen')
 })
 
 t.test('the collection is real: it runs, and the heap is not larger after it', async (t) => {
