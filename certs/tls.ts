@@ -116,18 +116,26 @@ export function acceptVerified(raw: Socket, contexts: ServerContexts, verifier: 
   return new Promise((resolve, reject) => {
     const socket = serverSocket(raw, contexts)
     const remote = raw.remoteAddress
+    let settled = false
     const fail = (err: Error): void => {
+      settled = true
       clearTimeout(timer)
       socket.destroy()
       reject(err)
     }
-    const onError = (err: Error & { code?: string }): void => fail(new TlsPeerError(verifier.handshakeFailed(err, remote), err.message))
-    const timer = setTimeout(() => fail(new TlsPeerError(verifier.handshakeFailed(new Error('handshake timed out'), remote), `TLS handshake from ${remote} timed out`)), timeoutMs)
+    // Counted once, whatever comes after (an error is followed by 'close').
+    const onError = (err: Error & { code?: string }): void => { if (!settled) fail(new TlsPeerError(verifier.handshakeFailed(err, remote), err.message)) }
+    const timer = setTimeout(() => onError(Object.assign(new Error(`TLS handshake from ${remote} timed out`), { code: 'ETIMEDOUT' })), timeoutMs)
+    // A client that hangs up mid-handshake (a FIN) gives 'close' and no 'error': without this
+    // the handshake would count as in progress until the timeout.
+    const onClose = (): void => onError(new Error('the client closed the connection during the handshake'))
     socket.once('error', onError)
+    socket.once('close', onClose)
     socket.once('secure', () => {
       clearTimeout(timer)
       // From here on errors belong to the connection, not the handshake: the caller handles them.
       socket.off('error', onError)
+      socket.off('close', onClose)
       // What tls.Server's own 'secure' handler would do: the handshake is over. http2 waits
       // for 'secureConnect' (which server sockets never emit) while this is still true.
       ;(socket as TLSSocket & { secureConnecting: boolean }).secureConnecting = false

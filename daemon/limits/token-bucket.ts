@@ -23,10 +23,13 @@ export class TokenBucket {
     return true
   }
 
-  /** Takes up to `n` tokens, going no lower than -burst: a penalty that delays the next grants. */
+  /**
+   * A penalty: empties the bucket and owes `n` more (at most `burst`), so nothing is granted
+   * for the next n / perSecond seconds.
+   */
   drain(n: number): void {
     this.#refill()
-    this.#tokens = Math.max(-this.#burst, this.#tokens - n)
+    this.#tokens = Math.max(-this.#burst, Math.min(this.#tokens, 0) - n)
   }
 
   /** Full again: nothing to remember about this key. */

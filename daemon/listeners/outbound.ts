@@ -185,17 +185,19 @@ export class OutboundListener {
     const tried = new Set<Endpoint>()
     record.update({ dst: { service: target.service } })
     let last: { flag: 'UF' | 'UAEX'; error: string } = { flag: 'UF', error: 'no endpoint reachable: no endpoints' }
+    let denier: Parameters<ConnectionRecord['update']>[0] | undefined
     for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS; attempt++) {
       if (socket.destroyed) return record.refuse('DC', 'the client closed the connection before it was connected')
       const ep = this.#deps.balancer.pick(target.key, target.endpoints, settings, tried)
       if (!ep) break
       tried.add(ep)
       const dstWorkload = ep.workload ? snap.workloads.get(ep.workload) : undefined
-      record.update({
+      const facts = {
         dst: { ...(dstWorkload ? { workload: dstWorkload } : {}), ...(ep.identity ? { principal: ep.identity } : {}) },
         upstream: formatAuthority(ep.address, ep.port),
-        security: ep.identity ? 'mutual_tls' : 'none',
-      })
+        security: ep.identity ? 'mutual_tls' as const : 'none' as const,
+      }
+      record.update(facts)
       const started = Date.now()
       try {
         const upstream = await this.#open(ep, dstWorkload, family, settings.connectionPool.connectTimeoutMs, target.service)
@@ -215,11 +217,17 @@ export class OutboundListener {
         const status = err instanceof TunnelError ? err.status : undefined
         const local = (err as { code?: string }).code === 'HOSTMESH_ERR_CERT_UNAVAILABLE'
         if (status !== 401 && status !== 400 && !local) this.#deps.balancer.failure(ep, target.key, target.endpoints, settings)
-        // 401 is the destination's AuthorizationPolicy answering: a denial, not an upstream failure.
-        last = status === 401 ? { flag: 'UAEX', error: `denied by the destination's AuthorizationPolicy: ${message}` } : { flag: 'UF', error: `no endpoint reachable: ${message}` }
+        // 401 is the destination's AuthorizationPolicy answering: a denial, not an upstream
+        // failure, and it stays the outcome even if another endpoint then fails otherwise.
+        if (status === 401) {
+          last = { flag: 'UAEX', error: `denied by the destination's AuthorizationPolicy: ${message}` }
+          denier = facts
+        } else if (last.flag !== 'UAEX') last = { flag: 'UF', error: `no endpoint reachable: ${message}` }
         this.#deps.log.debug({ workload: this.workload.key, endpoint: formatAuthority(ep.address, ep.port), err: message }, status === 401 ? 'denied by the destination' : 'endpoint failed; trying another')
       }
     }
+    // The record names the endpoint whose answer decided: the one that denied, if one did.
+    if (denier) record.update(denier)
     record.refuse(last.flag, last.error)
     socket.resetAndDestroy()
   }

@@ -11,10 +11,10 @@ import { runInNewContext } from 'node:vm'
 import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../log/logger.ts'
 
-/** What the data plane is doing: connections open now, and opened since start. */
+/** What the data plane is doing: connections open now, and connections, streams and refusals seen since start. */
 export interface Activity {
   readonly open: number
-  readonly opened: number
+  readonly seen: number
 }
 
 export interface MemoryReliefOptions {
@@ -25,7 +25,7 @@ export interface MemoryReliefOptions {
   readonly everyMs?: number
   /** RSS above its level at start that is worth a collection. */
   readonly thresholdBytes?: number
-  /** Quiet: at most this many connections open, and at most this many opened since the last look. */
+  /** Quiet: at most this many connections open, and at most this many seen since the last look, at two looks in a row. */
   readonly quietConnections?: number
   readonly rss?: () => number
   readonly now?: () => number
@@ -41,7 +41,8 @@ export class MemoryRelief {
   readonly #collect: Collect
   #timer: NodeJS.Timeout | undefined
   #baseline = 0
-  #lastOpened = 0
+  #lastSeen = 0
+  #quietLooks = 0
   #wait: number
   #notBefore = 0
 
@@ -57,7 +58,7 @@ export class MemoryRelief {
 
   start(): void {
     this.#baseline = this.#opts.rss()
-    this.#lastOpened = this.#opts.activity().opened
+    this.#lastSeen = this.#opts.activity().seen
     this.#timer = setInterval(() => this.check(), this.#opts.everyMs).unref()
   }
 
@@ -68,13 +69,13 @@ export class MemoryRelief {
   /** One look; returns whether a collection ran. */
   check(): boolean {
     const rss = this.#opts.rss()
-    const { open, opened } = this.#opts.activity()
-    const recent = opened - this.#lastOpened
-    this.#lastOpened = opened
+    const { open, seen } = this.#opts.activity()
+    const recent = seen - this.#lastSeen
+    this.#lastSeen = seen
     this.#baseline = Math.min(this.#baseline, rss)
-    const quiet = open <= this.#opts.quietConnections && recent <= this.#opts.quietConnections
+    this.#quietLooks = open <= this.#opts.quietConnections && recent <= this.#opts.quietConnections ? this.#quietLooks + 1 : 0
     const now = this.#opts.now()
-    if (rss < this.#baseline + this.#opts.thresholdBytes || !quiet || now < this.#notBefore) return false
+    if (rss < this.#baseline + this.#opts.thresholdBytes || this.#quietLooks < 2 || now < this.#notBefore) return false
     const started = performance.now()
     this.#collect({ type: 'major', execution: 'sync', flavor: 'last-resort' })
     const after = this.#opts.rss()

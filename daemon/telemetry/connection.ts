@@ -46,8 +46,11 @@ export const UNKNOWN = 'unknown'
 export class ConnectionTelemetry {
   readonly #metrics: TcpMetrics
   readonly #log: Logger
-  /** Connections open now, and opened in all: how busy the data plane is (run/memory.ts). */
-  readonly activity = { open: 0, opened: 0 }
+  /**
+   * How busy the data plane is (run/memory.ts): connections open now, and connections,
+   * streams and refusals seen in all (every begin(), and what listeners note()).
+   */
+  readonly activity = { open: 0, seen: 0 }
 
   constructor(metrics: TcpMetrics, log: Logger) {
     this.#metrics = metrics
@@ -55,7 +58,13 @@ export class ConnectionTelemetry {
   }
 
   begin(start: ConnectionStart): ConnectionRecord {
+    this.activity.seen++
     return new ConnectionRecord(start, this.#metrics, this.#log, this.activity)
+  }
+
+  /** Work that is no connection record: an accepted TCP connection, a refused stream. */
+  note(): void {
+    this.activity.seen++
   }
 }
 
@@ -64,7 +73,7 @@ type State = 'new' | 'open' | 'ended'
 export class ConnectionRecord {
   readonly #metrics: TcpMetrics
   readonly #log: Logger
-  readonly #activity: { open: number; opened: number }
+  readonly #activity: { open: number; seen: number }
   readonly #start: ConnectionStart
   readonly #startedAt = Date.now()
   #dst: ConnectionStart['dst']
@@ -73,7 +82,7 @@ export class ConnectionRecord {
   #labels: TcpLabels | undefined
   #state: State = 'new'
 
-  constructor(start: ConnectionStart, metrics: TcpMetrics, log: Logger, activity: { open: number; opened: number }) {
+  constructor(start: ConnectionStart, metrics: TcpMetrics, log: Logger, activity: { open: number; seen: number }) {
     this.#activity = activity
     this.#start = start
     this.#dst = start.dst
@@ -99,7 +108,6 @@ export class ConnectionRecord {
     if (this.#state !== 'new') return
     this.#state = 'open'
     this.#activity.open++
-    this.#activity.opened++
     this.#labels = this.#labelSet('-')
     this.#metrics.opened(this.#labels)
   }

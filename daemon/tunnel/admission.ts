@@ -1,8 +1,8 @@
 // What any one peer may cost the HBONE server (:15008), whatever certificate it holds: TCP
 // connections (in all, and per source address), TLS handshakes in progress (a queue, not a
-// refusal: a burst of new sessions from a restarting peer waits its turn), new sessions per
-// second per source address and per peer identity (token buckets that an abusive session
-// drains further), and open tunnels (in all, per source address, per identity).
+// refusal: a burst of new sessions from a restarting peer waits its turn), new connections per
+// second per source address and new sessions per second per (identity, source address) (token
+// buckets that an abusive session drains further), and open tunnels (in all, per source).
 // This is state that must hold for the host as a whole: the one object the HBONE listener
 // asks, so that with several workers it can move behind a shared implementation.
 // Maps are keyed by address or identity and hold an entry only while it counts something,
@@ -18,10 +18,10 @@ export interface HboneLimits {
   readonly maxHandshakesPerSource: number
   /** From accept to a verified peer, queueing included. */
   readonly handshakeTimeoutMs: number
-  /** New connections per source address, and new sessions per peer identity. */
+  /** New connections per source address, and new sessions per (peer identity, source address). */
   readonly newConnectionsPerSecond: number
   readonly newConnectionsBurst: number
-  /** Open tunnels (CONNECT streams spliced to a workload). */
+  /** Open tunnels (CONNECT streams spliced to a workload), in all and per peer host (source address). */
   readonly maxTunnels: number
   readonly maxTunnelsPerPeer: number
   /** Per session: streams refused (bad requests, resets before the answer, denials) before it is closed. */
@@ -65,8 +65,7 @@ export class Admission {
   readonly #now: () => number
   readonly #connections = new Counts()
   readonly #handshakes = new Counts()
-  readonly #tunnelsBySource = new Counts()
-  readonly #tunnelsByIdentity = new Counts()
+  readonly #tunnels = new Counts()
   readonly #buckets = new Map<string, TokenBucket>()
   readonly #waiting: { readonly source: string; readonly grant: (release: () => void) => void }[] = []
 
@@ -103,30 +102,37 @@ export class Admission {
     })
   }
 
-  /** A new session by a verified peer identity. */
-  session(identity: string): boolean {
-    return this.#bucket(`id:${identity}`).take()
+  /**
+   * A new session by a verified peer identity from `source`. Keyed by both: an identity is a
+   * service account, shared by every replica on every host, and one peer host's behaviour
+   * must not cost the others theirs.
+   */
+  session(source: string, identity: string): boolean {
+    return this.#bucket(peerKey(source, identity)).take()
   }
 
-  /** A CONNECT stream about to be spliced to a workload. */
-  tunnel(source: string, identity: string): Admitted<TunnelRefusal> {
+  /** A CONNECT stream about to be spliced to a workload, from a peer host at `source`. */
+  tunnel(source: string): Admitted<TunnelRefusal> {
     const l = this.limits
-    if (this.#tunnelsBySource.total >= l.maxTunnels) return { ok: false, reason: 'tunnels' }
-    if (this.#tunnelsBySource.of(source) >= l.maxTunnelsPerPeer || this.#tunnelsByIdentity.of(identity) >= l.maxTunnelsPerPeer) return { ok: false, reason: 'tunnels_per_peer' }
-    const byIdentity = this.#tunnelsByIdentity.add(identity)
-    return { ok: true, release: this.#tunnelsBySource.add(source, byIdentity) }
+    if (this.#tunnels.total >= l.maxTunnels) return { ok: false, reason: 'tunnels' }
+    if (this.#tunnels.of(source) >= l.maxTunnelsPerPeer) return { ok: false, reason: 'tunnels_per_peer' }
+    return { ok: true, release: this.#tunnels.add(source) }
   }
 
-  /** A session was closed for abuse: its source and identity wait before their next sessions. */
-  penalize(source: string, identity: string): void {
+  /**
+   * A session was ended for abuse (`whole`: its source address waits before new connections
+   * too) or for too many refusals (only that identity from that source waits before new
+   * sessions).
+   */
+  penalize(source: string, identity: string, whole: boolean): void {
     const tokens = this.limits.newConnectionsPerSecond * PENALTY_SECONDS
-    this.#bucket(`src:${source}`).drain(tokens)
-    this.#bucket(`id:${identity}`).drain(tokens)
+    if (whole) this.#bucket(`src:${source}`).drain(tokens)
+    this.#bucket(peerKey(source, identity)).drain(tokens)
   }
 
   /** For /stats. */
   view(): { connections: number; handshakes: number; queuedHandshakes: number; tunnels: number; sources: number } {
-    return { connections: this.#connections.total, handshakes: this.#handshakes.total, queuedHandshakes: this.#waiting.length, tunnels: this.#tunnelsBySource.total, sources: this.#connections.keys }
+    return { connections: this.#connections.total, handshakes: this.#handshakes.total, queuedHandshakes: this.#waiting.length, tunnels: this.#tunnels.total, sources: this.#connections.keys }
   }
 
   #handshakeFree(source: string): boolean {
@@ -151,7 +157,11 @@ export class Admission {
     return b
   }
 
-  /** Full buckets remember nothing; if every bucket is in use, the oldest go (a bound, not a policy). */
+  /**
+   * Full buckets remember nothing. If every bucket is in use, the oldest go (a bound on memory,
+   * not a policy): that takes more distinct sources than the connection limit lets in at
+   * once, and the total limits still hold.
+   */
   #prune(): void {
     for (const [k, b] of this.#buckets) if (b.full) this.#buckets.delete(k)
     for (const k of this.#buckets.keys()) {
@@ -159,6 +169,10 @@ export class Admission {
       this.#buckets.delete(k)
     }
   }
+}
+
+function peerKey(source: string, identity: string): string {
+  return `peer:${identity}@${source}`
 }
 
 const MAX_BUCKETS = 65_536

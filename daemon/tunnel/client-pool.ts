@@ -9,7 +9,7 @@ import { connectVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { HostmeshError } from '../errors.ts'
 import { DEFAULT_HBONE_LIMITS } from './admission.ts'
 import { formatAuthority } from './authority.ts'
-import { keepalive, type KeepaliveSettings } from './keepalive.ts'
+import { keepalive, tcpKeepalive, type KeepaliveSettings } from './keepalive.ts'
 import { CONNECTION_WINDOW, H2_SETTINGS, IDLE_SESSION_MS, MAX_STREAMS_PER_SESSION } from './settings.ts'
 
 /** The tunnel could not be opened; `status` is the HBONE answer (400, 401, 503) when there was one. */
@@ -174,6 +174,7 @@ export class HboneClientPool {
     // A dead peer (killed, black-holed) ends the session, and with it every tunnel on it.
     // (node's destroy waits for pending writes, which a dead peer never takes: the socket goes too.)
     keepalive(h2, this.#keepalive, () => { h2.destroy(); socket.destroy() })
+    tcpKeepalive(socket, this.#keepalive)
     await new Promise<void>((resolve, reject) => {
       h2.once('connect', () => { h2.setLocalWindowSize(CONNECTION_WINDOW); resolve() })
       h2.once('error', (err) => reject(new TunnelError(`HTTP/2 to ${formatAuthority(t.node.address, t.node.port)} failed: ${err.message}`, undefined, { cause: err })))

@@ -18,15 +18,18 @@ export function keepalive(h2: Http2Session, s: KeepaliveSettings, dead: (why: st
   let waiting: NodeJS.Timeout | undefined
   let answered = false
   const timer = setInterval(() => {
-    if (waiting !== undefined || h2.closed || h2.destroyed) return
+    // A session that is closing (node's close(), or a GOAWAY either way) can no longer send a
+    // PING (node cancels it), and a peer that is finishing its tunnels may be silent: there
+    // the kernel's TCP keepalive (tcpKeepalive below) finds a dead peer instead.
+    if (waiting !== undefined || h2.destroyed || h2.closed) return
     answered = false
     const readBefore = bytesRead()
-    h2.ping(() => { answered = true })
+    h2.ping((err) => { if (!err) answered = true })
     waiting = setTimeout(() => {
       // Reads that are due run first: an answer waiting in the socket still counts.
       setImmediate(() => {
         waiting = undefined
-        if (answered || bytesRead() !== readBefore || h2.destroyed) return
+        if (answered || bytesRead() !== readBefore || h2.destroyed || h2.closed) return
         stop()
         dead(`nothing from the peer, not even the answer to an HTTP/2 PING, within ${s.timeoutMs} ms`)
       })
@@ -39,4 +42,14 @@ export function keepalive(h2: Http2Session, s: KeepaliveSettings, dead: (why: st
     clearTimeout(waiting)
   }
   h2.once('close', stop)
+}
+
+/**
+ * TCP keepalive on an HBONE connection's socket: after `intervalMs` of silence the kernel
+ * probes the peer every second (libuv sets TCP_KEEPINTVL 1 s, TCP_KEEPCNT 10), and a peer
+ * that does not answer ends the connection with an error. It covers what PINGs cannot: a
+ * session that is closing, and its last tunnels, on a peer that went away meanwhile.
+ */
+export function tcpKeepalive(socket: { setKeepAlive(enable: boolean, initialDelay: number): unknown }, s: KeepaliveSettings): void {
+  socket.setKeepAlive(true, s.intervalMs)
 }

@@ -28,8 +28,8 @@ import { bind, dialTcp, SocketSet, stopListening, type SocketSource } from '../l
 import { listenerView, type ListenerView } from '../listeners/view.ts'
 import { Admission, DEFAULT_HBONE_LIMITS, type HboneLimits } from './admission.ts'
 import { formatAuthority, parseAuthority } from './authority.ts'
-import { keepalive } from './keepalive.ts'
-import { PeerSession } from './session.ts'
+import { keepalive, tcpKeepalive } from './keepalive.ts'
+import { PeerSession, type Refusal } from './session.ts'
 import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
 import { splice, type Splice } from './splice.ts'
 
@@ -84,7 +84,7 @@ export class HboneServer {
     }
     this.#refusedConnections = counter('hostmesh_hbone_connections_refused_total', 'Connections to the HBONE port closed before TLS by a limit (docs/config.md "hbone"), by reason.', ['connections', 'connections_per_source', 'connection_rate', 'session_rate', 'not_h2'])
     this.#refusedStreams = counter('hostmesh_hbone_streams_refused_total', 'CONNECT streams refused before reaching a workload for a reason other than policy, by reason.', STREAM_REFUSALS)
-    this.#closedSessions = counter('hostmesh_hbone_sessions_closed_total', 'HBONE sessions closed by this server: abuse (ENHANCE_YOUR_CALM, destroyed), denial (too many refused streams: GOAWAY), idle, keepalive (no PING answer: dead).', ['abuse', 'denial', 'idle', 'keepalive'])
+    this.#closedSessions = counter('hostmesh_hbone_sessions_closed_total', 'HBONE sessions ended by this server: abuse (destroyed, GOAWAY ENHANCE_YOUR_CALM), denial (too many refused streams: GOAWAY, open tunnels finish), idle, keepalive (nothing from the peer: dead).', ['abuse', 'denial', 'idle', 'keepalive'])
   }
 
   listen(from?: SocketSource): Promise<AddressInfo> {
@@ -98,7 +98,7 @@ export class HboneServer {
    */
   close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#tcp.close(() => resolve()))
-    for (const s of this.#sessions) s.h2.close()
+    for (const s of this.#sessions) s.goAway()
     this.#throttle.close()
     return closed
   }
@@ -145,6 +145,7 @@ export class HboneServer {
 
   #accept(raw: Socket): void {
     raw.on('error', () => undefined)
+    this.#opts.telemetry.note()
     const source = canonicalIp(raw.remoteAddress ?? '')
     const address = remoteOf(raw)
     const admitted = this.#admission.connection(source)
@@ -156,6 +157,7 @@ export class HboneServer {
     this.#sockets.add(raw)
     raw.once('close', admitted.release)
     const limits = this.#admission.limits
+    tcpKeepalive(raw, { intervalMs: limits.keepaliveIntervalMs, timeoutMs: limits.keepaliveTimeoutMs })
     const deadline = Date.now() + limits.handshakeTimeoutMs
     const waited = new AbortController()
     const timer = setTimeout(() => waited.abort(new Error(`TLS handshake from ${address} timed out (waiting for a handshake slot)`)), limits.handshakeTimeoutMs)
@@ -178,7 +180,7 @@ export class HboneServer {
         this.#throttle.warn('hbone-not-h2', { peer: identity, from: address, alpn: clip(socket.alpnProtocol || 'none') }, 'HBONE client did not negotiate h2; closing')
         return void socket.destroy()
       }
-      if (!this.#admission.session(identity)) {
+      if (!this.#admission.session(source, identity)) {
         this.#refusedConnections.inc({ reason: 'session_rate' })
         this.#throttle.warn('hbone-session-rate', { peer: identity, from: address }, 'HBONE session refused: this identity opens sessions too fast')
         return void socket.destroy()
@@ -210,8 +212,12 @@ export class HboneServer {
 
   #onStream(session: PeerSession, stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const { peer } = session
-    session.lastStreamId = Math.max(session.lastStreamId, stream.id ?? 0)
+    this.#opts.telemetry.note()
     stream.on('error', () => undefined)
+    // Read in the same batch as the stream that spent a budget, or after a drain's GOAWAY:
+    // refused unprocessed, so the peer retries it on another session.
+    if (!session.processes(stream.id ?? 0)) return void stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
+    session.lastStreamId = Math.max(session.lastStreamId, stream.id ?? 0)
     let answered = false
     const answer = (status: number): void => {
       answered = true
@@ -245,14 +251,15 @@ export class HboneServer {
       answer(401)
       record.refuse('UAEX', `denied: ${reason}`)
       this.#throttle.warn('hbone-denied', { peer, workload: workload.key, port: target.port, status: 401, reason }, 'connection denied by AuthorizationPolicy')
-      session.refused('denial')
+      this.#endIfSpent(session, 'denial')
     }
     const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port })
     if (!decision.allowed) return deny(decision.reason)
-    const admitted = this.#admission.tunnel(session.source, peer)
+    const admitted = this.#admission.tunnel(session.source)
     if (!admitted.ok) {
       record.refuse('UO', `over the ${admitted.reason} limit`)
-      return refuse(admitted.reason, 503, { workload: workload.key })
+      answer(503)
+      return this.#refuseStream(session, admitted.reason, { workload: workload.key })
     }
     // A reset that arrived in the same read as the HEADERS is known on the next turn: never
     // dial for it. A session that has reset streams early before (no hostmesh does: the
@@ -295,6 +302,8 @@ export class HboneServer {
         answer(503)
         record.refuse('UF', `workload unreachable: ${err.code ?? err.message}`)
         this.#throttle.warn('hbone-unreachable', { peer, workload: workload.key, status: 503, error: err.code ?? err.message }, 'the workload is unreachable')
+        // Each costs the peer's session: a peer must not make a dial and a log line at will.
+        this.#endIfSpent(session, 'denial')
       })
     }
     if (session.earlyResets >= SUSPECT_AFTER_EARLY_RESETS) setTimeout(dial, SUSPECT_DIAL_DELAY_MS)
@@ -306,12 +315,20 @@ export class HboneServer {
     this.#refusedStreams.inc({ reason })
     if (reason === 'early_reset') session.earlyResets++
     this.#throttle.warn(`hbone-${reason}`, { peer: session.peer, from: session.address, reason, ...fields }, 'HBONE stream refused')
-    const kind = reason === 'bad_request' || reason === 'early_reset' ? 'abuse' : 'denial'
+    this.#endIfSpent(session, reason === 'bad_request' || reason === 'early_reset' ? 'abuse' : 'denial')
+  }
+
+  /**
+   * Charges one refusal to the session's budget of that kind; once it is spent the session
+   * ends (abuse: destroyed; denial: GOAWAY, open tunnels finish), and that peer waits before
+   * new sessions (abuse: its whole source address).
+   */
+  #endIfSpent(session: PeerSession, kind: Refusal): void {
     if (session.refused(kind) === undefined) return
     this.#closedSessions.inc({ reason: kind })
-    this.#admission.penalize(session.source, session.peer)
+    this.#admission.penalize(session.source, session.peer, kind === 'abuse')
     this.#throttle.warn(`hbone-session-${kind}`, { peer: session.peer, from: session.address, reason: kind, tunnels: session.tunnels.size }, kind === 'abuse'
-      ? 'HBONE session destroyed (ENHANCE_YOUR_CALM): too many bad requests or early resets'
-      : 'HBONE session closed (GOAWAY ENHANCE_YOUR_CALM): too many refused streams')
+      ? 'HBONE session destroyed (GOAWAY ENHANCE_YOUR_CALM): too many bad requests or early resets'
+      : 'HBONE session going away (GOAWAY): too many refused streams; its open tunnels finish')
   }
 }

@@ -15,8 +15,8 @@ export interface SessionTunnel {
 /**
  * Streams refused on a session, by what they say about the peer. `abuse`: the peer broke the
  * protocol's contract (a request no hostmesh sends, a stream reset before its answer, as in
- * CVE-2023-44487's rapid reset); the session is destroyed. `denial`: policy or a limit said
- * no; the session is closed gracefully (GOAWAY: its open tunnels finish).
+ * CVE-2023-44487's rapid reset); the session is destroyed. `denial`: policy, a limit or an
+ * unreachable workload said no; the session goes away gracefully (its open tunnels finish).
  */
 export type Refusal = 'abuse' | 'denial'
 
@@ -39,6 +39,8 @@ export class PeerSession {
   earlyResets = 0
   readonly #budgets: Record<Refusal, TokenBucket>
   #closedFor: Refusal | undefined
+  #goingAway = false
+  #lastAccepted: number | undefined
 
   constructor(h2: ServerHttp2Session, socket: Duplex, peer: string, source: string, address: string, limits: HboneLimits) {
     this.h2 = h2
@@ -56,7 +58,29 @@ export class PeerSession {
 
   /** The session is going or gone: no new tunnel may start on it. */
   get ending(): boolean {
-    return this.h2.closed || this.h2.destroyed || this.#closedFor !== undefined
+    return this.h2.closed || this.h2.destroyed || this.#goingAway
+  }
+
+  /**
+   * Graceful end: GOAWAY NO_ERROR naming the last stream processed, so the peer opens no new
+   * stream here while the open ones finish; the peer closes the connection once they have.
+   * Not node's close(): that marks the session closed, and a closed session can no longer
+   * send the PINGs that tell whether the peer is still there while its tunnels finish.
+   */
+  goAway(): void {
+    if (this.#goingAway || this.h2.closed || this.h2.destroyed) return
+    this.#goingAway = true
+    this.#lastAccepted = this.lastStreamId
+    this.h2.goaway(constants.NGHTTP2_NO_ERROR, this.lastStreamId)
+  }
+
+  /**
+   * Whether stream `id` is one this session still processes. After a GOAWAY the streams above
+   * the last one it named are not (RFC 9113 §6.8: the peer may retry them elsewhere), even
+   * those already read in the same batch.
+   */
+  processes(id: number): boolean {
+    return this.#lastAccepted === undefined || id <= this.#lastAccepted
   }
 
   /**
@@ -74,17 +98,17 @@ export class PeerSession {
 
   /**
    * Counts one refused stream. Returns the refusal kind when this one spent the session's
-   * budget (the session is being closed); undefined otherwise.
+   * budget (the session is being ended); undefined otherwise. Abuse destroys the session with
+   * ENHANCE_YOUR_CALM, as nghttp2 and Envoy answer a flood. A denial only goes away
+   * gracefully: node's client destroys a session, every stream on it, on a GOAWAY with any
+   * other code than NO_ERROR, and a hostmesh's pooled session also carries the allowed
+   * tunnels of the same pair of identities.
    */
   refused(kind: Refusal): Refusal | undefined {
     if (this.#closedFor !== undefined || this.#budgets[kind].take()) return undefined
     this.#closedFor = kind
-    // ENHANCE_YOUR_CALM, as nghttp2 and Envoy answer a flood.
     if (kind === 'abuse') this.kill(constants.NGHTTP2_ENHANCE_YOUR_CALM, GOAWAY_GRACE_MS)
-    else {
-      this.h2.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, this.lastStreamId)
-      this.h2.close()
-    }
+    else this.goAway()
     return kind
   }
 }

@@ -1,12 +1,11 @@
 // Workloads run as their own uids, and a checkout may be one they cannot read (under /root,
 // mode 0700). readableBy() gives a path to the same file that any uid can open: the path
 // itself when every directory above it can be traversed and the file read by others;
-// otherwise a hard link (a copy across filesystems) in a world-readable mirror under the
-// system temp dir, made once and shared by every test process of that checkout. Only what a
-// workload's argv names is mirrored: the node binary and the workload programs, which import
-// nothing but node: modules.
+// otherwise a hard link (a copy across filesystems) in this process's own world-readable
+// mirror under the system temp dir. Only what a workload's argv names is mirrored: the node
+// binary and the workload programs, which import nothing but node: modules.
 import { createHash } from 'node:crypto'
-import { chmodSync, copyFileSync, linkSync, mkdirSync, renameSync, statSync, type Stats } from 'node:fs'
+import { chmodSync, constants, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, statSync, type Stats } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, parse, resolve } from 'node:path'
 
@@ -28,29 +27,39 @@ export function othersCanRead(file: string): boolean {
   }
 }
 
+let mirrorDir: string | undefined
+
+/**
+ * This process's mirror: a fresh directory of an unpredictable name (mkdtemp), world-readable,
+ * removed at exit. Never a fixed path: root must not run, or write through, something another
+ * user put in /tmp first.
+ */
+function mirror(): string {
+  if (mirrorDir) return mirrorDir
+  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-readable-'))
+  chmodSync(dir, 0o755)
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return (mirrorDir = dir)
+}
+
 /** `file`, or a mirror of it that any uid can read. Throws if `file` does not exist. */
 export function readableBy(file: string): string {
   const abs = resolve(file)
   if (othersCanRead(abs)) return abs
   const st = statSync(abs)
-  // One mirror per user and tmpdir; the file's path, size and mtime name its copy, so a
-  // changed file gets a fresh one and concurrent test processes agree on the name.
+  // One link per file version (path, size, mtime): a changed file gets a fresh one.
   const key = createHash('sha256').update(`${abs}\0${st.size}\0${st.mtimeMs}`).digest('hex').slice(0, 16)
-  const root = join(tmpdir(), `hostmesh-readable-${process.getuid?.() ?? 0}`)
-  const target = join(root, key, parse(abs).base)
-  if (othersCanRead(target)) return target
-  mkdirSync(dirname(target), { recursive: true, mode: 0o755 })
-  chmodSync(root, 0o755)
-  chmodSync(dirname(target), 0o755)
-  // Into place by rename, so no process ever runs a half-written copy.
-  const partial = `${target}.${process.pid}.partial`
+  const dir = join(mirror(), key)
+  const target = join(dir, parse(abs).base)
+  if (existsSync(target)) return target
+  mkdirSync(dir, { mode: 0o755 })
+  chmodSync(dir, 0o755)
   try {
-    linkSync(abs, partial)
+    linkSync(abs, target)
   } catch {
-    copyFileSync(abs, partial)
-    chmodSync(partial, st.mode & 0o777)
+    copyFileSync(abs, target, constants.COPYFILE_EXCL)
+    chmodSync(target, st.mode & 0o777)
   }
-  renameSync(partial, target)
   if (!othersCanRead(target)) throw new Error(`${abs} is not readable by other users, and neither is its mirror ${target} (mode ${(st.mode & 0o777).toString(8)})`)
   return target
 }

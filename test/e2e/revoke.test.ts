@@ -23,7 +23,8 @@ t.test(`open tunnels revoked ${ROUNDS} times: each connection is closed and logg
   const net = await testNet(t, { hosts: ['node-a', 'node-b'] })
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-revoke-'))
   cpSync(EXAMPLES, join(dir, 'policy.d'), { recursive: true })
-  const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), extra: 'drainSeconds: 1\n' })
+  // A long drain and a short keepalive, for the last test: a peer lost while draining.
+  const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), extra: 'drainSeconds: 120\nhbone: {keepaliveInterval: 2s, keepaliveTimeout: 3s}\n' })
   const [a, b] = [net.host('node-a'), net.host('node-b')]
   const daemons = new Map<string, HostProcess>(net.hosts.map((h) => [h.name, h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!])]))
   for (const h of net.hosts) await untilReady(h, daemons.get(h.name)!)
@@ -68,4 +69,22 @@ t.test(`open tunnels revoked ${ROUNDS} times: each connection is closed and logg
   t.same(problems, [], `${ROUNDS} rounds, ${connections} connections: each closed and logged exactly once on both hosts`)
   t.ok(closedEarly < ROUNDS, `the transfer was still in flight when revoked in ${ROUNDS - closedEarly} of ${ROUNDS} rounds`)
   t.match(daemons.get('node-b')!.output, /"msg":"open connection closed: the new policy denies it"/)
+
+  await t.test('a peer lost while draining: both ends end the tunnel (TCP keepalive), and the drain does not wait for it', async (t) => {
+    const holder = a.spawn([NODE, CLIENT, '10.77.0.12', '7000', '-1'], { uid: 2001, gid: 2001 })
+    await holder.waitFor(/"first":"payments-v1/)
+    const stopped = Date.now()
+    process.kill(daemons.get('node-b')!.pid, 'SIGTERM') // drainSeconds 120: GOAWAY both ways, the tunnel stays
+    await new Promise((r) => setTimeout(r, 1000))
+    t.ok(holder.running, 'the held connection survives the drain\'s GOAWAY')
+    // Now node-b drops everything from and to node-a: a black hole, no FIN, no RST.
+    for (const chain of [['INPUT', '-s'], ['OUTPUT', '-d']]) await b.mustExec(['iptables', '-w', '5', '-I', chain[0]!, chain[1]!, a.ipv4, '-j', 'DROP'])
+    await holder.waitFor(/"sent":/, 30_000)
+    t.ok(Date.now() - stopped < 30_000, `node-a ended the tunnel to the lost peer after ${Math.round((Date.now() - stopped) / 1000)} s`)
+    let timer: NodeJS.Timeout | undefined
+    const exited = await Promise.race([daemons.get('node-b')!.exited.then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), 30_000) })])
+    clearTimeout(timer)
+    t.ok(exited, 'node-b ended its side too, and its drain finished long before drainSeconds')
+    t.match(daemons.get('node-b')!.output, /"reporter":"destination".*"error":"[^"]*(ETIMEDOUT|timed out)/, 'its access log says why')
+  })
 })

@@ -144,7 +144,7 @@ t.test('hostile peers with a valid certificate at :15008', { skip: e2eSkip() }, 
       // Memory comes back once node-b has been quiet for a moment (daemon/run/memory.ts).
       const near = (u: { fds: number; rssMb: number }): boolean => u.fds <= idle.fds + 10 && u.rssMb <= idle.rssMb + 64
       let now = await usage()
-      for (let i = 0; i < 100 && !near(now); i++) {
+      for (let i = 0; i < 200 && !near(now); i++) {
         await new Promise((r) => setTimeout(r, 200))
         now = await usage()
       }

@@ -10,9 +10,9 @@ import { hboneSetup, ID, type HboneSetup } from '../../helpers/hbone.ts'
 
 const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants
 
-/** Polls `check` every 20 ms for up to 3 s. */
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 150; i++) {
+/** Polls `check` every 20 ms for up to `ms` (3 s). */
+async function until(check: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> {
+  for (let i = 0; i < ms / 20; i++) {
     if (await check()) return
     await new Promise((r) => setTimeout(r, 20))
   }
@@ -134,7 +134,7 @@ t.test('tunnels per peer: over the limit a CONNECT gets 503 (UO), and the limit 
   c.destroy()
 })
 
-t.test('streams nobody reads from a workload that sends without end: bounded, and released when the client goes', async (t) => {
+t.test('streams nobody reads from a workload that sends without end: released when the client goes, though node never reports that close', async (t) => {
   const chunk = Buffer.alloc(64 << 10, 'x')
   // node may never report the close of a connection whose writes are stuck: keepalive does.
   const s = await hboneSetup(t, {
@@ -154,8 +154,6 @@ t.test('streams nobody reads from a workload that sends without end: bounded, an
   }
   t.same(new Set(await Promise.all(streams.map(status))), new Set([200]))
   await new Promise((r) => setTimeout(r, 500))
-  const heldMb = process.memoryUsage().rss / 2 ** 20
-  t.comment(`rss with 20 unread streams: ${Math.round(heldMb)} MB`)
   socket.destroy()
   await until(() => s.server.tunnels === 0, 'no tunnel is open')
   await until(() => s.workloadSockets.every((w) => w.destroyed), 'every workload-side socket is closed')
@@ -163,7 +161,7 @@ t.test('streams nobody reads from a workload that sends without end: bounded, an
 })
 
 t.test('keepalive: a black-holed session is declared dead at both ends, and its tunnels end', async (t) => {
-  const keepalive = { keepaliveIntervalMs: 200, keepaliveTimeoutMs: 300 }
+  const keepalive = { keepaliveIntervalMs: 300, keepaliveTimeoutMs: 1000 }
   const s = await hboneSetup(t, { limits: keepalive })
   // A relay between the client pool and :15008 that can start dropping everything, both ways.
   let blackhole = false
@@ -181,14 +179,61 @@ t.test('keepalive: a black-holed session is declared dead at both ends, and its 
   const stream = await pool.open({ source: ID('client'), destination: ID('echo'), node: { address: '127.0.0.1', port: (relay.address() as AddressInfo).port }, address: '127.0.0.1', port: s.echoPort })
   stream.on('error', () => undefined)
   // Alive while quiet: PINGs are answered.
-  await new Promise((r) => setTimeout(r, 1000))
+  await new Promise((r) => setTimeout(r, 2500))
   t.equal(s.server.tunnels, 1, 'an idle tunnel on a live session stays open')
   blackhole = true
   const closed = new Promise((r) => stream.once('close', r))
-  await until(() => s.server.tunnels === 0, 'the server ended the tunnel of its dead session')
+  await until(() => s.server.tunnels === 0, 'the server ended the tunnel of its dead session', 6000)
   await closed
   t.pass('the client ended its side too')
   await until(() => pool.sessions === 0, 'the pool dropped the dead session')
   t.equal(await s.metric('hostmesh_hbone_sessions_closed_total', { reason: 'keepalive' }), 1)
   await until(() => s.workloadSockets.every((w) => w.destroyed), 'the workload-side socket is closed')
+})
+
+t.test('a spent denial budget ends the session gracefully: tunnels already open on it keep working', async (t) => {
+  const s = await hboneSetup(t, { limits: { maxTunnelsPerPeer: 4, refusedStreamsBurst: 3, refusedStreamsPerSecond: 0.001 } })
+  // hostmesh's own pool: allowed tunnels and refused ones share one session (one identity pair).
+  const held = await Promise.all(Array.from({ length: 4 }, () => s.open('client')))
+  for (const x of held) x.on('error', () => undefined)
+  const refused = await Promise.allSettled(Array.from({ length: 4 }, () => s.open('client')))
+  t.same(refused.map((r) => r.status), ['rejected', 'rejected', 'rejected', 'rejected'], 'over the tunnel limit')
+  await until(async () => await s.metric('hostmesh_hbone_sessions_closed_total', { reason: 'denial' }) === 1, 'the session went away')
+  for (const [i, x] of held.entries()) {
+    const back = new Promise<string>((r) => x.once('data', (c: Buffer) => r(c.toString())))
+    x.write(`still here ${i}`)
+    t.equal(await back, `still here ${i}`, `held tunnel ${i} still carries data`)
+  }
+  t.equal(held.filter((x) => x.destroyed).length, 0, 'none was reset')
+})
+
+t.test('a client that hangs up mid-handshake frees its handshake slot at once', async (t) => {
+  const s = await hboneSetup(t, { limits: { maxHandshakes: 1, maxHandshakesPerSource: 1, handshakeTimeoutMs: 5000 } })
+  const half = connect(s.port, '127.0.0.1')
+  half.on('error', () => undefined)
+  await new Promise((r) => half.once('connect', r))
+  // The start of a TLS record, then FIN.
+  half.end(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x10, 0x01]))
+  await new Promise((r) => setTimeout(r, 100))
+  const started = Date.now()
+  const stream = await s.open('client')
+  stream.destroy()
+  t.ok(Date.now() - started < 2000, `a legitimate handshake did not wait for the timeout (${Date.now() - started} ms)`)
+})
+
+t.test('CONNECTs to a workload port with nothing listening cost the session: dials and access-log lines stay bounded', async (t) => {
+  const s = await hboneSetup(t, { limits: { refusedStreamsBurst: 10, refusedStreamsPerSecond: 0.001 } })
+  const { session } = await s.raw('client')
+  // One batch: as many as the session may have open (100), all read before the first 503.
+  const first = await Promise.all(Array.from({ length: 100 }, () => status(connectStream(session, `127.0.0.1:${s.downPort}`))))
+  t.equal(first.filter((x) => x === 503).length, 100)
+  await until(async () => await s.metric('hostmesh_hbone_sessions_closed_total', { reason: 'denial' }) === 1, 'the session went away')
+  const lines = accessLines(s).length
+  // Nothing more on that session, and the same peer's next session waits.
+  const second = await Promise.all(Array.from({ length: 100 }, () => status(connectStream(session, `127.0.0.1:${s.downPort}`))))
+  t.equal(second.filter((x) => x === 503).length, 0, 'the going-away session processes no new stream')
+  const again = await s.raw('client').then(({ session: next }) => status(connectStream(next, `127.0.0.1:${s.downPort}`)))
+  t.not(again, 503, 'and a new session of that identity from that address is not served for now')
+  t.equal(await s.metric('hostmesh_hbone_connections_refused_total', { reason: 'session_rate' }), 1)
+  t.equal(accessLines(s).length, lines, `no more access-log lines than the first batch (${lines})`)
 })
