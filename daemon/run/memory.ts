@@ -5,7 +5,8 @@
 // a threshold above where it was at start *and* the data plane is quiet, one such collection
 // runs. It never runs under load (the pause would land on traffic). What it cannot release
 // (memory outside V8's heap) would make it run again and again for nothing: each collection
-// that frees little doubles the wait before the next, up to ten minutes.
+// that frees little doubles the wait before the next, up to ten minutes, unless a new burst
+// came in between.
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { Counter, type Registry } from 'prom-client'
@@ -45,6 +46,7 @@ export class MemoryRelief {
   #quietLooks = 0
   #wait: number
   #notBefore = 0
+  #seenAtLast = 0
 
   constructor(opts: MemoryReliefOptions) {
     this.#opts = { everyMs: 5000, thresholdBytes: 64 * 2 ** 20, quietConnections: 64, rss: () => process.memoryUsage.rss(), now: Date.now, ...opts }
@@ -75,7 +77,13 @@ export class MemoryRelief {
     this.#baseline = Math.min(this.#baseline, rss)
     this.#quietLooks = open <= this.#opts.quietConnections && recent <= this.#opts.quietConnections ? this.#quietLooks + 1 : 0
     const now = this.#opts.now()
+    // A new burst since the last collection may have pooled new memory: no back-off for it.
+    if (seen - this.#seenAtLast > this.#opts.quietConnections) {
+      this.#wait = this.#opts.everyMs
+      this.#notBefore = 0
+    }
     if (rss < this.#baseline + this.#opts.thresholdBytes || this.#quietLooks < 2 || now < this.#notBefore) return false
+    this.#seenAtLast = seen
     const started = performance.now()
     this.#collect({ type: 'major', execution: 'sync', flavor: 'last-resort' })
     const after = this.#opts.rss()

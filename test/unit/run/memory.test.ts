@@ -36,6 +36,13 @@ t.test('collects after a burst, only when quiet; backs off while it frees little
   t.notOk(relief.check(), 'then the wait is 20 s')
   now += 5000
   t.ok(relief.check())
+  // A new burst after a collection: no back-off for it (the wait would now be 40 s).
+  activity.seen += 1000
+  t.notOk(relief.check(), 'busy')
+  now += 5000
+  t.notOk(relief.check(), 'quiet once')
+  now += 5000
+  t.ok(relief.check(), 'quiet twice: collected without waiting out the back-off')
   // RSS back near where it started: nothing to do.
   rss = 160 * MB
   now += 60_000
