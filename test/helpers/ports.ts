@@ -31,7 +31,10 @@ function canBind(port: number): Promise<boolean> {
  */
 export async function daemonPorts(span = 8): Promise<{ yaml: string; admin: number; hbone: number; inboundPlaintext: number; outboundBase: number; socket: string }> {
   const socket = join(tmpdir(), `hostmesh-admin-${process.pid}-${randomBytes(4).toString('hex')}.sock`)
-  const [admin, hbone, inboundPlaintext] = [await freePort(), await freePort(), await freePort()]
+  // Three different ports: the kernel may hand out a port it just gave (and got back) again.
+  const picked = new Set<number>()
+  for (let i = 0; i < 50 && picked.size < 3; i++) picked.add(await freePort())
+  const [admin, hbone, inboundPlaintext] = [...picked] as [number, number, number]
   for (let i = 0; i < 50; i++) {
     const base = 20_000 + Math.floor(Math.random() * 30_000)
     const ok = await Promise.all(Array.from({ length: span }, (_, k) => canBind(base + k)))
