@@ -54,8 +54,10 @@ interface Tunnel {
 }
 
 /** Early resets after which a session's dials wait SUSPECT_DIAL_DELAY_MS for a reset to arrive. */
-const SUSPECT_AFTER_EARLY_RESETS = 3
+const SUSPECT_AFTER_EARLY_RESETS = 1
 const SUSPECT_DIAL_DELAY_MS = 25
+/** What an early reset takes from the abuse budget: a tenth of it with the defaults. */
+const EARLY_RESET_COST = 10
 
 const STREAM_REFUSALS = ['bad_request', 'early_reset', 'tunnels', 'tunnels_per_peer'] as const
 type StreamRefusal = (typeof STREAM_REFUSALS)[number]
@@ -315,7 +317,8 @@ export class HboneServer {
     this.#refusedStreams.inc({ reason })
     if (reason === 'early_reset') session.earlyResets++
     this.#throttle.warn(`hbone-${reason}`, { peer: session.peer, from: session.address, reason, ...fields }, 'HBONE stream refused')
-    this.#endIfSpent(session, reason === 'bad_request' || reason === 'early_reset' ? 'abuse' : 'denial')
+    // An early reset costs ten: no hostmesh sends one, and each can cost a dial.
+    this.#endIfSpent(session, reason === 'bad_request' || reason === 'early_reset' ? 'abuse' : 'denial', reason === 'early_reset' ? EARLY_RESET_COST : 1)
   }
 
   /**
@@ -323,8 +326,8 @@ export class HboneServer {
    * ends (abuse: destroyed; denial: GOAWAY, open tunnels finish), and that peer waits before
    * new sessions (abuse: its whole source address).
    */
-  #endIfSpent(session: PeerSession, kind: Refusal): void {
-    if (session.refused(kind) === undefined) return
+  #endIfSpent(session: PeerSession, kind: Refusal, cost = 1): void {
+    if (session.refused(kind, cost) === undefined) return
     this.#closedSessions.inc({ reason: kind })
     this.#admission.penalize(session.source, session.peer, kind === 'abuse')
     this.#throttle.warn(`hbone-session-${kind}`, { peer: session.peer, from: session.address, reason: kind, tunnels: session.tunnels.size }, kind === 'abuse'

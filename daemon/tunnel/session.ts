@@ -97,15 +97,15 @@ export class PeerSession {
   }
 
   /**
-   * Counts one refused stream. Returns the refusal kind when this one spent the session's
+   * Counts one refused stream (`cost` of its budget). Returns the refusal kind when this one spent the session's
    * budget (the session is being ended); undefined otherwise. Abuse destroys the session with
    * ENHANCE_YOUR_CALM, as nghttp2 and Envoy answer a flood. A denial only goes away
    * gracefully: node's client destroys a session, every stream on it, on a GOAWAY with any
    * other code than NO_ERROR, and a hostmesh's pooled session also carries the allowed
    * tunnels of the same pair of identities.
    */
-  refused(kind: Refusal): Refusal | undefined {
-    if (this.#closedFor !== undefined || this.#budgets[kind].take()) return undefined
+  refused(kind: Refusal, cost = 1): Refusal | undefined {
+    if (this.#closedFor !== undefined || this.#budgets[kind].take(cost)) return undefined
     this.#closedFor = kind
     if (kind === 'abuse') this.kill(constants.NGHTTP2_ENHANCE_YOUR_CALM, GOAWAY_GRACE_MS)
     else this.goAway()

@@ -93,7 +93,8 @@ t.test('rapid reset: a stream reset before its answer is not dialled, and the se
   }
   await until(destroyed, 'the session was destroyed')
   t.ok(sent < 200, `the session was destroyed after ${sent} resets`)
-  t.ok(await s.metric('hostmesh_hbone_streams_refused_total', { reason: 'early_reset' }) >= 50, 'its early resets were counted')
+  // Each early reset costs ten of the 50.
+  t.ok(await s.metric('hostmesh_hbone_streams_refused_total', { reason: 'early_reset' }) >= 5, 'its early resets were counted')
   // A reset that arrives after the dial started abandons it; one in the same read as the
   // HEADERS is never dialled at all.
   t.ok(s.workloadSockets.length <= 5, `${s.workloadSockets.length} of ${sent} reset streams reached the workload`)
