@@ -184,9 +184,11 @@ t.test('hostile peers with a valid certificate at :15008', { skip: e2eSkip() }, 
     t.ok(total(m, 'hostmesh_hbone_sessions_closed_total', { reason: 'abuse' }) >= 2, 'abusive sessions were closed')
     await new Promise((r) => setTimeout(r, 300))
     const dialled = accepted(answers) - acceptedBefore
-    // A reset in the same read as its HEADERS is never dialled; one that comes later can be,
-    // but a session is destroyed after ten early resets (and its dials wait after the first).
-    t.ok(dialled <= 10 * r.connections, `${dialled} of ${String(r.resetsSent)} reset streams, on ${r.connections} sessions, reached the workload`)
+    // A reset that has arrived when its dial is due is never dialled. One that trails its
+    // HEADERS can be, until the session's first early reset is seen (then its dials wait),
+    // so a session's first batch, at most its 100 streams, is the bound; the session is
+    // destroyed after ten early resets and its source waits 10 s.
+    t.ok(dialled <= 100 * r.connections, `${dialled} of ${String(r.resetsSent)} reset streams, on ${r.connections} sessions, reached the workload`)
   })
 
 })
