@@ -17,6 +17,7 @@ import type { Metrics } from '../metrics/registry.ts'
 import { HboneClientPool } from '../tunnel/client-pool.ts'
 import { HboneServer } from '../tunnel/server.ts'
 import type { HboneLimits } from '../tunnel/admission.ts'
+import { keepaliveOf } from '../tunnel/keepalive.ts'
 import { ConnectionTelemetry } from '../telemetry/connection.ts'
 import type { Activity } from './memory.ts'
 import type { Certificates } from './certificates.ts'
@@ -61,7 +62,7 @@ export class DataPlane {
       },
     })
     const limits = hboneLimits(config)
-    this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, { intervalMs: limits.keepaliveIntervalMs, timeoutMs: limits.keepaliveTimeoutMs })
+    this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, keepaliveOf(limits))
     this.#hbone = new HboneServer({
       host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot,
       log: log.child({ listener: 'hbone' }), telemetry: this.#telemetry, registry: metrics.registry, limits,

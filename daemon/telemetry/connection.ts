@@ -40,7 +40,7 @@ export interface ConnectionStart {
   readonly security: Security
 }
 
-export const UNKNOWN = 'unknown'
+const UNKNOWN = 'unknown'
 
 /** The access log and the Istio TCP counters, shared by every listener. */
 export class ConnectionTelemetry {

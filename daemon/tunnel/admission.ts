@@ -130,11 +130,6 @@ export class Admission {
     this.#bucket(peerKey(source, identity)).drain(tokens)
   }
 
-  /** For /stats. */
-  view(): { connections: number; handshakes: number; queuedHandshakes: number; tunnels: number; sources: number } {
-    return { connections: this.#connections.total, handshakes: this.#handshakes.total, queuedHandshakes: this.#waiting.length, tunnels: this.#tunnels.total, sources: this.#connections.keys }
-  }
-
   #handshakeFree(source: string): boolean {
     return this.#handshakes.total < this.limits.maxHandshakes && this.#handshakes.of(source) < this.limits.maxHandshakesPerSource
   }
@@ -184,10 +179,6 @@ class Counts {
 
   of(key: string): number {
     return this.#byKey.get(key) ?? 0
-  }
-
-  get keys(): number {
-    return this.#byKey.size
   }
 
   /** Counts one for `key`; the returned release undoes it once (then runs `after`). */

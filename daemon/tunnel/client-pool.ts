@@ -9,7 +9,7 @@ import { connectVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { HostmeshError } from '../errors.ts'
 import { DEFAULT_HBONE_LIMITS } from './admission.ts'
 import { formatAuthority } from './authority.ts'
-import { keepalive, tcpKeepalive, type KeepaliveSettings } from './keepalive.ts'
+import { keepalive, keepaliveOf, tcpKeepalive, type KeepaliveSettings } from './keepalive.ts'
 import { CONNECTION_WINDOW, H2_SETTINGS, IDLE_SESSION_MS, MAX_STREAMS_PER_SESSION } from './settings.ts'
 
 /** The tunnel could not be opened; `status` is the HBONE answer (400, 401, 503) when there was one. */
@@ -186,7 +186,7 @@ export class HboneClientPool {
   }
 }
 
-const DEFAULT_KEEPALIVE: KeepaliveSettings = { intervalMs: DEFAULT_HBONE_LIMITS.keepaliveIntervalMs, timeoutMs: DEFAULT_HBONE_LIMITS.keepaliveTimeoutMs }
+const DEFAULT_KEEPALIVE = keepaliveOf(DEFAULT_HBONE_LIMITS)
 
 /** Streams per session: ours (100), or fewer if the server says so. */
 function limit(h2: ClientHttp2Session): number {

@@ -7,10 +7,16 @@
 // "Sign of life" is the PING's answer or any byte read meanwhile: a busy peer (or our own
 // event loop, late under load) must not get a healthy session killed, with its tunnels.
 import type { Http2Session } from 'node:http2'
+import type { HboneLimits } from './admission.ts'
 
 export interface KeepaliveSettings {
   readonly intervalMs: number
   readonly timeoutMs: number
+}
+
+/** The node config's `hbone.keepalive*`, as both ends of a session use them. */
+export function keepaliveOf(limits: Pick<HboneLimits, 'keepaliveIntervalMs' | 'keepaliveTimeoutMs'>): KeepaliveSettings {
+  return { intervalMs: limits.keepaliveIntervalMs, timeoutMs: limits.keepaliveTimeoutMs }
 }
 
 export function keepalive(h2: Http2Session, s: KeepaliveSettings, dead: (why: string) => void): void {

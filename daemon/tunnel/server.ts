@@ -28,10 +28,10 @@ import { bind, dialTcp, SocketSet, stopListening, type SocketSource } from '../l
 import { listenerView, type ListenerView } from '../listeners/view.ts'
 import { Admission, DEFAULT_HBONE_LIMITS, type HboneLimits } from './admission.ts'
 import { formatAuthority, parseAuthority } from './authority.ts'
-import { keepalive, tcpKeepalive } from './keepalive.ts'
-import { PeerSession, type Refusal } from './session.ts'
+import { keepalive, keepaliveOf, tcpKeepalive, type KeepaliveSettings } from './keepalive.ts'
+import { PeerSession, type Refusal, type SessionTunnel } from './session.ts'
 import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
-import { splice, type Splice } from './splice.ts'
+import { splice } from './splice.ts'
 
 export interface HboneServerOptions {
   readonly host: string
@@ -44,13 +44,6 @@ export interface HboneServerOptions {
   readonly registry: Registry
   readonly limits?: HboneLimits
   readonly connectTimeoutMs?: number
-}
-
-interface Tunnel {
-  readonly peer: string
-  readonly workload: WorkloadInfo
-  readonly port: number
-  readonly splice: Splice
 }
 
 /** Early resets after which a session's dials wait SUSPECT_DIAL_DELAY_MS for a reset to arrive. */
@@ -66,8 +59,8 @@ export class HboneServer {
   readonly #opts: HboneServerOptions
   readonly #tcp: Server
   readonly #admission: Admission
+  readonly #keepalive: KeepaliveSettings
   readonly #sessions = new Set<PeerSession>()
-  readonly #tunnels = new Set<Tunnel>()
   readonly #sockets = new SocketSet()
   readonly #throttle: LogThrottle
   readonly #refusedConnections: Counter<'reason'>
@@ -77,6 +70,7 @@ export class HboneServer {
   constructor(opts: HboneServerOptions) {
     this.#opts = opts
     this.#admission = new Admission(opts.limits ?? DEFAULT_HBONE_LIMITS)
+    this.#keepalive = keepaliveOf(this.#admission.limits)
     this.#throttle = new LogThrottle(opts.log)
     this.#tcp = createServer((raw) => this.#accept(raw))
     const counter = (name: string, help: string, reasons: readonly string[]): Counter<'reason'> => {
@@ -107,30 +101,37 @@ export class HboneServer {
 
   destroy(): void {
     stopListening(this.#tcp)
-    for (const t of this.#tunnels) t.splice.close(new Error('hostmesh is shutting down'))
-    for (const s of this.#sessions) s.kill()
+    for (const s of this.#sessions) {
+      for (const t of s.tunnels) t.close(new Error('hostmesh is shutting down'))
+      s.kill()
+    }
     this.#sockets.destroyAll()
     this.#throttle.close()
   }
 
+  /** Open tunnels: every session's. */
   get tunnels(): number {
-    return this.#tunnels.size
+    let n = 0
+    for (const s of this.#sessions) n += s.tunnels.size
+    return n
   }
 
   /** For /stats: address, open TLS connections and the tunnels they carry. */
   view(): Promise<ListenerView> {
-    return listenerView('hbone', [this.#tcp], { tunnels: this.#tunnels.size })
+    return listenerView('hbone', [this.#tcp], { tunnels: this.tunnels })
   }
 
   /** After a snapshot swap: closes the tunnels the new AuthorizationPolicies deny. Returns how many. */
   recheck(snapshot: Snapshot): number {
     let closed = 0
-    for (const t of this.#tunnels) {
-      const d = this.#stillAllowed(snapshot, t)
-      if (d.allowed) continue
-      closed++
-      this.#opts.log.warn({ peer: t.peer, workload: t.workload.key, port: t.port, reason: d.reason, generation: snapshot.generation }, 'open connection closed: the new policy denies it')
-      t.splice.close(new Error(`revoked by policy: ${d.reason}`))
+    for (const s of this.#sessions) {
+      for (const t of s.tunnels) {
+        const d = this.#stillAllowed(snapshot, { peer: s.peer, workload: t.workload, port: t.port })
+        if (d.allowed) continue
+        closed++
+        this.#opts.log.warn({ peer: s.peer, workload: t.workload.key, port: t.port, reason: d.reason, generation: snapshot.generation }, 'open connection closed: the new policy denies it')
+        t.close(new Error(`revoked by policy: ${d.reason}`))
+      }
     }
     return closed
   }
@@ -159,7 +160,7 @@ export class HboneServer {
     this.#sockets.add(raw)
     raw.once('close', admitted.release)
     const limits = this.#admission.limits
-    tcpKeepalive(raw, { intervalMs: limits.keepaliveIntervalMs, timeoutMs: limits.keepaliveTimeoutMs })
+    tcpKeepalive(raw, this.#keepalive)
     const deadline = Date.now() + limits.handshakeTimeoutMs
     const waited = new AbortController()
     const timer = setTimeout(() => waited.abort(new Error(`TLS handshake from ${address} timed out (waiting for a handshake slot)`)), limits.handshakeTimeoutMs)
@@ -204,7 +205,7 @@ export class HboneServer {
       this.#closedSessions.inc({ reason: 'idle' })
       h2.close()
     })
-    keepalive(h2, { intervalMs: limits.keepaliveIntervalMs, timeoutMs: limits.keepaliveTimeoutMs }, (why) => {
+    keepalive(h2, this.#keepalive, (why) => {
       this.#closedSessions.inc({ reason: 'keepalive' })
       this.#throttle.warn('hbone-keepalive', { peer: identity, from: address, tunnels: session.tunnels.size, why }, 'HBONE session dead: closing it and its tunnels')
       session.kill()
@@ -286,17 +287,13 @@ export class HboneServer {
         stream.respond({ ':status': 200 })
         record.update({ upstream: authority })
         record.open()
-        const tunnel: Tunnel = {
-          peer, workload, port: target.port,
-          splice: splice(stream, upstream, (r) => {
-            this.#tunnels.delete(tunnel)
-            session.tunnels.delete(tunnel.splice)
-            admitted.release()
-            record.close(r.aToB, r.bToA, r.error?.message)
-          }),
-        }
-        this.#tunnels.add(tunnel)
-        session.tunnels.add(tunnel.splice)
+        const tunnel: SessionTunnel = { workload, port: target.port, close: (reason) => joined.close(reason) }
+        const joined = splice(stream, upstream, (r) => {
+          session.tunnels.delete(tunnel)
+          admitted.release()
+          record.close(r.aToB, r.bToA, r.error?.message)
+        })
+        session.tunnels.add(tunnel)
       }, (err: NodeJS.ErrnoException) => {
         admitted.release()
         if (gone.signal.aborted) return // an early reset: counted when the stream closed

@@ -1,14 +1,18 @@
 // One HBONE session on the server side (:15008): the verified peer, where it connects from,
-// the tunnels it carries, and what it has cost in refused streams. The session owns its
+// the tunnels it carries (the server's only record of them), and what it has cost in refused
+// streams. The session owns its
 // tunnels' lives: when it dies — its socket closed, a GOAWAY, an error, a timeout — every
 // tunnel on it is ended, so none outlives the connection that carried it.
 import { constants, type ServerHttp2Session } from 'node:http2'
 import type { Duplex } from 'node:stream'
+import type { WorkloadInfo } from '../../policy/snapshot.ts'
 import { TokenBucket } from '../limits/token-bucket.ts'
 import type { HboneLimits } from './admission.ts'
 
-/** What a tunnel must do when its session goes away. */
+/** A tunnel on a session: where it goes (for policy re-checks), and how to end it. */
 export interface SessionTunnel {
+  readonly workload: WorkloadInfo
+  readonly port: number
   close(reason: Error): void
 }
 

@@ -1,17 +1,16 @@
 // Reading a daemon's admin port and socket from tests, with bounded waits.
 import { request, type IncomingHttpHeaders } from 'node:http'
 
-
 export async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`)
   return { status: res.status, body: await res.text() }
 }
 
-/** Polls `check` every 50 ms, 100 times at most. */
-export async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+/** Polls `check` every `everyMs` (50) for up to `timeoutMs` (5 s). */
+export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000, everyMs = 50): Promise<void> {
+  for (let i = 0; i < timeoutMs / everyMs; i++) {
     if (await check()) return
-    await new Promise((r) => setTimeout(r, 50))
+    await new Promise((r) => setTimeout(r, everyMs))
   }
   throw new Error(`timed out waiting for ${what}`)
 }

@@ -6,18 +6,13 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import { connect, createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { HboneClientPool } from '../../../daemon/tunnel/client-pool.ts'
+import { until as pollUntil } from '../../helpers/admin.ts'
 import { hboneSetup, ID, type HboneSetup } from '../../helpers/hbone.ts'
 
 const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants
 
 /** Polls `check` every 20 ms for up to `ms` (3 s). */
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> {
-  for (let i = 0; i < ms / 20; i++) {
-    if (await check()) return
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  throw new Error(`timed out waiting until ${what}`)
-}
+const until = (check: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> => pollUntil(check, what, ms, 20)
 
 function connectStream(session: ClientHttp2Session, authority: string): ClientHttp2Stream {
   const stream = session.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false })
