@@ -1,6 +1,6 @@
 // Certificate errors. Every message names the file or identity it is about, and never
 // carries key material or a certificate body.
-import { HostmeshError } from '../daemon/errors.ts'
+import { HostmeshError } from '../base/errors.ts'
 
 /** A certificate, key or bundle file is missing, unreadable or not what it must be. */
 export class CertFileError extends HostmeshError {

@@ -7,13 +7,14 @@ import { deepFreeze } from './freeze.ts'
 import { problemAt, type PolicyIndex } from './index-docs.ts'
 import { addressKey } from './ip.ts'
 import type { LoadedDoc } from './load.ts'
+import { patternSet, principalOf } from './patterns.ts'
 import { checkRegex } from './regex.ts'
 import { isHttpProtocol, labelsMatch, resolveServiceRef, selectedWorkloads, serviceKeyOf, servicePortKey, workloadAddresses } from './resolve.ts'
 import { DestinationSpecSchema } from './schema/destination-policy.ts'
 import type { Kind } from './schema/documents.ts'
 import type {
-  CompiledAuthzPolicy, CompiledAuthzRule, CompiledHTTPRule, CompiledMatch, DestinationSettings, Endpoint, HeaderModifier,
-  NodeInfo, PatternSet, PortRoute, ServiceInfo, ServicePortInfo, Snapshot, SnapshotFile, WeightedBackends, WorkloadAuthz, WorkloadInfo,
+  CompiledAuthzPolicy, CompiledAuthzRule, CompiledHTTPRule, CompiledMatch, DestinationSettings, Endpoint, HeaderModifier, HTTPPathModifier,
+  NodeInfo, PortRoute, Protocol, ServiceInfo, ServicePortInfo, Snapshot, SnapshotFile, WeightedBackends, WorkloadAuthz, WorkloadInfo,
 } from './snapshot.ts'
 
 export interface CompileOptions {
@@ -95,6 +96,7 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
     })
   }
   attachRoutes(index, servicePorts)
+  const workloadPortProtocol = portProtocols(servicePorts.values(), workloads)
 
   const authorization = new Map<string, WorkloadAuthz>()
   const policies = [...index.authorizationPolicies.values()].sort((a, b) => (a.key < b.key ? -1 : 1)).map((d) => ({ d, compiled: memo(authzMemo, d, () => compileAuthz(d.key, d)) }))
@@ -122,12 +124,34 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
     ...(opts.localNode !== undefined ? { localNode: opts.localNode } : {}),
     files: opts.files,
     counts,
-    nodes, workloads, services, servicePorts, byDestination, workloadByAddress,
+    nodes, workloads, services, servicePorts, byDestination, workloadByAddress, workloadPortProtocol,
     localWorkloads,
     outboundByPort: new Map(localWorkloads.map((l) => [l.outboundPort, l.workload])),
     authorization,
   }
   return { snapshot: deepFreeze(snapshot), problems }
+}
+
+/**
+ * How the destination host reads each workload port: as the Services that select it declare.
+ * Services that disagree: `tcp` wins (a TCP client must never meet an HTTP parser), and
+ * `http` wins over `http2`/`grpc` (it accepts both HTTP versions).
+ */
+function portProtocols(ports: Iterable<ServicePortInfo>, workloads: ReadonlyMap<string, WorkloadInfo>): Map<string, Protocol> {
+  const out = new Map<string, Protocol>()
+  const rank: Record<Protocol, number> = { tcp: 3, http: 2, http2: 1, grpc: 1 }
+  for (const sp of ports) {
+    for (const ep of sp.endpoints) {
+      const w = ep.workload ? workloads.get(ep.workload) : undefined
+      if (!w) continue
+      for (const a of w.addresses) {
+        const k = addressKey(a, ep.port)
+        const had = out.get(k)
+        if (had === undefined || rank[sp.protocol] > rank[had]) out.set(k, sp.protocol)
+      }
+    }
+  }
+  return out
 }
 
 function workloadInfo(index: PolicyIndex, key: string, w: LoadedDoc<'Workload'>, trustDomain: string): WorkloadInfo {
@@ -261,10 +285,16 @@ function compileHttpRule(index: PolicyIndex, route: string, ns: string, rule: Ru
     if (f.type === 'RequestHeaderModifier') base.requestHeaders = modifier(f.requestHeaderModifier)
     else if (f.type === 'ResponseHeaderModifier') base.responseHeaders = modifier(f.responseHeaderModifier)
     else if (f.type === 'URLRewrite') {
-      const p = f.urlRewrite.path
-      base.urlRewrite = {
-        ...(f.urlRewrite.hostname !== undefined ? { hostname: f.urlRewrite.hostname } : {}),
-        ...(p ? { path: { type: p.type, value: (p.type === 'ReplaceFullPath' ? p.replaceFullPath : p.replacePrefixMatch)! } } : {}),
+      const { hostname, path } = f.urlRewrite
+      base.urlRewrite = { ...(hostname !== undefined ? { hostname } : {}), ...(path ? { path: pathModifier(path) } : {}) }
+    } else if (f.type === 'RequestRedirect') {
+      const { scheme, hostname, path, port, statusCode } = f.requestRedirect
+      base.redirect = {
+        ...(scheme !== undefined ? { scheme } : {}),
+        ...(hostname !== undefined ? { hostname } : {}),
+        ...(path ? { path: pathModifier(path) } : {}),
+        ...(port !== undefined ? { port } : {}),
+        statusCode,
       }
     } else if (f.type === 'RequestMirror') {
       const res = resolveServiceRef(index, ns, f.requestMirror.backendRef)
@@ -276,7 +306,20 @@ function compileHttpRule(index: PolicyIndex, route: string, ns: string, rule: Ru
       }
     }
   }
-  return rule.matches.map((m) => ({ ...base, match: compileMatch(m) }))
+  // An empty list is Gateway API's default too: match everything.
+  const matches: RuleSpec['matches'] = rule.matches.length > 0 ? rule.matches : [{}]
+  return matches.map((m) => ({ ...base, match: compileMatch(m) }))
+}
+
+function pathModifier(p: { type: 'ReplaceFullPath' | 'ReplacePrefixMatch'; replaceFullPath?: string | undefined; replacePrefixMatch?: string | undefined }): HTTPPathModifier {
+  return { type: p.type, value: (p.type === 'ReplaceFullPath' ? p.replaceFullPath : p.replacePrefixMatch)! }
+}
+
+/** Gateway API: of entries naming the same header or query parameter, only the first counts. */
+function firstOfEachName<T extends { name: string }>(list: readonly T[] | undefined): T[] {
+  if (!list) return []
+  const seen = new Set<string>()
+  return list.filter((x) => !seen.has(x.name) && seen.add(x.name))
 }
 
 function compileMatch(m: RuleSpec['matches'][number]): CompiledMatch {
@@ -289,18 +332,24 @@ function compileMatch(m: RuleSpec['matches'][number]): CompiledMatch {
   if (type === 'PathPrefix' && value.length > 1 && value.endsWith('/')) value = value.replace(/\/+$/, '')
   return {
     path: type === 'RegularExpression' ? { type, value, regex: regex(value)! } : { type, value },
-    headers: (m.headers ?? []).map(matcher),
-    queryParams: (m.queryParams ?? []).map(matcher),
+    // Header names are lowercase already (the schema lowercases them), so equal names are equal strings.
+    headers: firstOfEachName(m.headers).map(matcher),
+    queryParams: firstOfEachName(m.queryParams).map(matcher),
     ...(m.method ? { method: m.method } : {}),
   }
 }
 
-const PATH_RANK = { Exact: 0, RegularExpression: 1, PathPrefix: 2 } as const
+// Gateway API leaves RegularExpression's place to the implementation; hostmesh puts it after
+// every prefix (issue #12), so a regular expression never shadows a plain prefix.
+const PATH_RANK = { Exact: 0, PathPrefix: 1, RegularExpression: 2 } as const
 
 /**
- * Gateway API precedence: exact path, then (hostmesh's choice for the implementation-defined
- * case) regular expressions, then the longest prefix; then a method match; then more header
- * matches; then more query matches; then route name, rule and match order.
+ * Gateway API precedence: an exact path, then the longest prefix, then regular expressions;
+ * then a method match; then more header matches; then more query matches. Then the oldest
+ * route, but routes have no creation timestamp here, so Gateway API's next criterion decides:
+ * "{namespace}/{name}" in alphabetical order (the key's common "HTTPRoute/" prefix keeps that
+ * order). Then rule order, then match order: the matches of a rule are listed in order and
+ * Array.prototype.sort is stable.
  */
 function precedence(a: CompiledHTTPRule, b: CompiledHTTPRule): number {
   return PATH_RANK[a.match.path.type] - PATH_RANK[b.match.path.type]
@@ -313,32 +362,11 @@ function precedence(a: CompiledHTTPRule, b: CompiledHTTPRule): number {
 }
 
 function modifier(m: { set?: { name: string; value: string }[] | undefined; add?: { name: string; value: string }[] | undefined; remove?: string[] | undefined }): HeaderModifier {
-  return { set: m.set ?? [], add: m.add ?? [], remove: m.remove ?? [] }
+  // Gateway API keys set by name: a second entry for the same header is ignored.
+  return { set: firstOfEachName(m.set), add: m.add ?? [], remove: m.remove ?? [] }
 }
 
-export function patternSet(patterns: readonly string[], normalize: (s: string) => string = (s) => s): PatternSet {
-  const exact = new Set<string>()
-  const prefixes: string[] = []
-  const suffixes: string[] = []
-  let any = false
-  for (const raw of patterns) {
-    const p = normalize(raw)
-    if (p === '*') any = true
-    else if (p.endsWith('*')) prefixes.push(p.slice(0, -1))
-    else if (p.startsWith('*')) suffixes.push(p.slice(1))
-    else exact.add(p)
-  }
-  return { any, exact, prefixes, suffixes }
-}
-
-export function matchesPattern(set: PatternSet, value: string): boolean {
-  return set.any || set.exact.has(value) || set.prefixes.some((p) => value.startsWith(p)) || set.suffixes.some((s) => value.endsWith(s))
-}
-
-/** Principals are compared without the scheme: "<td>/ns/<ns>/sa/<sa>", as Istio writes them. */
-export function principalOf(identity: string): string {
-  return identity.startsWith('spiffe://') ? identity.slice('spiffe://'.length) : identity
-}
+const lower = (s: string): string => s.toLowerCase()
 
 function compileAuthz(key: string, d: LoadedDoc<'AuthorizationPolicy'>): CompiledAuthzPolicy {
   const opt = <T, U>(v: T | undefined, f: (v: T) => U): U | undefined => (v === undefined ? undefined : f(v))
@@ -360,6 +388,8 @@ function compileAuthz(key: string, d: LoadedDoc<'AuthorizationPolicy'>): Compile
         notMethods: opt(o.notMethods, (m) => new Set<string>(m)),
         paths: opt(o.paths, (p) => patternSet(p)),
         notPaths: opt(o.notPaths, (p) => patternSet(p)),
+        hosts: opt(o.hosts, (p) => patternSet(p, lower)),
+        notHosts: opt(o.notHosts, (p) => patternSet(p, lower)),
       }))
     }
     return rule

@@ -1,4 +1,4 @@
-import { HostmeshError } from '../daemon/errors.ts'
+import { HostmeshError } from '../base/errors.ts'
 
 /** One problem in a source file, located so an editor can jump to it. */
 export interface SourceProblem {

@@ -60,30 +60,64 @@ export interface WeightedBackends {
 export interface StringMatcher {
   readonly type: 'Exact' | 'RegularExpression'
   readonly value: string
+  /** RegularExpression only: anchored to the whole value at compile time. */
   readonly regex?: RegExp
 }
 
 export interface CompiledMatch {
+  /**
+   * A PathPrefix value has no trailing "/" (Gateway API ignores it), except the prefix "/"
+   * itself, which matches every path.
+   */
   readonly path: { readonly type: 'Exact' | 'PathPrefix' | 'RegularExpression'; readonly value: string; readonly regex?: RegExp }
+  /** Names lowercase; a name given twice keeps only its first entry (Gateway API). */
   readonly headers: readonly (StringMatcher & { readonly name: string })[]
+  /** Names as written (case-sensitive); a name given twice keeps only its first entry. */
   readonly queryParams: readonly (StringMatcher & { readonly name: string })[]
   readonly method?: string
 }
 
 export interface HeaderModifier {
+  /** Names lowercase. */
   readonly set: readonly { readonly name: string; readonly value: string }[]
   readonly add: readonly { readonly name: string; readonly value: string }[]
   readonly remove: readonly string[]
+}
+
+/** Gateway API HTTPPathModifier. */
+export interface HTTPPathModifier {
+  readonly type: 'ReplaceFullPath' | 'ReplacePrefixMatch'
+  /** The new full path, or what replaces the matched prefix ("" strips it). */
+  readonly value: string
+}
+
+/** Gateway API HTTPURLRewriteFilter. */
+export interface HTTPURLRewrite {
+  /** Replaces the whole authority (Host / :authority). */
+  readonly hostname?: string
+  readonly path?: HTTPPathModifier
+}
+
+/** Gateway API HTTPRequestRedirectFilter: hostmesh answers the request itself. */
+export interface HTTPRequestRedirect {
+  readonly scheme?: 'http' | 'https'
+  readonly hostname?: string
+  readonly path?: HTTPPathModifier
+  readonly port?: number
+  readonly statusCode: 301 | 302
 }
 
 export interface CompiledHTTPRule {
   /** `HTTPRoute/<ns>/<name>` and rule index: for logs, metrics and /config_dump. */
   readonly route: string
   readonly rule: number
+  /** One compiled rule per match of the source rule, so each sorts by its own precedence. */
   readonly match: CompiledMatch
   readonly requestHeaders?: HeaderModifier
   readonly responseHeaders?: HeaderModifier
-  readonly urlRewrite?: { readonly hostname?: string; readonly path?: { readonly type: 'ReplaceFullPath' | 'ReplacePrefixMatch'; readonly value: string } }
+  readonly urlRewrite?: HTTPURLRewrite
+  /** Present: answer with a redirect; the rule has no backends (validation ensures it). */
+  readonly redirect?: HTTPRequestRedirect
   readonly mirror?: { readonly servicePort: string; readonly percent: number }
   readonly fault?: { readonly delay?: { readonly fixedDelayMs: number; readonly percent: number }; readonly abort?: { readonly httpStatus: number; readonly percent: number } }
   /** No backends: answer 500 (Gateway API). */
@@ -94,6 +128,7 @@ export interface CompiledHTTPRule {
 
 export type PortRoute =
   | { readonly kind: 'tcp'; readonly route: string; readonly backends: WeightedBackends }
+  /** Rules in Gateway API precedence order: the first that matches a request wins. */
   | { readonly kind: 'http'; readonly rules: readonly CompiledHTTPRule[] }
 
 export interface ServicePortInfo {
@@ -129,7 +164,7 @@ export interface PatternSet {
 export interface CompiledAuthzRule {
   /** Absent: any source. Otherwise one of these must match (each: all its fields). */
   readonly from?: readonly { readonly principals?: PatternSet; readonly notPrincipals?: PatternSet; readonly namespaces?: PatternSet; readonly notNamespaces?: PatternSet }[]
-  readonly to?: readonly { readonly ports?: ReadonlySet<number>; readonly notPorts?: ReadonlySet<number>; readonly methods?: ReadonlySet<string>; readonly notMethods?: ReadonlySet<string>; readonly paths?: PatternSet; readonly notPaths?: PatternSet }[]
+  readonly to?: readonly { readonly ports?: ReadonlySet<number>; readonly notPorts?: ReadonlySet<number>; readonly methods?: ReadonlySet<string>; readonly notMethods?: ReadonlySet<string>; readonly paths?: PatternSet; readonly notPaths?: PatternSet; readonly hosts?: PatternSet; readonly notHosts?: PatternSet }[]
 }
 
 export interface CompiledAuthzPolicy {
@@ -167,6 +202,8 @@ export interface Snapshot {
   readonly byDestination: ReadonlyMap<string, ServicePortInfo>
   /** addressKey(ip, port) → the workload an HBONE :authority names. */
   readonly workloadByAddress: ReadonlyMap<string, WorkloadInfo>
+  /** addressKey(workload ip, port) → how the destination reads it; absent: tcp. */
+  readonly workloadPortProtocol: ReadonlyMap<string, Protocol>
   /** This node's workloads and their outbound capture ports, in port order. */
   readonly localWorkloads: readonly { readonly workload: WorkloadInfo; readonly outboundPort: number }[]
   readonly outboundByPort: ReadonlyMap<number, WorkloadInfo>

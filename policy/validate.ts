@@ -133,8 +133,40 @@ function checkRoutes(index: PolicyIndex, problems: SourceProblem[]): void {
       kinds.forEach((k, j) => {
         if (kinds.indexOf(k) !== j) problems.push(problemAt(r, [...base, 'filters', j, 'type'], `filter ${k} appears twice in one rule; expected each filter type at most once`))
       })
+      checkRedirectAndRewrite(r, base, rule, problems)
     })
   }
+}
+
+type HTTPRule = LoadedDoc<'HTTPRoute'>['doc']['spec']['rules'][number]
+
+/**
+ * Gateway API's rules (CEL on HTTPRouteRule) for the filters that change where a request goes:
+ * a redirect answers the request, so its rule has no backendRefs and no URLRewrite; and
+ * ReplacePrefixMatch needs exactly one match, a PathPrefix, to know which prefix to replace.
+ */
+function checkRedirectAndRewrite(r: LoadedDoc<'HTTPRoute'>, base: readonly PropertyKey[], rule: HTTPRule, problems: SourceProblem[]): void {
+  const redirect = rule.filters.findIndex((f) => f.type === 'RequestRedirect')
+  const rewrite = rule.filters.findIndex((f) => f.type === 'URLRewrite')
+  if (redirect >= 0 && rewrite >= 0) {
+    const later = Math.max(redirect, rewrite)
+    const other = later === redirect ? `URLRewrite (filters[${rewrite}])` : `RequestRedirect (filters[${redirect}])`
+    problems.push(problemAt(r, [...base, 'filters', later, 'type'], `filter ${later === redirect ? 'RequestRedirect' : 'URLRewrite'} cannot be combined with ${other} in one rule (Gateway API); expected one or the other`))
+  }
+  if (redirect >= 0 && rule.backendRefs.length > 0) {
+    problems.push(problemAt(r, [...base, 'backendRefs'], `a rule with a RequestRedirect filter (filters[${redirect}]) answers every request itself, so its backendRefs would never be used (Gateway API forbids both); expected no backendRefs`))
+  }
+  rule.filters.forEach((f, j) => {
+    const field = f.type === 'URLRewrite' ? 'urlRewrite' : f.type === 'RequestRedirect' ? 'requestRedirect' : undefined
+    const path = f.type === 'URLRewrite' ? f.urlRewrite.path : f.type === 'RequestRedirect' ? f.requestRedirect.path : undefined
+    if (!field || path?.type !== 'ReplacePrefixMatch') return
+    // No matches, or a match without a path, is PathPrefix "/" (Gateway API's default).
+    const matches: HTTPRule['matches'] = rule.matches.length > 0 ? rule.matches : [{}]
+    const type = matches[0]?.path?.type ?? 'PathPrefix'
+    if (matches.length === 1 && type === 'PathPrefix') return
+    const got = matches.length === 1 ? `its match is ${type === 'Exact' ? 'an' : 'a'} ${type} path` : `it has ${matches.length} matches`
+    problems.push(problemAt(r, [...base, 'filters', j, field, 'path', 'type'], `ReplacePrefixMatch replaces the prefix the rule matched, so the rule needs exactly one match, of type PathPrefix (Gateway API), but ${got}; expected one PathPrefix match, or ReplaceFullPath`))
+  })
 }
 
 function checkBackends(index: PolicyIndex, r: LoadedDoc<'HTTPRoute'> | LoadedDoc<'TCPRoute'>, path: readonly PropertyKey[], refs: readonly { name: string; namespace?: string | undefined; port: number; weight: number }[], problems: SourceProblem[]): void {

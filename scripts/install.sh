@@ -84,7 +84,7 @@ fi
 # is gone (a deleted or renamed module): then it is built anew, so nothing stale is installed.
 dist_stale() {
   [[ -f dist/daemon/cli.js ]] || return 0
-  [[ -z $(find daemon policy certs tsconfig.json tsconfig.build.json -newer dist/daemon/cli.js \( -name '*.ts' -o -name 'tsconfig*.json' \) -print -quit) ]] || return 0
+  [[ -z $(find base daemon policy certs tsconfig.json tsconfig.build.json -newer dist/daemon/cli.js \( -name '*.ts' -o -name 'tsconfig*.json' \) -print -quit) ]] || return 0
   local js
   while IFS= read -r js; do
     js=${js#dist/}

@@ -3,7 +3,7 @@
 // the `service_port` label of hostmesh_outlier_ejections_total), with its load-balancing and
 // outlier settings, the open connections it carries, and each endpoint ("host") with the
 // balancer's state: health (ejected or not), consecutive failures, connect-latency EWMA,
-// open connections, connect totals.
+// open connections, connect totals, request-rtt peak-EWMA and requests in flight.
 import type { Balancer } from '../balance/balancer.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
 import { defaultDestination } from '../../policy/compile.ts'
@@ -30,6 +30,10 @@ export interface HostView {
   readonly activeConnections: number
   readonly connects: number
   readonly connectFailures: number
+  /** Request rtt in ms as P2C_EWMA compares it now (peak-EWMA, decaying); null before the first response. */
+  readonly requestEwmaMs: number | null
+  /** Requests in flight to this endpoint, over every service port that uses it. */
+  readonly pending: number
 }
 
 export interface ClusterView {
@@ -51,6 +55,8 @@ export interface ClusterView {
   readonly route: { readonly kind: 'tcp'; readonly name: string; readonly backends: readonly { readonly cluster: string; readonly weight: number }[] } | { readonly kind: 'http'; readonly rules: number } | null
   /** Open connections balanced over this cluster's hosts. */
   readonly activeConnections: number
+  /** Requests in flight balanced over this cluster's hosts. */
+  readonly pendingRequests: number
   readonly hosts: readonly HostView[]
 }
 
@@ -71,14 +77,15 @@ export function registerClusters(admin: AdminServer, snapshot: () => Snapshot | 
 
 export function clustersView(snapshot: Snapshot | undefined, balancer: Balancer, now = Date.now()): ClustersView {
   const active = balancer.activeByPort()
+  const pending = balancer.pendingByPort()
   const clusters = [...(snapshot?.servicePorts.values() ?? [])]
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-    .map((sp) => clusterView(snapshot!, sp, balancer, active.get(sp.key) ?? 0, now))
+    .map((sp) => clusterView(snapshot!, sp, balancer, active.get(sp.key) ?? 0, pending.get(sp.key) ?? 0, now))
   const otherConnections = [...active].filter(([k]) => !snapshot?.servicePorts.has(k)).sort().map(([name, n]) => ({ name, activeConnections: n }))
   return { generation: snapshot?.generation ?? 0, clusters, otherConnections }
 }
 
-function clusterView(snapshot: Snapshot, sp: ServicePortInfo, balancer: Balancer, activeConnections: number, now: number): ClusterView {
+function clusterView(snapshot: Snapshot, sp: ServicePortInfo, balancer: Balancer, activeConnections: number, pendingRequests: number, now: number): ClusterView {
   const svc = snapshot.services.get(sp.service)
   const settings = svc?.destination ?? defaultDestination()
   const route = sp.route
@@ -97,12 +104,14 @@ function clusterView(snapshot: Snapshot, sp: ServicePortInfo, balancer: Balancer
       : route.kind === 'tcp' ? { kind: 'tcp', name: route.route, backends: route.backends.backends.map((b) => ({ cluster: b.servicePort, weight: b.weight })) }
         : { kind: 'http', rules: route.rules.length },
     activeConnections,
+    pendingRequests,
     hosts: sp.endpoints.map((e) => hostView(e, balancer, now)),
   }
 }
 
 function hostView(e: Endpoint, balancer: Balancer, now: number): HostView {
   const s = balancer.state(e)
+  const rtt = balancer.requestRttMs(e)
   const ejected = s !== undefined && s.ejectedUntil > now
   return {
     address: formatAuthority(e.address, e.port),
@@ -117,5 +126,7 @@ function hostView(e: Endpoint, balancer: Balancer, now: number): HostView {
     activeConnections: s?.active ?? 0,
     connects: s?.connects ?? 0,
     connectFailures: s?.connectFailures ?? 0,
+    requestEwmaMs: rtt === undefined ? null : Math.round(rtt * 100) / 100,
+    pending: s?.pending ?? 0,
   }
 }

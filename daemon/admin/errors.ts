@@ -1,4 +1,4 @@
-import { HostmeshError } from '../errors.ts'
+import { HostmeshError } from '../../base/errors.ts'
 
 /** The admin listener was asked to bind somewhere it must not, or could not bind. */
 export class AdminBindError extends HostmeshError {

@@ -14,8 +14,8 @@ import { dirname } from 'node:path'
 import { isLoopback } from '../config/schema.ts'
 import { BACKLOG, bind, stopListening, type SocketSource } from '../listeners/bind.ts'
 import { listenerView, type ListenerView } from '../listeners/view.ts'
-import { clip } from '../log/clip.ts'
-import type { Logger } from '../log/logger.ts'
+import { clip } from '../../base/clip.ts'
+import type { Logger } from '../../base/logger.ts'
 import { AdminBindError } from './errors.ts'
 
 export interface AdminReply {

@@ -2,8 +2,8 @@
 // workload has ALLOW policies, one of them must match; with none, everything is allowed.
 // Pure and allocation-free: the policies were compiled into sets and patterns with the
 // snapshot.
-import { matchesPattern, principalOf } from '../../policy/compile.ts'
-import type { CompiledAuthzPolicy, CompiledAuthzRule, WorkloadAuthz } from '../../policy/snapshot.ts'
+import { matchesPattern, principalOf } from '../../policy/patterns.ts'
+import type { CompiledAuthzPolicy, CompiledAuthzRule, PatternSet, WorkloadAuthz } from '../../policy/snapshot.ts'
 import { parseWorkloadId } from '../../certs/spiffe.ts'
 
 export interface AuthzRequest {
@@ -14,6 +14,14 @@ export interface AuthzRequest {
   /** HTTP only; absent for a TCP connection. */
   readonly method?: string
   readonly path?: string
+  /** The request's authority (Host / :authority). */
+  readonly host?: string
+  /**
+   * `connect`: the CONNECT that opens a connection to an http/grpc port, whose requests are
+   * checked one by one later. It is admitted when some ALLOW rule could allow a request on
+   * it, and refused only by DENY rules that need no request fields.
+   */
+  readonly stage?: 'connect'
 }
 
 export type AuthzDecision =
@@ -56,8 +64,11 @@ function matchesRule(r: CompiledAuthzRule, req: AuthzRequest, s: Source, action:
   if (!fromOk) return false
   return !r.to || r.to.some((o) => {
     if ((o.ports && !o.ports.has(req.port)) || (o.notPorts && o.notPorts.has(req.port))) return false
-    const httpFields = o.methods || o.notMethods || o.paths || o.notPaths
+    const httpFields = o.methods || o.notMethods || o.paths || o.notPaths || o.hosts || o.notHosts
     if (req.method === undefined) {
+      // The request is not known yet (an HTTP port's CONNECT): a rule with HTTP fields could
+      // still allow some request, and cannot deny all of them.
+      if (req.stage === 'connect') return action === 'ALLOW' || !httpFields
       // TCP: HTTP-only fields cannot be checked. As Istio: an ALLOW rule with them never
       // matches (fail closed); a DENY rule is applied without them (fail closed too).
       return !httpFields || action === 'DENY'
@@ -66,5 +77,15 @@ function matchesRule(r: CompiledAuthzRule, req: AuthzRequest, s: Source, action:
       && (!o.notMethods || !o.notMethods.has(req.method))
       && (!o.paths || (req.path !== undefined && matchesPattern(o.paths, req.path)))
       && (!o.notPaths || req.path === undefined || !matchesPattern(o.notPaths, req.path))
+      && (!o.hosts || (req.host !== undefined && hostMatches(o.hosts, req.host)))
+      && (!o.notHosts || req.host === undefined || !hostMatches(o.notHosts, req.host))
   })
+}
+
+/** Istio matches hosts case-insensitively; a pattern without a port also matches `host:port`. */
+function hostMatches(set: PatternSet, host: string): boolean {
+  const h = host.toLowerCase()
+  if (matchesPattern(set, h)) return true
+  const colon = h.lastIndexOf(':')
+  return colon > 0 && h.indexOf(']') < colon && matchesPattern(set, h.slice(0, colon))
 }

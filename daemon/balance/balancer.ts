@@ -1,8 +1,14 @@
-// Endpoint choice for one connection attempt, and the per-endpoint state it uses: active
-// connections, an EWMA of connect latency, consecutive failures and outlier ejection.
-//   P2C_EWMA (default, Linkerd's): two random endpoints, the lower ewma × (active + 1) wins.
-//   LEAST_REQUEST (Envoy's): two random endpoints, the fewer active connections wins.
+// Endpoint choice for one connection attempt (TCP ports) or one request (L7 ports), and the
+// per-endpoint state it uses: active connections, an EWMA of connect latency, pending requests,
+// a peak-EWMA of request latency, consecutive failures and outlier ejection.
+//   P2C_EWMA (default, Linkerd's): two random endpoints, the lower cost wins. A connection costs
+//     connect ewma × (active + 1); a request costs peak-EWMA request rtt × (pending + 1), as
+//     tower's PeakEwma that Linkerd balances HTTP with (see #observe).
+//   LEAST_REQUEST (Envoy's): two random endpoints, the fewer active connections (or pending
+//     requests) wins.
 //   ROUND_ROBIN: a cursor per service port.  RANDOM: uniform.
+// The two modes keep separate load and latency because an endpoint may serve a TCP port and an
+// L7 port at once: pooled connections to an L7 endpoint are not its load, its requests are.
 // Outlier detection (Envoy's, for TCP): consecutive connect failures reaching
 // consecutiveGatewayErrors or consecutive5xxErrors (the lower one that is not 0) eject the endpoint
 // for baseEjectionTime × times ejected; at most maxEjectionPercent of a port's endpoints (but
@@ -22,7 +28,16 @@ export interface EndpointState {
   /** Totals since the endpoint was first used: connects that succeeded, and that failed. */
   connects: number
   connectFailures: number
-  /** No longer in the snapshot: forgotten when its last connection ends. */
+  /** Requests in flight to the endpoint, over every service port that uses it. */
+  pending: number
+  /** Peak-EWMA request rtt, ms, as of `requestAt`; REQUEST_DEFAULT_RTT_MS before the first response. */
+  requestEwmaMs: number
+  /** When `requestEwmaMs` was last observed (the balancer's clock); -1 before the first. */
+  requestAt: number
+  /** Totals since the endpoint was first used: requests that completed, and that failed. */
+  requests: number
+  requestFailures: number
+  /** No longer in the snapshot: forgotten when its last connection and request end. */
   retired: boolean
 }
 
@@ -30,6 +45,18 @@ const EWMA_ALPHA = 0.3
 /** Envoy's max_ejection_time default: an ejection never lasts longer. */
 export const MAX_EJECTION_MS = 300_000
 const INITIAL_EWMA_MS = 1
+/** Linkerd's EWMA_DEFAULT_RTT: what an endpoint with no response yet is assumed to take. */
+export const REQUEST_DEFAULT_RTT_MS = 30
+/** Linkerd's EWMA_DECAY: the time constant of the request-rtt decay. */
+export const REQUEST_EWMA_DECAY_MS = 10_000
+
+export type PickMode = 'connection' | 'request'
+
+export interface RequestOutcome {
+  /** From the request's start to its response headers, or to its failure. */
+  latencyMs: number
+  ok: boolean
+}
 
 export interface BalancerEvents {
   ejected(endpoint: string, servicePort: string, untilMs: number): void
@@ -40,6 +67,8 @@ export class Balancer {
   readonly #cursors = new Map<string, number>()
   /** Open connections by balancer key (service port, or a workload dialled directly); no zero entries. */
   readonly #activeByPort = new Map<string, number>()
+  /** Requests in flight by balancer key; no zero entries. */
+  readonly #pendingByPort = new Map<string, number>()
   readonly #events: BalancerEvents | undefined
   readonly #now: () => number
 
@@ -48,8 +77,11 @@ export class Balancer {
     this.#now = now
   }
 
-  /** The endpoint to try next for `portKey`, among those not yet `tried`; undefined when none is left. */
-  pick(portKey: string, endpoints: readonly Endpoint[], settings: DestinationSettings, tried: ReadonlySet<Endpoint> = new Set()): Endpoint | undefined {
+  /**
+   * The endpoint to try next for `portKey`, among those not yet `tried`; undefined when none is
+   * left. `mode` is what is being balanced: a TCP connection, or one request of an L7 port.
+   */
+  pick(portKey: string, endpoints: readonly Endpoint[], settings: DestinationSettings, tried: ReadonlySet<Endpoint> = new Set(), mode: PickMode = 'connection'): Endpoint | undefined {
     const left = endpoints.filter((e) => !tried.has(e))
     if (left.length === 0) return undefined
     const now = this.#now()
@@ -65,9 +97,11 @@ export class Balancer {
         return pool[i % pool.length]
       }
       case 'LEAST_REQUEST':
-        return this.#p2c(pool, (s) => s.active)
+        return mode === 'request' ? this.#p2c(pool, (s) => s.pending) : this.#p2c(pool, (s) => s.active)
       default:
-        return this.#p2c(pool, (s) => s.ewmaMs * (s.active + 1))
+        return mode === 'request'
+          ? this.#p2c(pool, (s) => requestRtt(s, now) * (s.pending + 1))
+          : this.#p2c(pool, (s) => s.ewmaMs * (s.active + 1))
     }
   }
 
@@ -85,8 +119,44 @@ export class Balancer {
       const left = this.#activeByPort.get(portKey)! - 1
       if (left > 0) this.#activeByPort.set(portKey, left)
       else this.#activeByPort.delete(portKey)
-      if (s.active === 0 && s.retired && this.#state.get(k) === s) this.#state.delete(k)
+      this.#forgetIfDone(k, s)
     }
+  }
+
+  /**
+   * A request to `e` for `portKey` starts; call the returned function when its response headers
+   * arrived (ok) or it failed. Only the first call counts.
+   */
+  request(e: Endpoint, portKey: string): (outcome: RequestOutcome) => void {
+    const k = keyOf(e)
+    const s = this.#get(e)
+    s.pending++
+    this.#pendingByPort.set(portKey, (this.#pendingByPort.get(portKey) ?? 0) + 1)
+    let done = false
+    return ({ latencyMs, ok }) => {
+      if (done) return
+      done = true
+      s.pending--
+      const left = this.#pendingByPort.get(portKey)! - 1
+      if (left > 0) this.#pendingByPort.set(portKey, left)
+      else this.#pendingByPort.delete(portKey)
+      s.requests++
+      // A failure's latency counts too: tower drops the request's load handle, which records
+      // its rtt, whether the response future resolved or failed. Failures do not count towards
+      // ejection here: L7 outlier detection (consecutive 5xx / gateway errors) is its own stage.
+      if (!ok) s.requestFailures++
+      this.#observe(s, latencyMs)
+      this.#forgetIfDone(k, s)
+    }
+  }
+
+  /**
+   * The request rtt P2C_EWMA compares for `e` now, in ms (the estimate decays while no response
+   * comes, as Linkerd's); undefined before its first response.
+   */
+  requestRttMs(e: Endpoint): number | undefined {
+    const s = this.#state.get(keyOf(e))
+    return s && s.requestAt >= 0 ? requestRtt(s, this.#now()) : undefined
   }
 
   /** The connect attempt to `e` succeeded after `ms`. */
@@ -130,10 +200,16 @@ export class Balancer {
     return this.#activeByPort
   }
 
+  /** For /clusters: requests in flight by balancer key. */
+  pendingByPort(): ReadonlyMap<string, number> {
+    return this.#pendingByPort
+  }
+
   /**
    * After a snapshot swap: forgets the endpoints and round-robin cursors `snapshot` no longer
    * has, so state does not grow with every endpoint that ever existed. An endpoint with open
-   * connections is forgotten when its last one ends (unless a later snapshot brings it back).
+   * connections or requests in flight is forgotten when the last of them ends (unless a later
+   * snapshot brings it back).
    * Kept: every service port's endpoints and every workload address:port (a workload dialled
    * directly is balanced as an endpoint of its own).
    */
@@ -145,9 +221,31 @@ export class Balancer {
     }
     for (const [k, s] of this.#state) {
       s.retired = !live.has(k)
-      if (s.retired && s.active === 0) this.#state.delete(k)
+      if (s.retired && s.active === 0 && s.pending === 0) this.#state.delete(k)
     }
     for (const k of this.#cursors.keys()) if (!snapshot.servicePorts.has(k)) this.#cursors.delete(k)
+  }
+
+  #forgetIfDone(k: string, s: EndpointState): void {
+    if (s.retired && s.active === 0 && s.pending === 0 && this.#state.get(k) === s) this.#state.delete(k)
+  }
+
+  /**
+   * Peak-EWMA (tower's, from Finagle): a response slower than the estimate becomes the estimate
+   * at once, so a slowing endpoint is avoided quickly; a faster one pulls the estimate toward it
+   * by 1 - exp(-elapsed / decay), elapsed being the time since the previous observation, so the
+   * estimate recovers over seconds rather than after a number of responses.
+   */
+  #observe(s: EndpointState, latencyMs: number): void {
+    const now = this.#now()
+    const rtt = Math.max(0, latencyMs)
+    if (s.requestAt < 0 || rtt > s.requestEwmaMs) {
+      s.requestEwmaMs = rtt
+    } else {
+      const w = Math.exp(-Math.max(0, now - s.requestAt) / REQUEST_EWMA_DECAY_MS)
+      s.requestEwmaMs = s.requestEwmaMs * w + rtt * (1 - w)
+    }
+    s.requestAt = now
   }
 
   #p2c(pool: readonly Endpoint[], cost: (s: EndpointState) => number): Endpoint {
@@ -163,9 +261,26 @@ export class Balancer {
   #get(e: Endpoint): EndpointState {
     const k = keyOf(e)
     let s = this.#state.get(k)
-    if (!s) this.#state.set(k, (s = { active: 0, ewmaMs: INITIAL_EWMA_MS, failures: 0, ejections: 0, ejectedUntil: 0, connects: 0, connectFailures: 0, retired: false }))
+    if (!s) {
+      s = {
+        active: 0, ewmaMs: INITIAL_EWMA_MS, failures: 0, ejections: 0, ejectedUntil: 0, connects: 0, connectFailures: 0,
+        pending: 0, requestEwmaMs: REQUEST_DEFAULT_RTT_MS, requestAt: -1, requests: 0, requestFailures: 0, retired: false,
+      }
+      this.#state.set(k, s)
+    }
     return s
   }
+}
+
+/**
+ * The request rtt as P2C_EWMA sees it at `now`: between responses it decays toward 0 (tower
+ * decays it on every load read), so an endpoint that lost every comparison after one slow
+ * response is tried again within seconds instead of never. The default of an endpoint with no
+ * response yet does not decay: it has no time of its own to decay from.
+ */
+function requestRtt(s: EndpointState, now: number): number {
+  if (s.requestAt < 0) return s.requestEwmaMs
+  return s.requestEwmaMs * Math.exp(-Math.max(0, now - s.requestAt) / REQUEST_EWMA_DECAY_MS)
 }
 
 function keyOf(e: Endpoint): string {

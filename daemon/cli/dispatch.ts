@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../config/errors.ts'
 import { AdminBindError } from '../admin/errors.ts'
-import { HostmeshError } from '../errors.ts'
+import { HostmeshError } from '../../base/errors.ts'
 import { ListenerBindError } from '../listeners/errors.ts'
 import type { CliIO, Command } from './command.ts'
 import { runCommand } from './commands/run.ts'

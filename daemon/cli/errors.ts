@@ -1,4 +1,4 @@
-import { HostmeshError } from '../errors.ts'
+import { HostmeshError } from '../../base/errors.ts'
 
 export class UsageError extends HostmeshError {
   constructor(message: string, options?: { cause?: unknown }) {

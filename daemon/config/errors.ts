@@ -1,4 +1,4 @@
-import { HostmeshError } from '../errors.ts'
+import { HostmeshError } from '../../base/errors.ts'
 import { formatProblem, type SourceProblem } from '../../policy/errors.ts'
 
 /**

@@ -5,6 +5,7 @@ import { isIP } from 'node:net'
 import { z } from 'zod'
 import type { DeepReadonly } from '../../policy/freeze.ts'
 import { duration } from '../../policy/schema/common.ts'
+import { DEFAULT_L7_LIMITS } from '../l7/limits.ts'
 import { DEFAULT_HBONE_LIMITS } from '../tunnel/admission.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/hostmesh/hostmesh.yaml'
@@ -98,6 +99,16 @@ const hbone = z.strictObject({
   }
 })
 
+// What one request may cost on the L7 path (docs/config.md "http"), Envoy's defaults.
+const http = z.strictObject({
+  maxRequestHeadersKb: z.number().int().min(1).max(8192).default(DEFAULT_L7_LIMITS.maxRequestHeadersBytes / 1024),
+  maxRequestHeaders: count(10_000).default(DEFAULT_L7_LIMITS.maxRequestHeaders),
+  headerTimeout: duration.prefault('10s').refine((ms) => ms >= 100 && ms <= 600_000, { message: 'expected a timeout between 100ms and 10m' }),
+  idleTimeout: duration.prefault('5m').refine((ms) => ms >= 1000 && ms <= 86_400_000, { message: 'expected a timeout between 1s and 24h' }),
+  // Create a W3C traceparent for requests that arrive without one (the trace id goes in the access log).
+  traceparent: z.boolean().default(true),
+})
+
 export const NodeConfigSchema = z.strictObject({
   node: z.strictObject({
     name: dnsName,
@@ -127,6 +138,7 @@ export const NodeConfigSchema = z.strictObject({
   drainSeconds: z.number().min(0).max(3600).default(5),
   outboundTrafficPolicy: z.enum(['ALLOW_ANY', 'REGISTRY_ONLY']).default('ALLOW_ANY'),
   hbone: hbone.prefault({}),
+  http: http.prefault({}),
   iptables: z.strictObject({
     // Keep the HOSTMESH_* nat chains in sync with the local workloads (needs CAP_NET_ADMIN).
     // false: rules are managed outside the daemon (`hostmesh iptables apply`), or not at all.

@@ -1,4 +1,4 @@
-import { HostmeshError } from '../errors.ts'
+import { HostmeshError } from '../../base/errors.ts'
 
 /** The SO_ORIGINAL_DST addon is not built or does not load. The message says how to fix it. */
 export class OrigDstUnavailableError extends HostmeshError {

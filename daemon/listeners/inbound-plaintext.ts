@@ -5,11 +5,14 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { Counter, type Registry } from 'prom-client'
 import { originalDst } from '../intercept/origdst.ts'
-import { addressKey } from '../../policy/ip.ts'
-import type { Snapshot } from '../../policy/snapshot.ts'
+import { addressKey, canonicalIp } from '../../policy/ip.ts'
+import type { Protocol, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import { authorize } from '../authz/evaluate.ts'
-import type { Logger } from '../log/logger.ts'
-import { LogThrottle } from '../log/throttle.ts'
+import { protocolOf, stillAllowed } from '../authz/recheck.ts'
+import type { InboundHttp } from '../l7/inbound.ts'
+import { countBytes } from '../tunnel/count.ts'
+import type { Logger } from '../../base/logger.ts'
+import { LogThrottle } from '../../base/throttle.ts'
 import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
 import { splice, type Splice } from '../tunnel/splice.ts'
@@ -22,6 +25,8 @@ export interface InboundPlaintextDeps {
   readonly telemetry: ConnectionTelemetry
   readonly registry: Registry
   readonly connectTimeoutMs?: number
+  /** The request path for http/http2/grpc workload ports. */
+  readonly http: InboundHttp
 }
 
 export class InboundPlaintextListener {
@@ -30,7 +35,7 @@ export class InboundPlaintextListener {
   readonly #sockets = new SocketSet()
   readonly #refused: Counter<'reason'>
   readonly #throttle: LogThrottle
-  readonly #open = new Set<{ readonly workload: string; readonly port: number; readonly splice: Splice }>()
+  readonly #open = new Set<{ readonly workload: WorkloadInfo; readonly port: number; readonly protocol: Protocol; close(reason: Error): void }>()
 
   constructor(deps: InboundPlaintextDeps) {
     this.#deps = deps
@@ -64,14 +69,11 @@ export class InboundPlaintextListener {
   recheck(snapshot: Snapshot): number {
     let closed = 0
     for (const c of this.#open) {
-      const w = snapshot.workloads.get(c.workload)
-      const d = !w || w.node !== snapshot.localNode ? { allowed: false as const, reason: 'no longer a local workload' }
-        : w.mtlsMode === 'STRICT' ? { allowed: false as const, reason: 'the workload is STRICT now' }
-          : authorize(snapshot.authorization.get(w.key), { port: c.port })
+      const d = stillAllowed(snapshot, c)
       if (d.allowed) continue
       closed++
-      this.#deps.log.warn({ workload: c.workload, port: c.port, reason: d.reason, generation: snapshot.generation }, 'open plaintext connection closed: the new policy denies it')
-      c.splice.close(new Error(`revoked by policy: ${d.reason}`))
+      this.#deps.log.warn({ workload: c.workload.key, port: c.port, reason: d.reason, generation: snapshot.generation }, 'open plaintext connection closed: the new policy denies it')
+      c.close(new Error(`revoked by policy: ${d.reason}`))
     }
     return closed
   }
@@ -102,21 +104,35 @@ export class InboundPlaintextListener {
     record.update({ dst: { address: to, ...(w ? { workload: w, principal: w.identity } : {}) }, upstream: to })
     if (!snap || !w || w.node !== snap.localNode) return refuse('unknown', 'NR', 'plaintext connection for no local workload; closing', { to })
     if (w.mtlsMode === 'STRICT') return refuse('strict', 'UAEX', 'plaintext connection refused: the workload is STRICT (mTLS only)', { workload: w.key, port: dst.port })
-    const decision = authorize(snap.authorization.get(w.key), { port: dst.port })
+    const protocol = protocolOf(snap, dst.address, dst.port)
+    const decision = authorize(snap.authorization.get(w.key), { port: dst.port, ...(protocol !== 'tcp' ? { stage: 'connect' as const } : {}) })
     if (!decision.allowed) return refuse('denied', 'UAEX', 'plaintext connection denied by AuthorizationPolicy', { workload: w.key, port: dst.port, reason: decision.reason })
+    if (protocol !== 'tcp') {
+      record.open()
+      const bytes = countBytes(socket)
+      const entry = { workload: w, port: dst.port, protocol, close: (reason: Error) => socket.destroy(reason) }
+      this.#open.add(entry)
+      socket.once('close', () => {
+        this.#open.delete(entry)
+        record.close(bytes.read, bytes.written)
+      })
+      const ip = remoteIp(socket)
+      return this.#deps.http.serve(socket, {
+        listener: 'inbound-plaintext', workload: w, address: dst.address, port: dst.port,
+        src: { ...(from ? { address: from } : {}) }, ...(ip ? { clientAddress: ip } : {}),
+      }, protocol)
+    }
     dialTcp(dst.address, dst.port, this.#deps.connectTimeoutMs ?? 5000).then((upstream) => {
       if (socket.destroyed) {
         upstream.destroy()
         return record.refuse('DC', 'the client closed the connection before it was connected')
       }
       record.open()
-      const entry = {
-        workload: w.key, port: dst.port,
-        splice: splice(socket, upstream, (r) => {
-          this.#open.delete(entry)
-          record.close(r.aToB, r.bToA, r.error?.message)
-        }),
-      }
+      const joined: Splice = splice(socket, upstream, (r) => {
+        this.#open.delete(entry)
+        record.close(r.aToB, r.bToA, r.error?.message)
+      })
+      const entry = { workload: w, port: dst.port, protocol, close: (reason: Error) => joined.close(reason) }
       this.#open.add(entry)
     }, (err: NodeJS.ErrnoException) => {
       this.#throttle.warn('plaintext-unreachable', { from, workload: w.key, port: dst.port, error: err.code ?? err.message }, 'plaintext connection: the workload is unreachable')
@@ -124,4 +140,9 @@ export class InboundPlaintextListener {
       socket.resetAndDestroy()
     })
   }
+}
+
+function remoteIp(socket: Socket): string | undefined {
+  const a = socket.remoteAddress
+  return a ? canonicalIp(a) : undefined
 }

@@ -11,7 +11,7 @@ import { originalDst } from '../intercept/origdst.ts'
 import { addressKey, canonicalIp } from '../../policy/ip.ts'
 import { defaultDestination } from '../../policy/compile.ts'
 import type { DestinationSettings, Endpoint, ServicePortInfo, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
-import type { Logger } from '../log/logger.ts'
+import type { Logger } from '../../base/logger.ts'
 import { remoteOf, type ConnectionRecord, type ConnectionTelemetry } from '../telemetry/connection.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
 import type { Balancer } from '../balance/balancer.ts'
@@ -19,6 +19,7 @@ import { TunnelError, type HboneClientPool } from '../tunnel/client-pool.ts'
 import { splice } from '../tunnel/splice.ts'
 import { bind, closeServer, dialTcp, serverFd, SocketSet, stopListening, type SocketSource } from './bind.ts'
 import { listenerView, type ListenerView } from './view.ts'
+import type { OutboundHttp } from '../l7/outbound.ts'
 
 export interface OutboundDeps {
   readonly snapshot: () => Snapshot | undefined
@@ -28,6 +29,8 @@ export interface OutboundDeps {
   readonly log: Logger
   readonly telemetry: ConnectionTelemetry
   readonly connectTimeoutMs?: number
+  /** The request path, for http/http2/grpc service ports. */
+  readonly http: OutboundHttp
 }
 
 /** Endpoints tried per connection before giving up. */
@@ -142,6 +145,7 @@ export class OutboundListener {
     const snap = this.#deps.snapshot()
     if (!snap) return this.#unknown(socket, dst, record)
     const sp = snap.byDestination.get(addressKey(dst.address, dst.port))
+    if (sp && sp.protocol !== 'tcp') return this.#http(socket, snap, sp, to, record)
     if (sp) return void this.#mesh(socket, snap, routeOf(snap, sp), dst, record)
     // A mesh workload dialled at its own address (not through a Service): still a tunnel
     // with identities and authorization, never a plaintext pass-through (the daemon's own
@@ -155,6 +159,19 @@ export class OutboundListener {
       }, dst, record)
     }
     this.#unknown(socket, dst, record)
+  }
+
+  /**
+   * An HTTP service port: the connection goes to the request path (l7/outbound.ts), which
+   * routes and balances each request on its own. The connection's record counts its bytes.
+   */
+  #http(socket: Socket, snap: Snapshot, sp: ServicePortInfo, to: string, record: ConnectionRecord): void {
+    const svc = snap.services.get(sp.service)
+    if (svc) record.update({ dst: { service: `${svc.name}.${svc.namespace}` } })
+    record.open()
+    socket.once('close', () => record.close(socket.bytesRead, socket.bytesWritten))
+    const ip = socket.remoteAddress
+    this.#deps.http.serve(socket, { source: this.workload, servicePort: sp.key, clientAddress: ip ? canonicalIp(ip) : undefined, dialled: to }, sp.protocol)
   }
 
   #unknown(socket: Socket, dst: { address: string; port: number }, record: ConnectionRecord): void {
@@ -238,19 +255,7 @@ export class OutboundListener {
    * exist, so an IPv6 connection stays IPv6 end to end.
    */
   #open(ep: Endpoint, w: WorkloadInfo | undefined, family: 4 | 6, timeoutMs: number, service: string): Promise<Duplex> {
-    const sameFamily = (list: readonly string[] | undefined, fallback: string): string => list?.find((a) => isIP(a) === family) ?? fallback
-    if (ep.identity && ep.node) {
-      return this.#deps.pool.open({
-        source: this.workload.identity, destination: ep.identity,
-        node: { address: sameFamily(ep.node.addresses, ep.node.addresses[0]!), port: ep.node.hbonePort },
-        address: sameFamily(w?.addresses, ep.address), port: ep.port,
-        baggage: `k8s.namespace.name=${this.workload.namespace},k8s.workload.name=${this.workload.name}`,
-        sourceWorkload: this.workload.key,
-        destinationService: service,
-        timeoutMs,
-      })
-    }
-    return dialTcp(ep.address, ep.port, timeoutMs)
+    return connectEndpoint(this.#deps.pool, this.workload, ep, service, timeoutMs, w, family)
   }
 
   #join(socket: Socket, upstream: Duplex, record: ConnectionRecord): void {
@@ -280,4 +285,25 @@ function routeOf(snap: Snapshot, sp: ServicePortInfo): MeshTarget {
   }
   const service = snap.services.get(port.service)
   return { key: port.key, service: service ? `${service.name}.${service.namespace}` : port.service, endpoints: port.endpoints, settings: service?.destination ?? defaultDestination() }
+}
+
+/**
+ * Connects to an endpoint as `source`: through HBONE for a mesh workload, plain TCP otherwise.
+ * The workload and node addresses of `family` are used when they exist, so an IPv6 connection
+ * stays IPv6 end to end.
+ */
+export function connectEndpoint(pool: HboneClientPool, source: WorkloadInfo, ep: Endpoint, service: string, timeoutMs: number, w: WorkloadInfo | undefined, family: 4 | 6 = 4): Promise<Duplex> {
+  const sameFamily = (list: readonly string[] | undefined, fallback: string): string => list?.find((a) => isIP(a) === family) ?? fallback
+  if (ep.identity && ep.node) {
+    return pool.open({
+      source: source.identity, destination: ep.identity,
+      node: { address: sameFamily(ep.node.addresses, ep.node.addresses[0]!), port: ep.node.hbonePort },
+      address: sameFamily(w?.addresses, ep.address), port: ep.port,
+      baggage: `k8s.namespace.name=${source.namespace},k8s.workload.name=${source.name}`,
+      sourceWorkload: source.key,
+      destinationService: service,
+      timeoutMs,
+    })
+  }
+  return dialTcp(ep.address, ep.port, timeoutMs)
 }

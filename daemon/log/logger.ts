@@ -9,8 +9,6 @@ import { EventEmitter } from 'node:events'
 import { pino, type Logger, type DestinationStream } from 'pino'
 import type { LogLevel } from '../config/schema.ts'
 
-export type { Logger }
-
 export interface RootLogger {
   readonly root: Logger
   component(name: string): Logger

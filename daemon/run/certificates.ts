@@ -7,7 +7,7 @@ import { CertManager } from '../../certs/manager.ts'
 import { PeerVerifier } from '../../certs/tls.ts'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { NodeConfig } from '../config/schema.ts'
-import type { Logger } from '../log/logger.ts'
+import type { Logger } from '../../base/logger.ts'
 import type { Metrics } from '../metrics/registry.ts'
 import type { Readiness } from './readiness.ts'
 

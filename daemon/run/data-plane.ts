@@ -11,7 +11,7 @@ import { NO_INHERITED_SOCKETS, type ListenerSockets } from '../listeners/bind.ts
 import { OutboundListener } from '../listeners/outbound.ts'
 import type { ListenerView } from '../listeners/view.ts'
 import { OUTBOUND_FD_PREFIX } from '../systemd/listen-fds.ts'
-import type { Logger } from '../log/logger.ts'
+import type { Logger } from '../../base/logger.ts'
 import { tcpMetrics } from '../metrics/istio-tcp.ts'
 import type { Metrics } from '../metrics/registry.ts'
 import { HboneClientPool } from '../tunnel/client-pool.ts'
@@ -19,6 +19,13 @@ import { HboneServer } from '../tunnel/server.ts'
 import type { HboneLimits } from '../tunnel/admission.ts'
 import { keepaliveOf } from '../tunnel/keepalive.ts'
 import { ConnectionTelemetry } from '../telemetry/connection.ts'
+import { RequestTelemetry } from '../telemetry/request.ts'
+import { httpMetrics } from '../metrics/istio-http.ts'
+import { InboundHttp } from '../l7/inbound.ts'
+import type { L7Limits } from '../l7/limits.ts'
+import { OutboundHttp } from '../l7/outbound.ts'
+import { dialTcp } from '../listeners/bind.ts'
+import { connectEndpoint } from '../listeners/outbound.ts'
 import type { Activity } from './memory.ts'
 import type { Certificates } from './certificates.ts'
 
@@ -31,6 +38,8 @@ export class DataPlane {
   readonly #plaintext: InboundPlaintextListener
   readonly #outbound = new Map<string, OutboundListener>()
   readonly #telemetry: ConnectionTelemetry
+  readonly #outboundHttp: OutboundHttp
+  readonly #inboundHttp: InboundHttp
   readonly #balancer: Balancer
   readonly #sockets: ListenerSockets
   readonly #bound: (ok: boolean) => void
@@ -63,11 +72,19 @@ export class DataPlane {
     })
     const limits = hboneLimits(config)
     this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, keepaliveOf(limits))
+    const requests = new RequestTelemetry(httpMetrics(metrics.registry), log, this.#telemetry.activity)
+    const l7 = { limits: l7Limits(config), traceparent: config.http.traceparent, telemetry: requests, connections: this.#telemetry, snapshot }
+    const pool = this.#pool
+    this.#outboundHttp = new OutboundHttp({
+      ...l7, balancer: this.#balancer, log: log.child({ listener: 'outbound', l7: true }),
+      connect: (source, ep, service, timeoutMs) => connectEndpoint(pool, source, ep, service, timeoutMs, snapshot()?.workloads.get(ep.workload ?? '')),
+    })
+    this.#inboundHttp = new InboundHttp({ ...l7, log: log.child({ listener: 'inbound', l7: true }), connect: (address, port) => dialTcp(address, port, 5000) })
     this.#hbone = new HboneServer({
       host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot,
-      log: log.child({ listener: 'hbone' }), telemetry: this.#telemetry, registry: metrics.registry, limits,
+      log: log.child({ listener: 'hbone' }), telemetry: this.#telemetry, registry: metrics.registry, limits, http: this.#inboundHttp,
     })
-    this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), telemetry: this.#telemetry, registry: metrics.registry })
+    this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), telemetry: this.#telemetry, registry: metrics.registry, http: this.#inboundHttp })
   }
 
   /** Binds every listener for `snapshot` (outbound ones for its local workloads). Throws if one cannot bind. */
@@ -132,7 +149,7 @@ export class DataPlane {
     for (const [k, { workload, outboundPort }] of want) {
       if (this.#outbound.has(k)) continue
       const l = new OutboundListener(workload, outboundPort, {
-        snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, outboundTrafficPolicy: this.#config.outboundTrafficPolicy,
+        snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, outboundTrafficPolicy: this.#config.outboundTrafficPolicy, http: this.#outboundHttp,
         log: this.#log.child({ listener: 'outbound', workload: workload.key }), telemetry: this.#telemetry,
       })
       // The same workload edited in place keeps its port. Its new listener takes over the old
@@ -192,6 +209,8 @@ export class DataPlane {
   async close(): Promise<void> {
     this.#closed = true
     clearTimeout(this.#retry)
+    this.#outboundHttp.drain()
+    this.#inboundHttp.drain()
     this.#pool.close()
     await Promise.all([this.#hbone.close(), this.#plaintext.close(), ...[...this.#outbound.values(), ...this.#retired].map((l) => l.close())])
   }
@@ -202,6 +221,8 @@ export class DataPlane {
     this.#hbone.destroy()
     this.#plaintext.destroy()
     for (const l of [...this.#outbound.values(), ...this.#retired]) l.destroy()
+    this.#outboundHttp.destroy()
+    this.#inboundHttp.destroy()
     this.#pool.destroy()
   }
 }
@@ -210,6 +231,12 @@ export class DataPlane {
 export function hboneLimits(config: NodeConfig): HboneLimits {
   const { handshakeTimeout, idleSessionTimeout, keepaliveInterval, keepaliveTimeout, ...counts } = config.hbone
   return { ...counts, handshakeTimeoutMs: handshakeTimeout, idleSessionTimeoutMs: idleSessionTimeout, keepaliveIntervalMs: keepaliveInterval, keepaliveTimeoutMs: keepaliveTimeout }
+}
+
+/** The node config's `http` section, as the L7 pipelines take it. */
+export function l7Limits(config: NodeConfig): L7Limits {
+  const h = config.http
+  return { maxRequestHeadersBytes: h.maxRequestHeadersKb * 1024, maxRequestHeaders: h.maxRequestHeaders, headerTimeoutMs: h.headerTimeout, idleTimeoutMs: h.idleTimeout }
 }
 
 const BIND_RETRY_MS = 1000

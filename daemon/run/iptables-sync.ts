@@ -6,7 +6,7 @@ import type { Snapshot } from '../../policy/snapshot.ts'
 import type { NodeConfig } from '../config/schema.ts'
 import { applyCapture, captureInPlace } from '../intercept/iptables.ts'
 import { captureInput, captureRules, uncapturable, type CaptureInput } from '../intercept/iptables-rules.ts'
-import type { Logger } from '../log/logger.ts'
+import type { Logger } from '../../base/logger.ts'
 import type { Readiness } from './readiness.ts'
 
 export class IptablesSync {

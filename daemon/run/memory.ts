@@ -10,7 +10,7 @@
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { Counter, type Registry } from 'prom-client'
-import type { Logger } from '../log/logger.ts'
+import type { Logger } from '../../base/logger.ts'
 
 /** What the data plane is doing: connections open now, and connections, streams and refusals seen since start. */
 export interface Activity {

@@ -3,7 +3,7 @@
 // failed reload, one line each, with file:line:col).
 import { Counter, Gauge } from 'prom-client'
 import { fixedPorts, type NodeConfig } from '../config/schema.ts'
-import type { Logger } from '../log/logger.ts'
+import type { Logger } from '../../base/logger.ts'
 import type { Metrics } from '../metrics/registry.ts'
 import { formatProblem } from '../../policy/errors.ts'
 import { PolicyWatcher } from '../../policy/watcher.ts'

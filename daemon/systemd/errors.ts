@@ -1,4 +1,4 @@
-import { HostmeshError } from '../errors.ts'
+import { HostmeshError } from '../../base/errors.ts'
 
 /** The sd_notify addon is not built or does not load. Only fatal when $NOTIFY_SOCKET or $LISTEN_FDS is set. */
 export class SdAddonUnavailableError extends HostmeshError {

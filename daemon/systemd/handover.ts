@@ -6,7 +6,7 @@
 // workloads' listeners (a restart with a broken policy must not throw them away).
 import { close } from 'node:fs'
 import type { ListenerSockets } from '../listeners/bind.ts'
-import type { Logger } from '../log/logger.ts'
+import type { Logger } from '../../base/logger.ts'
 import { OUTBOUND_FD_PREFIX, type InheritedSocket, type InheritedSockets } from './listen-fds.ts'
 import type { ServiceManager } from './notify.ts'
 

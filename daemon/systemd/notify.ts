@@ -3,7 +3,7 @@
 // starts, and the fd store (FDSTORE=1 / FDSTOREREMOVE=1) that keeps the per-workload outbound
 // listening sockets open across a restart. Outside systemd ($NOTIFY_SOCKET unset) every call
 // is a no-op, so `hostmesh run` in a terminal behaves the same.
-import type { Logger } from '../log/logger.ts'
+import type { Logger } from '../../base/logger.ts'
 import { loadSdAddon, type SdAddon } from './native.ts'
 
 export interface ServiceManagerOptions {

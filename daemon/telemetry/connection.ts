@@ -5,8 +5,8 @@
 // carried data. Later calls are ignored, so a connection that two events try to end (a reset
 // racing a revocation, a session dying under an open tunnel) is still counted once.
 // docs/mesh.md ("Access log") documents every field.
-import type { Logger } from '../log/logger.ts'
-import { clip } from '../log/clip.ts'
+import type { Logger } from '../../base/logger.ts'
+import { clip } from '../../base/clip.ts'
 import type { TcpLabels, TcpMetrics } from '../metrics/istio-tcp.ts'
 import { canonicalIp } from '../../policy/ip.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
@@ -15,8 +15,11 @@ export type Reporter = 'source' | 'destination'
 export type ListenerName = 'outbound' | 'hbone' | 'inbound-plaintext'
 export type Security = 'mutual_tls' | 'none'
 
-/** Envoy's response flags, as docs/mesh.md lists them. */
-export type ResponseFlag = '-' | 'UAEX' | 'UF' | 'UO' | 'NR' | 'DC'
+/**
+ * Envoy's response flags, as docs/mesh.md lists them. UH, URX, UT, DI, FI and RL are set only
+ * by the L7 path (request.ts).
+ */
+export type ResponseFlag = '-' | 'UAEX' | 'UF' | 'UH' | 'UO' | 'URX' | 'UT' | 'NR' | 'DI' | 'FI' | 'RL' | 'DC'
 
 /** A workload as the record names it: Istio's `<name>` plus its namespace. */
 export interface WorkloadName {

@@ -6,7 +6,7 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import type { CertManager } from '../../certs/manager.ts'
 import { connectVerified, type PeerVerifier } from '../../certs/tls.ts'
-import { HostmeshError } from '../errors.ts'
+import { HostmeshError } from '../../base/errors.ts'
 import { DEFAULT_HBONE_LIMITS } from './admission.ts'
 import { formatAuthority } from './authority.ts'
 import { keepalive, keepaliveOf, tcpKeepalive, type KeepaliveSettings } from './keepalive.ts'

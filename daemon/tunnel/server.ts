@@ -18,11 +18,13 @@ import { Counter, type Registry } from 'prom-client'
 import type { CertManager } from '../../certs/manager.ts'
 import { acceptVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { addressKey, canonicalIp } from '../../policy/ip.ts'
-import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import type { Snapshot } from '../../policy/snapshot.ts'
 import { authorize } from '../authz/evaluate.ts'
-import { clip } from '../log/clip.ts'
-import type { Logger } from '../log/logger.ts'
-import { LogThrottle } from '../log/throttle.ts'
+import { protocolOf, stillAllowed } from '../authz/recheck.ts'
+import type { InboundHttp } from '../l7/inbound.ts'
+import { clip } from '../../base/clip.ts'
+import type { Logger } from '../../base/logger.ts'
+import { LogThrottle } from '../../base/throttle.ts'
 import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
 import { bind, dialTcp, SocketSet, stopListening, type SocketSource } from '../listeners/bind.ts'
 import { listenerView, type ListenerView } from '../listeners/view.ts'
@@ -31,6 +33,7 @@ import { formatAuthority, parseAuthority } from './authority.ts'
 import { keepalive, keepaliveOf, tcpKeepalive, type KeepaliveSettings } from './keepalive.ts'
 import { PeerSession, type Refusal, type SessionTunnel } from './session.ts'
 import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
+import { countBytes } from './count.ts'
 import { splice } from './splice.ts'
 
 export interface HboneServerOptions {
@@ -44,6 +47,8 @@ export interface HboneServerOptions {
   readonly registry: Registry
   readonly limits?: HboneLimits
   readonly connectTimeoutMs?: number
+  /** The request path for tunnels to http/http2/grpc ports. */
+  readonly http: InboundHttp
 }
 
 /** Early resets after which a session's dials wait SUSPECT_DIAL_DELAY_MS for a reset to arrive. */
@@ -126,7 +131,7 @@ export class HboneServer {
     let closed = 0
     for (const s of this.#sessions) {
       for (const t of s.tunnels) {
-        const d = this.#stillAllowed(snapshot, { peer: s.peer, workload: t.workload, port: t.port })
+        const d = stillAllowed(snapshot, { peer: s.peer, workload: t.workload, port: t.port, protocol: t.protocol })
         if (d.allowed) continue
         closed++
         this.#opts.log.warn({ peer: s.peer, workload: t.workload.key, port: t.port, reason: d.reason, generation: snapshot.generation }, 'open connection closed: the new policy denies it')
@@ -134,16 +139,6 @@ export class HboneServer {
       }
     }
     return closed
-  }
-
-  /** A tunnel under a new snapshot: its workload must still be local, and policy must still allow it. */
-  #stillAllowed(snapshot: Snapshot, t: { peer: string; workload: WorkloadInfo; port: number }): { allowed: true } | { allowed: false; reason: string } {
-    const w = snapshot.workloads.get(t.workload.key)
-    if (!w || w.node !== snapshot.localNode || w.identity !== t.workload.identity || !w.ports.some((p) => p.port === t.port)) {
-      return { allowed: false, reason: `${t.workload.key}:${t.port} is no longer a local workload port` }
-    }
-    const d = authorize(snapshot.authorization.get(w.key), { identity: t.peer, port: t.port })
-    return d.allowed ? { allowed: true } : { allowed: false, reason: d.reason }
   }
 
   #accept(raw: Socket): void {
@@ -256,7 +251,10 @@ export class HboneServer {
       this.#throttle.warn('hbone-denied', { peer, workload: workload.key, port: target.port, status: 401, reason }, 'connection denied by AuthorizationPolicy')
       this.#endIfSpent(session, 'denial')
     }
-    const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port })
+    // An HTTP port's CONNECT is admitted when some rule could allow the peer; its requests
+    // are authorized one by one (l7/inbound.ts).
+    const protocol = protocolOf(snap, target.ip, target.port)
+    const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port, ...(protocol !== 'tcp' ? { stage: 'connect' as const } : {}) })
     if (!decision.allowed) return deny(decision.reason)
     const admitted = this.#admission.tunnel(session.source)
     if (!admitted.ok) {
@@ -268,6 +266,25 @@ export class HboneServer {
     // dial for it. A session that has reset streams early before (no hostmesh does: the
     // rapid-reset pattern) waits a little longer, so its resets that come a read later are
     // seen first too.
+    if (protocol !== 'tcp') {
+      answered = true
+      stream.respond({ ':status': 200 })
+      record.update({ upstream: authority })
+      record.open()
+      const bytes = countBytes(stream)
+      const tunnel: SessionTunnel = { workload, port: target.port, protocol, close: (reason) => stream.destroy(reason) }
+      session.tunnels.add(tunnel)
+      stream.once('close', () => {
+        session.tunnels.delete(tunnel)
+        admitted.release()
+        record.close(bytes.read, bytes.written)
+      })
+      return this.#opts.http.serve(stream, {
+        listener: 'hbone', workload, address: target.ip, port: target.port, peer,
+        src: { address: session.address, principal: peer, ...(src && src.identity === peer ? { workload: src } : {}) },
+        ...(svc && snap.services.has(`${svc[2]}/${svc[1]}`) ? { service: `${svc[1]}.${svc[2]}` } : {}),
+      }, protocol)
+    }
     const dial = (): void => {
       if (stream.destroyed) return admitted.release()
       const gone = new AbortController()
@@ -277,7 +294,7 @@ export class HboneServer {
         stream.off('close', abandon)
         // The policy may have changed while connecting: decide again with the snapshot in force.
         const now = this.#opts.snapshot()
-        const again = now ? this.#stillAllowed(now, { peer, workload, port: target.port }) : { allowed: false as const, reason: 'no policy' }
+        const again = now ? stillAllowed(now, { peer, workload, port: target.port, protocol }) : { allowed: false as const, reason: 'no policy' }
         if (!again.allowed) {
           admitted.release()
           upstream.destroy()
@@ -287,7 +304,7 @@ export class HboneServer {
         stream.respond({ ':status': 200 })
         record.update({ upstream: authority })
         record.open()
-        const tunnel: SessionTunnel = { workload, port: target.port, close: (reason) => joined.close(reason) }
+        const tunnel: SessionTunnel = { workload, port: target.port, protocol, close: (reason) => joined.close(reason) }
         const joined = splice(stream, upstream, (r) => {
           session.tunnels.delete(tunnel)
           admitted.release()

@@ -5,7 +5,7 @@
 // tunnel on it is ended, so none outlives the connection that carried it.
 import { constants, type ServerHttp2Session } from 'node:http2'
 import type { Duplex } from 'node:stream'
-import type { WorkloadInfo } from '../../policy/snapshot.ts'
+import type { Protocol, WorkloadInfo } from '../../policy/snapshot.ts'
 import { TokenBucket } from '../limits/token-bucket.ts'
 import type { HboneLimits } from './admission.ts'
 
@@ -13,6 +13,8 @@ import type { HboneLimits } from './admission.ts'
 export interface SessionTunnel {
   readonly workload: WorkloadInfo
   readonly port: number
+  /** How the destination reads the port: tcp tunnels are spliced, the others go through the L7 pipeline. */
+  readonly protocol: Protocol
   close(reason: Error): void
 }
 

@@ -25,6 +25,10 @@ const pathPattern = z.string().min(1).max(1024).refine(wildcardOk, {
   message: 'expected a path with at most one "*", at its start or its end, such as "/api/*"',
 })
 
+const hostPattern = z.string().min(1).max(261).refine(wildcardOk, {
+  message: 'expected a host with at most one "*", at its start or its end, such as "*.example.com"',
+})
+
 export const AuthorizationRuleSchema = z.strictObject({
   from: z.array(z.strictObject({
     source: z.strictObject({
@@ -42,6 +46,9 @@ export const AuthorizationRuleSchema = z.strictObject({
       notMethods: z.array(httpMethod).min(1).optional(),
       paths: z.array(pathPattern).min(1).max(256).optional(),
       notPaths: z.array(pathPattern).min(1).max(256).optional(),
+      // Matched against the request's authority, case-insensitively, with or without its port.
+      hosts: z.array(hostPattern).min(1).max(256).optional(),
+      notHosts: z.array(hostPattern).min(1).max(256).optional(),
     }),
   })).max(64).optional(),
 })

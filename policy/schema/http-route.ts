@@ -1,7 +1,7 @@
 // HTTPRoute (Gateway API, GAMMA: parentRefs name Services). Field names are Gateway API's;
 // the Fault filter is hostmesh's, modelled on Istio's HTTPFaultInjection.
 import { z } from 'zod'
-import { documentSchema, duration, headerName, httpMethod, namespacedMetadata, percent, port, serviceRef } from './common.ts'
+import { dnsName, documentSchema, duration, headerName, httpMethod, namespacedMetadata, percent, port, serviceRef } from './common.ts'
 import { BackendRefSchema, ParentRefSchema } from './tcp-route.ts'
 
 const pathMatch = z.strictObject({
@@ -22,29 +22,55 @@ export const HTTPRouteMatchSchema = z.strictObject({
   method: httpMethod.optional(),
 })
 
-const header = z.strictObject({ name: headerName, value: z.string().max(4096) })
+// A value goes onto the wire as written: CR, LF and other control characters would split or
+// corrupt the header block (and node refuses them), so they are refused at load.
+const headerValue = z.string().max(4096).regex(/^[\t\x20-\x7e\x80-\xff]*$/, {
+  message: 'expected a header value of visible characters, spaces and tabs (no CR, LF or other control characters)',
+})
+const header = z.strictObject({ name: headerName, value: headerValue })
 const headerModifier = z.strictObject({
   set: z.array(header).max(16).optional(),
   add: z.array(header).max(16).optional(),
   remove: z.array(headerName).max(16).optional(),
 })
 
-const FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'URLRewrite', 'RequestMirror', 'Fault'] as const
+// RFC 3986 path characters, percent-encoded octets allowed: a replacement path is written into
+// the request line or the Location header, so nothing may end it early ("?", "#", space, CR/LF).
+const PATH_CHARS = "(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*"
+const PATH_MESSAGE = 'RFC 3986 path characters; percent-encode anything else'
+const fullPath = z.string().max(1024).regex(new RegExp(`^/${PATH_CHARS}$`), { message: `expected a path starting with "/" (${PATH_MESSAGE})` })
+// "" strips the matched prefix (Gateway API's table for ReplacePrefixMatch).
+const prefixReplacement = z.string().max(1024).regex(new RegExp(`^(?:/${PATH_CHARS})?$`), { message: `expected "" or a path starting with "/" (${PATH_MESSAGE})` })
+
+/** Gateway API HTTPPathModifier, shared by URLRewrite and RequestRedirect. */
+const pathModifier = z.strictObject({
+  type: z.enum(['ReplaceFullPath', 'ReplacePrefixMatch']),
+  replaceFullPath: fullPath.optional(),
+  replacePrefixMatch: prefixReplacement.optional(),
+}).refine((p) => (p.type === 'ReplaceFullPath' ? p.replaceFullPath : p.replacePrefixMatch) !== undefined, {
+  message: 'ReplaceFullPath needs replaceFullPath and ReplacePrefixMatch needs replacePrefixMatch',
+})
+
+const FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'URLRewrite', 'RequestRedirect', 'RequestMirror', 'Fault'] as const
 
 export const HTTPRouteFilterSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifier }),
   z.strictObject({ type: z.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifier }),
   z.strictObject({
     type: z.literal('URLRewrite'),
-    urlRewrite: z.strictObject({
-      hostname: z.string().min(1).max(253).optional(),
-      path: z.strictObject({
-        type: z.enum(['ReplaceFullPath', 'ReplacePrefixMatch']),
-        replaceFullPath: z.string().startsWith('/').optional(),
-        replacePrefixMatch: z.string().startsWith('/').optional(),
-      }).refine((p) => (p.type === 'ReplaceFullPath' ? p.replaceFullPath : p.replacePrefixMatch) !== undefined, {
-        message: 'ReplaceFullPath needs replaceFullPath and ReplacePrefixMatch needs replacePrefixMatch',
-      }).optional(),
+    // hostname is a Gateway API PreciseHostname: a lowercase DNS name, no wildcard, no port.
+    urlRewrite: z.strictObject({ hostname: dnsName.optional(), path: pathModifier.optional() }),
+  }),
+  // Gateway API HTTPRequestRedirectFilter. A rule with it may have neither backendRefs nor a
+  // URLRewrite filter (validate.ts says so, as Gateway API's CEL rules do).
+  z.strictObject({
+    type: z.literal('RequestRedirect'),
+    requestRedirect: z.strictObject({
+      scheme: z.enum(['http', 'https']).optional(),
+      hostname: dnsName.optional(),
+      path: pathModifier.optional(),
+      port: port.optional(),
+      statusCode: z.literal([301, 302]).default(302),
     }),
   }),
   z.strictObject({

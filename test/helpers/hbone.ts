@@ -2,6 +2,7 @@
 // from a real node CA and a compiled policy: t/echo (two ports, one with nothing listening)
 // that only one source identity may reach. The client side is either hostmesh's own pool or a
 // raw HTTP/2 session holding a valid workload certificate, as a hostile peer would.
+import { inboundHttp } from './l7.ts'
 import http2, { type ClientHttp2Session } from 'node:http2'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
@@ -93,9 +94,12 @@ export async function hboneSetup(t: Test, opts: HboneSetupOptions = {}): Promise
   await certs.start([ID('echo'), ID('client'), ID('intruder')])
   const registry = new Registry()
   const verifier = new PeerVerifier(() => ({ ...certs.trust(), nodesOf: (id) => nodesByIdentity(snapshot).get(id) }), log, registry)
+  const telemetry = new ConnectionTelemetry(tcpMetrics(registry), log)
+  const http = inboundHttp(() => snapshot, log, registry, telemetry)
+  t.teardown(() => http.destroy())
   const server = new HboneServer({
     host: '127.0.0.1', port: 0, certs, verifier, snapshot: () => snapshot, log,
-    telemetry: new ConnectionTelemetry(tcpMetrics(registry), log), registry, limits: { ...DEFAULT_HBONE_LIMITS, ...opts.limits },
+    telemetry, registry, limits: { ...DEFAULT_HBONE_LIMITS, ...opts.limits }, http,
   })
   const { port } = await server.listen()
   t.teardown(() => { server.destroy(); return server.close() })

@@ -1,6 +1,7 @@
 // The hostile HBONE peer (scripts/netns/workloads/hbone-peer.ts) against a real HboneServer
 // on loopback, as a child process: each mode does what it says and reports it in one JSON
 // line. Nothing here asserts how the server defends itself; only what the peer did.
+import { inboundHttp } from '../helpers/l7.ts'
 import { execFile } from 'node:child_process'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
@@ -56,7 +57,10 @@ writeFileSync(files.chain, leaf.chainPem)
 async function hbone(t: Test): Promise<number> {
   const registry = new Registry()
   const verifier = new PeerVerifier(() => ({ ...certs.trust(), nodesOf: (id) => nodesByIdentity(snapshot).get(id) }), log, registry)
-  const server = new HboneServer({ host: '127.0.0.1', port: 0, certs, verifier, snapshot: () => snapshot, log, telemetry: new ConnectionTelemetry(tcpMetrics(registry), log), registry })
+  const telemetry = new ConnectionTelemetry(tcpMetrics(registry), log)
+  const http = inboundHttp(() => snapshot, log, registry, telemetry)
+  t.teardown(() => http.destroy())
+  const server = new HboneServer({ host: '127.0.0.1', port: 0, certs, verifier, snapshot: () => snapshot, log, telemetry, registry, http })
   const { port } = await server.listen()
   t.teardown(() => { server.destroy(); return server.close() })
   return port

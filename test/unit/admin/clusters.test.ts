@@ -40,7 +40,7 @@ t.test('every service port is a cluster with its settings, route and hosts', asy
   t.match(byName.get('shop/payments:80'), { protocol: 'http', route: { kind: 'http', rules: 2 } })
   t.match(byName.get('shop/payments-v1:7000'), {
     addresses: [], route: null, loadBalancer: 'P2C_EWMA', destinationPolicy: 'default',
-    hosts: [{ address: '10.77.0.12:7000', workload: 'shop/payments-v1', identity: 'spiffe://cluster.local/ns/shop/sa/payments', node: 'node-b', health: 'HEALTHY', connects: 0, ewmaConnectMs: null }],
+    hosts: [{ address: '10.77.0.12:7000', workload: 'shop/payments-v1', identity: 'spiffe://cluster.local/ns/shop/sa/payments', node: 'node-b', health: 'HEALTHY', connects: 0, ewmaConnectMs: null, requestEwmaMs: null, pending: 0 }],
   })
   t.match(byName.get('shop/fraud:80'), { loadBalancer: 'LEAST_REQUEST', destinationPolicy: /fraud/, outlierDetection: { consecutive5xxErrors: 3, maxEjectionPercent: 50 } })
   t.match(byName.get('shop/card-network:443'), { external: true, hosts: [{ address: '10.77.0.13:9443', workload: null, identity: null, node: null }] })
@@ -89,4 +89,26 @@ t.test('after traffic and an ejection: open connections per cluster and host, co
   view = clustersView(snap, b, now)
   t.equal(view.clusters.find((c) => c.name === key)!.activeConnections, 0)
   t.same(view.otherConnections, [])
+})
+
+t.test('requests in flight per cluster and host, and the request rtt P2C_EWMA compares', async (t) => {
+  const snap = await examples()
+  let now = 1_700_000_000_000
+  const b = new Balancer(undefined, () => now)
+  const key = 'shop/ledger-all:7000'
+  const [v1, v2] = snap.servicePorts.get(key)!.endpoints
+  const done = b.request(v1!, key)
+  const inFlight = [b.request(v1!, key), b.request(v1!, 'shop/payments-v1:7000')]
+  now += 40
+  done({ latencyMs: 40, ok: true })
+  let ledger = clustersView(snap, b, now).clusters.find((c) => c.name === key)!
+  t.equal(ledger.pendingRequests, 1, 'this cluster\'s requests only')
+  t.match(ledger.hosts, [{ pending: 2, requestEwmaMs: 40 }, { pending: 0, requestEwmaMs: null }])
+  now += 10_000
+  t.equal(clustersView(snap, b, now).clusters.find((c) => c.name === key)!.hosts[0]!.requestEwmaMs, 14.72, 'decayed by e^-1 after 10 s without a response')
+  for (const end of inFlight) end({ latencyMs: 1, ok: false })
+  ledger = clustersView(snap, b, now).clusters.find((c) => c.name === key)!
+  t.equal(ledger.pendingRequests, 0)
+  t.equal(ledger.hosts[0]!.pending, 0)
+  t.equal(b.state(v2!), undefined, 'an endpoint never used has no state')
 })

@@ -4,8 +4,9 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError } from '../../../daemon/config/errors.ts'
 import { loadNodeConfig, parseNodeConfig, resolveConfigPath } from '../../../daemon/config/load.ts'
-import { hboneLimits } from '../../../daemon/run/data-plane.ts'
+import { hboneLimits, l7Limits } from '../../../daemon/run/data-plane.ts'
 import { DEFAULT_HBONE_LIMITS } from '../../../daemon/tunnel/admission.ts'
+import { DEFAULT_L7_LIMITS } from '../../../daemon/l7/limits.ts'
 import { hostmesh } from '../../helpers/cli.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'hostmesh-config-'))
@@ -45,6 +46,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
       newConnectionsPerSecond: 100, newConnectionsBurst: 1000, maxTunnels: 32_768, maxTunnelsPerPeer: 8192,
       refusedStreamsPerSecond: 10, refusedStreamsBurst: 100, idleSessionTimeout: 600_000, keepaliveInterval: 10_000, keepaliveTimeout: 10_000,
     },
+    http: { maxRequestHeadersKb: 60, maxRequestHeaders: 100, headerTimeout: 10_000, idleTimeout: 300_000, traceparent: true },
   })
   t.ok(Object.isFrozen(cfg))
   t.ok(Object.isFrozen(cfg.ports))
@@ -131,6 +133,12 @@ t.test('a file over the size limit is refused without parsing', async (t) => {
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
+
+t.test('the http limits default to Envoy\'s, as the L7 pipelines take them', async (t) => {
+  t.same(l7Limits(parseNodeConfig('a.yaml', 'node: {name: n, addresses: [10.0.0.1]}\n')), DEFAULT_L7_LIMITS)
+  t.same(l7Limits(parseNodeConfig('b.yaml', 'node: {name: n, addresses: [10.0.0.1]}\nhttp: {maxRequestHeadersKb: 8, headerTimeout: 2s}\n')), { ...DEFAULT_L7_LIMITS, maxRequestHeadersBytes: 8192, headerTimeoutMs: 2000 })
+  t.throws(() => parseNodeConfig('c.yaml', 'node: {name: n, addresses: [10.0.0.1]}\nhttp: {headerTimeout: 1ms}\n'), /c\.yaml:2:\d+: http\.headerTimeout: expected a timeout between 100ms and 10m/)
+})
 
 t.test('the hbone limits default to the HBONE server\'s own defaults; a per-source limit above its total is refused', async (t) => {
   const config = parseNodeConfig('a.yaml', 'node: {name: n, addresses: [10.0.0.1]}\n')

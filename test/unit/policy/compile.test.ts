@@ -2,7 +2,7 @@ import { cpSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { matchesPattern, patternSet, principalOf } from '../../../policy/compile.ts'
+import { matchesPattern, patternSet, principalOf } from '../../../policy/patterns.ts'
 import { addressKey, canonicalIp } from '../../../policy/ip.ts'
 import { loadPolicy } from '../../../policy/pipeline.ts'
 import type { Snapshot } from '../../../policy/snapshot.ts'
@@ -82,7 +82,7 @@ t.test('routes: TCPRoute weights, and HTTPRoute rules in Gateway API precedence'
   t.equal(s.servicePorts.get('shop/checkout:80')!.route, undefined, 'no route: the port\'s own endpoints')
 })
 
-t.test('precedence: exact, regex, longest prefix, method, headers, query, then name order', async (t) => {
+t.test('precedence: exact, longest prefix, regex, method, headers, query, then name order', async (t) => {
   const route = (name: string, rules: string): string => `apiVersion: hostmesh.io/v1alpha1\nkind: HTTPRoute\nmetadata: {name: ${name}, namespace: shop}\nspec:\n  parentRefs: [{name: checkout}]\n  rules:\n${rules}`
   const s = await examples(undefined, {
     '50-precedence.yaml': [
@@ -94,14 +94,46 @@ t.test('precedence: exact, regex, longest prefix, method, headers, query, then n
   if (http?.kind !== 'http') return t.fail('expected HTTP rules')
   t.same(http.rules.map((r) => `${r.route.split('/').pop()} ${r.match.path.type} ${r.match.path.value}${r.match.method ? ` ${r.match.method}` : ''}${r.match.queryParams.length ? ' ?q' : ''}`), [
     'b Exact /a',
-    'a RegularExpression /a.*',
     'b PathPrefix /a/b',
     'a PathPrefix /a GET',
     'a PathPrefix /a ?q',
     'a PathPrefix /a',
     'b PathPrefix /a',
-  ])
-  t.ok(http.rules[1]!.match.path.regex!.test('/abc') && !http.rules[1]!.match.path.regex!.test('x/abc'), 'regex is anchored to the whole path')
+    'a RegularExpression /a.*',
+  ], 'a regular expression comes after every prefix')
+  const re = http.rules[6]!.match.path.regex!
+  t.ok(re.test('/abc') && !re.test('x/abc'), 'regex is anchored to the whole path')
+})
+
+t.test('filters compile to what the data plane applies: rewrite, redirect, header modifiers', async (t) => {
+  const s = await examples(undefined, {
+    '50-filters.yaml': `apiVersion: hostmesh.io/v1alpha1
+kind: HTTPRoute
+metadata: {name: f, namespace: shop}
+spec:
+  parentRefs: [{name: checkout}]
+  rules:
+    - matches: [{path: {value: /old/}}]
+      filters:
+        - {type: RequestRedirect, requestRedirect: {scheme: https, hostname: shop.example, port: 8443, statusCode: 301, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}}
+    - matches: [{path: {value: /api}}]
+      filters:
+        - {type: URLRewrite, urlRewrite: {hostname: api.internal, path: {type: ReplaceFullPath, replaceFullPath: /v2}}}
+        - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-A, value: '1'}, {name: x-a, value: '2'}], add: [{name: X-B, value: '3'}], remove: [X-C]}}
+      backendRefs: [{name: checkout, port: 80}]
+`,
+  })
+  const http = s.servicePorts.get('shop/checkout:80')!.route
+  if (http?.kind !== 'http') return t.fail('expected HTTP rules')
+  const old = http.rules.find((r) => r.route === 'HTTPRoute/shop/f' && r.rule === 0)
+  const api = http.rules.find((r) => r.route === 'HTTPRoute/shop/f' && r.rule === 1)
+  t.same(old!.match.path, { type: 'PathPrefix', value: '/old' }, 'the trailing "/" of a prefix is dropped at compile time')
+  t.same(old!.redirect, { scheme: 'https', hostname: 'shop.example', path: { type: 'ReplacePrefixMatch', value: '/new' }, port: 8443, statusCode: 301 })
+  t.same(old!.backends, { backends: [], cumulative: [], total: 0 })
+  t.equal(old!.urlRewrite, undefined)
+  t.same(api!.urlRewrite, { hostname: 'api.internal', path: { type: 'ReplaceFullPath', value: '/v2' } })
+  t.equal(api!.redirect, undefined)
+  t.same(api!.requestHeaders, { set: [{ name: 'x-a', value: '1' }], add: [{ name: 'x-b', value: '3' }], remove: ['x-c'] }, 'names lowercase; of two sets of one header the first counts')
 })
 
 t.test('outbound ports: local workloads only, reserved ports skipped, survivors keep theirs', async (t) => {

@@ -1,6 +1,6 @@
 // Each invalid input must produce exactly the reviewed problems: right file, line, column,
 // key, and a message that says what was expected. The table is fixtures/invalid-cases.json
-// (62 cases); base.yaml is a small valid policy that each case file is loaded next to.
+// (73 cases); base.yaml is a small valid policy that each case file is loaded next to.
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { formatProblem } from '../../../policy/errors.ts'

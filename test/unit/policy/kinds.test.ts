@@ -49,6 +49,10 @@ spec:
       backendRefs: [{name: api-v1, port: 80, weight: 90}, {name: api-v2, namespace: shop, port: 80, weight: 10}]
       timeouts: {request: 10s, backendRequest: 2s}
       retry: {attempts: 3, codes: [502, 503], backoff: 100ms}
+    - name: moved
+      matches: [{path: {type: PathPrefix, value: /old}}]
+      filters:
+        - {type: RequestRedirect, requestRedirect: {scheme: https, hostname: api.example.org, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, port: 8443, statusCode: 301}}
 `, { apiVersion: 'hostmesh.io/v1alpha1', kind: 'HTTPRoute', metadata: { name: 'api', namespace: 'shop', labels: {} }, spec: {
     parentRefs: [{ group: '', kind: 'Service', name: 'api', namespace: 'shop', port: 80 }],
     rules: [{
@@ -64,6 +68,11 @@ spec:
       backendRefs: [{ kind: 'Service', name: 'api-v1', port: 80, weight: 90 }, { kind: 'Service', name: 'api-v2', namespace: 'shop', port: 80, weight: 10 }],
       timeouts: { request: 10000, backendRequest: 2000 },
       retry: { attempts: 3, codes: [502, 503], backoff: 100 },
+    }, {
+      name: 'moved',
+      matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
+      filters: [{ type: 'RequestRedirect', requestRedirect: { scheme: 'https', hostname: 'api.example.org', path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' }, port: 8443, statusCode: 301 } }],
+      backendRefs: [],
     }],
   } }],
   TCPRoute: [`${V}kind: TCPRoute\nmetadata: {name: db}\nspec:\n  parentRefs: [{name: db, port: 5432}]\n  rules: [{name: split, backendRefs: [{name: db-a, port: 5432, weight: 3}, {name: db-b, port: 5432}]}]\n`,
@@ -88,4 +97,6 @@ t.test('defaults follow Linkerd and Envoy', async (t) => {
   t.same(w.spec, { node: 'n', serviceAccount: 'default', match: { uid: 1 }, ports: [], mtls: { mode: 'STRICT' } })
   const r = parseOne(`${V}kind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{name: s}], rules: [{retry: {}}]}\n`) as { spec: { rules: unknown[] } }
   t.same(r.spec.rules[0], { matches: [{}], filters: [], backendRefs: [], retry: { attempts: 2, codes: [503], backoff: 25 } })
+  const redirect = parseOne(`${V}kind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{name: s}], rules: [{filters: [{type: RequestRedirect, requestRedirect: {}}]}]}\n`) as { spec: { rules: { filters: unknown[] }[] } }
+  t.same(redirect.spec.rules[0]!.filters, [{ type: 'RequestRedirect', requestRedirect: { statusCode: 302 } }], 'a redirect is 302 unless told (Gateway API)')
 })

@@ -26,8 +26,9 @@
 // - A line below the logger's level is neither written nor counted.
 // - Counts are per window: nothing is kept once a window's summary is written.
 // - After close() the throttle still works (a later suppression starts a new timer).
-import type { Level, Logger } from 'pino'
+import type { Level } from 'pino'
 import { clip } from './clip.ts'
+import type { Logger } from './logger.ts'
 
 export interface LogThrottleOptions {
   /** Lines written per kind per window (default 5). */

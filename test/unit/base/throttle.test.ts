@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
-import { LOG_THROTTLE_DEFAULTS, LogThrottle } from '../../../daemon/log/throttle.ts'
+import { LOG_THROTTLE_DEFAULTS, LogThrottle } from '../../../base/throttle.ts'
 import { logSink } from '../../helpers/log-sink.ts'
 
 const SUMMARY = 'similar log lines suppressed'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { clip, CLIP_MAX } from '../../../daemon/log/clip.ts'
+import { clip, CLIP_MAX } from '../../../base/clip.ts'
 
 t.test('a long string keeps max characters and says how much was cut', async (t) => {
   t.equal(CLIP_MAX, 128)

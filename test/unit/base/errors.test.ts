@@ -1,12 +1,12 @@
 import t from 'tap'
-import { AdminBindError } from '../../daemon/admin/errors.ts'
-import { ListenerBindError } from '../../daemon/listeners/errors.ts'
-import { ListenFdsError, SdAddonUnavailableError } from '../../daemon/systemd/errors.ts'
-import { AdminRequestError, UsageError } from '../../daemon/cli/errors.ts'
-import { ConfigError } from '../../daemon/config/errors.ts'
-import { causeChain, HostmeshError, isHostmeshError } from '../../daemon/errors.ts'
-import { OrigDstLookupError, OrigDstUnavailableError } from '../../daemon/intercept/errors.ts'
-import { SourceReadError } from '../../policy/errors.ts'
+import { AdminBindError } from '../../../daemon/admin/errors.ts'
+import { ListenerBindError } from '../../../daemon/listeners/errors.ts'
+import { ListenFdsError, SdAddonUnavailableError } from '../../../daemon/systemd/errors.ts'
+import { AdminRequestError, UsageError } from '../../../daemon/cli/errors.ts'
+import { ConfigError } from '../../../daemon/config/errors.ts'
+import { causeChain, HostmeshError, isHostmeshError } from '../../../base/errors.ts'
+import { OrigDstLookupError, OrigDstUnavailableError } from '../../../daemon/intercept/errors.ts'
+import { SourceReadError } from '../../../policy/errors.ts'
 
 t.test('every error class has a stable HOSTMESH_ERR_ code and its own name', async (t) => {
   const cases: Array<[HostmeshError, string]> = [

@@ -1,0 +1,192 @@
+// Sending one request upstream and relaying its response, streamed both ways with
+// backpressure (pipe), never buffered whole. send*() resolves when the upstream's response
+// head arrives, so a stage can still answer locally until then; relay() then commits the
+// response to the client. Aborts go both ways: a client that leaves cancels the upstream
+// request (its stream is reset, so the server sees the cancel), and an upstream that fails
+// mid-body resets the client's stream, the only honest signal once a response has started.
+import http, { STATUS_CODES, type Agent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
+import type { Duplex, Readable } from 'node:stream'
+import type { HeaderModifier } from '../../policy/snapshot.ts'
+import type { Exchange } from './exchange.ts'
+import { applyHeaderModifier } from './filters.ts'
+import { responseHeaders, type HeaderMap } from './headers.ts'
+
+export interface UpstreamResponse {
+  readonly status: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: Readable
+  /** The trailers, once the body has ended. */
+  trailers(): IncomingHttpHeaders | undefined
+  /** Cancels the upstream request (reset). */
+  abort(): void
+}
+
+/** The upstream failed before a response head: nothing reached the client yet. */
+export class UpstreamFailure extends Error {
+  override readonly name = 'UpstreamFailure'
+}
+
+function target<C>(x: Exchange<C>): string {
+  return x.query ? `${x.path}?${x.query}` : x.path
+}
+
+/** Counts the request body as it goes, and cancels `abort` when the client leaves first. */
+function watchClient<C>(x: Exchange<C>, abort: () => void): void {
+  const d = x.down
+  if (d.version === 'upgrade') return
+  const body: Readable = d.version === '1.1' ? d.req : d.stream
+  body.on('data', (c: Buffer) => { x.requestBytes += c.length })
+  const closed = (): void => {
+    const done = d.version === '1.1' ? d.res.writableFinished : d.stream.writableFinished
+    if (done) return
+    x.aborted = true
+    abort()
+  }
+  if (d.version === '1.1') d.res.once('close', closed)
+  else d.stream.once('close', closed)
+}
+
+export function sendH1<C>(x: Exchange<C>, agent: Agent): Promise<UpstreamResponse> {
+  const d = x.down
+  if (d.version !== '1.1') throw new TypeError('sendH1 needs an HTTP/1.1 exchange')
+  return new Promise((resolve, reject) => {
+    const req = http.request({ agent, method: x.method, path: target(x), headers: { host: x.authority, ...x.headers }, setHost: false })
+    watchClient(x, () => req.destroy())
+    req.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
+    req.on('continue', () => { if (!d.res.headersSent) d.res.writeContinue() })
+    req.once('response', (res: IncomingMessage) => resolve({
+      status: res.statusCode ?? 502, headers: res.headers, body: res,
+      trailers: () => (Object.keys(res.trailers).length > 0 ? res.trailers : undefined),
+      abort: () => req.destroy(),
+    }))
+    d.req.pipe(req)
+  })
+}
+
+export function sendH2<C>(x: Exchange<C>, session: ClientHttp2Session): Promise<UpstreamResponse> {
+  const d = x.down
+  if (d.version !== '2') throw new TypeError('sendH2 needs an HTTP/2 exchange')
+  return new Promise((resolve, reject) => {
+    let s: ClientHttp2Stream
+    try {
+      s = session.request({ ...x.headers, ':method': x.method, ':path': target(x), ':authority': x.authority, ':scheme': 'http' }, { waitForTrailers: true })
+    } catch (err) {
+      return reject(new UpstreamFailure((err as Error).message, { cause: err }))
+    }
+    let requestTrailers: IncomingHttpHeaders | undefined
+    let responseTrailers: IncomingHttpHeaders | undefined
+    watchClient(x, () => s.close(http2.constants.NGHTTP2_CANCEL))
+    d.stream.on('trailers', (t: IncomingHttpHeaders) => { requestTrailers = t })
+    s.on('wantTrailers', () => s.sendTrailers(requestTrailers ? responseHeaders(requestTrailers) : {}))
+    s.on('trailers', (t: IncomingHttpHeaders) => { responseTrailers = t })
+    s.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
+    s.once('close', () => reject(new UpstreamFailure(`upstream stream closed before a response (code ${s.rstCode})`)))
+    s.once('response', (headers) => resolve({
+      status: Number(headers[':status']), headers, body: s,
+      trailers: () => responseTrailers,
+      abort: () => s.close(http2.constants.NGHTTP2_CANCEL),
+    }))
+    d.stream.pipe(s)
+  })
+}
+
+/** Response fields for the client: hop-by-hop removed, the route's ResponseHeaderModifier applied. */
+function outgoing(headers: IncomingHttpHeaders, modifier: HeaderModifier | undefined): HeaderMap {
+  const h = responseHeaders(headers) as HeaderMap
+  if (modifier) applyHeaderModifier(modifier, h)
+  return h
+}
+
+/** Streams `up` to the client; resolves when the exchange is over either way. */
+export function relay<C>(x: Exchange<C>, up: UpstreamResponse, extra?: HeaderMap): Promise<void> {
+  const d = x.down
+  if (d.version === 'upgrade') throw new TypeError('relay needs an HTTP/1.1 or HTTP/2 exchange')
+  const headers = outgoing(up.headers, x.responseModifier)
+  if (extra) Object.assign(headers, extra)
+  x.status = up.status
+  const grpcHead = up.headers['grpc-status']
+  if (grpcHead !== undefined) x.grpcStatus = Number(grpcHead)
+  up.body.on('data', (c: Buffer) => { x.responseBytes += c.length })
+  return new Promise<void>((resolve) => {
+    if (d.version === '1.1') {
+      d.res.once('close', () => resolve())
+      d.res.writeHead(up.status, headers)
+      up.body.pipe(d.res, { end: false })
+      up.body.once('end', () => {
+        const t = up.trailers()
+        if (t && d.res.chunkedEncoding) d.res.addTrailers(responseHeaders(t))
+        d.res.end()
+      })
+      // An upstream that dies mid-body: the client's connection is reset, not ended cleanly.
+      up.body.once('close', () => { if (!up.body.readableEnded) d.res.destroy() })
+      return
+    }
+    const s = d.stream
+    s.once('close', () => resolve())
+    if (s.destroyed) return up.abort()
+    s.respond({ ...headers, ':status': up.status }, { waitForTrailers: true })
+    s.on('wantTrailers', () => {
+      const t = up.trailers()
+      if (t?.['grpc-status'] !== undefined) x.grpcStatus = Number(t['grpc-status'])
+      s.sendTrailers(t ? responseHeaders(t) : {})
+    })
+    up.body.pipe(s)
+    up.body.once('close', () => { if (!up.body.readableEnded && !s.destroyed) s.close(http2.constants.NGHTTP2_INTERNAL_ERROR) })
+  })
+}
+
+/**
+ * An HTTP/1.1 Upgrade (WebSocket): the request goes upstream on a connection of its own; a
+ * 101 answer turns both connections into one tunnel (bytes both ways until either side
+ * closes); any other answer is relayed and the client's connection closed.
+ */
+export function upgradeH1<C>(x: Exchange<C>, agent: Agent): Promise<void> {
+  const d = x.down
+  if (d.version !== 'upgrade') throw new TypeError('upgradeH1 needs an Upgrade exchange')
+  const headers: HeaderMap = { host: x.authority, ...x.headers, connection: 'Upgrade' }
+  const upgrade = d.req.headers.upgrade
+  if (upgrade !== undefined) headers.upgrade = upgrade
+  return new Promise((resolve, reject) => {
+    const req = http.request({ agent, method: x.method, path: target(x), headers, setHost: false })
+    const gone = (): void => { x.aborted = true; req.destroy() }
+    d.socket.once('close', gone)
+    req.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
+    const head = (status: number, message: string | undefined, raw: readonly string[], extra: string): string => {
+      let s = `HTTP/1.1 ${status} ${message ?? STATUS_CODES[status] ?? ''}\r\n`
+      for (let i = 0; i + 1 < raw.length; i += 2) s += `${raw[i]}: ${raw[i + 1]}\r\n`
+      return `${s}${extra}\r\n`
+    }
+    req.once('upgrade', (res: IncomingMessage, socket: Duplex, upHead: Buffer) => {
+      d.socket.off('close', gone)
+      x.status = res.statusCode ?? 101
+      x.record.responseStarted()
+      d.socket.write(head(x.status, res.statusMessage, res.rawHeaders, ''))
+      if (upHead.length > 0) d.socket.write(upHead)
+      if (d.head.length > 0) socket.write(d.head)
+      d.socket.on('data', (c: Buffer) => { x.requestBytes += c.length })
+      socket.on('data', (c: Buffer) => { x.responseBytes += c.length })
+      socket.on('error', () => undefined)
+      d.socket.pipe(socket)
+      socket.pipe(d.socket)
+      let open = 2
+      const closed = (): void => { if (--open === 0) resolve() }
+      const end = (): void => { d.socket.destroy(); socket.destroy() }
+      d.socket.once('close', () => { end(); closed() })
+      socket.once('close', () => { end(); closed() })
+    })
+    req.once('response', (res: IncomingMessage) => {
+      d.socket.off('close', gone)
+      x.status = res.statusCode ?? 502
+      x.record.responseStarted()
+      const h = outgoing(res.headers, x.responseModifier)
+      const raw: string[] = []
+      for (const [k, v] of Object.entries(h)) for (const one of Array.isArray(v) ? v : [String(v)]) raw.push(k, one)
+      d.socket.write(head(x.status, res.statusMessage, raw, 'connection: close\r\n'))
+      res.on('data', (c: Buffer) => { x.responseBytes += c.length })
+      res.pipe(d.socket)
+      d.socket.once('close', () => { res.destroy(); resolve() })
+    })
+    req.end()
+  })
+}

@@ -1,0 +1,28 @@
+// gRPC's view of hostmesh's own answers: a gRPC client gets a status in trailers-only form,
+// never an HTTP error page it cannot parse. The mapping is gRPC's HTTP-to-status table
+// (doc/http-grpc-status-mapping.md), as Envoy applies it to its local replies.
+
+export const GRPC = Object.freeze({ OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 })
+
+export function isGrpc(contentType: string | string[] | undefined): boolean {
+  const ct = Array.isArray(contentType) ? contentType[0] : contentType
+  return ct !== undefined && (ct === 'application/grpc' || ct.startsWith('application/grpc+') || ct.startsWith('application/grpc;'))
+}
+
+/** The gRPC status for an HTTP status hostmesh answers with. */
+export function grpcStatusOf(httpStatus: number, flag?: string): number {
+  if (flag === 'UT') return GRPC.DEADLINE_EXCEEDED
+  switch (httpStatus) {
+    case 400: return GRPC.INTERNAL
+    case 401: return GRPC.UNAUTHENTICATED
+    case 403: return GRPC.PERMISSION_DENIED
+    case 404: return GRPC.UNIMPLEMENTED
+    case 429: case 502: case 503: case 504: return GRPC.UNAVAILABLE
+    default: return GRPC.UNKNOWN
+  }
+}
+
+/** A grpc-message value: percent-encoded as the gRPC spec asks, and bounded. */
+export function grpcMessage(text: string): string {
+  return encodeURIComponent(text.slice(0, 256)).replace(/%20/g, ' ')
+}

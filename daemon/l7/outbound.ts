@@ -1,0 +1,124 @@
+// The source host's request path, for connections a local workload opened to an http, http2
+// or grpc service port. Per connection: detect (detect.ts). Per request, in this order:
+//   route (HTTPRoute match; none: 404 NR) → filters (redirect, header modifiers, URL rewrite)
+//   → split (weighted backendRefs) → endpoint (load balancer; none: 503 UH)
+//   → upstream (pooled HBONE stream to that endpoint, per source workload and endpoint).
+// The next issue's stages (fault, mirror, timeouts, retry, circuit breaker) go between
+// filters and endpoint, in DESIGN.md's order.
+import type { Duplex } from 'node:stream'
+import type { Logger } from '../../base/logger.ts'
+import type { Endpoint, Protocol, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import type { Balancer } from '../balance/balancer.ts'
+import type { ConnectionTelemetry } from '../telemetry/connection.ts'
+import type { RequestTelemetry } from '../telemetry/request.ts'
+import { formatAuthority } from '../tunnel/authority.ts'
+import { HttpFront } from './detect.ts'
+import { admit, type Admitted } from './admit.ts'
+import type { Exchange } from './exchange.ts'
+import type { L7Limits } from './limits.ts'
+import type { OutboundConn } from './outbound-conn.ts'
+import { UpstreamPool } from './pool.ts'
+import { pipeline } from './stage.ts'
+import { endpoint } from './stages/endpoint.ts'
+import { filters } from './stages/filters.ts'
+import { route } from './stages/route.ts'
+import { split } from './stages/split.ts'
+import { upstream } from './stages/upstream.ts'
+
+/** Opens a connection to an endpoint as the source workload: an HBONE stream, or TCP outside the mesh. */
+export type EndpointConnect = (source: WorkloadInfo, ep: Endpoint, service: string, timeoutMs: number) => Promise<Duplex>
+
+export interface OutboundHttpDeps {
+  readonly snapshot: () => Snapshot | undefined
+  readonly balancer: Balancer
+  readonly connect: EndpointConnect
+  readonly telemetry: RequestTelemetry
+  readonly connections: ConnectionTelemetry
+  readonly limits: L7Limits
+  /** Create a W3C traceparent when a request has none. */
+  readonly traceparent: boolean
+  readonly log: Logger
+}
+
+export class OutboundHttp {
+  readonly #deps: OutboundHttpDeps
+  readonly #pool = new UpstreamPool()
+  readonly #front: HttpFront<OutboundConn>
+  readonly #run: (x: Exchange<OutboundConn>) => Promise<void>
+
+  constructor(deps: OutboundHttpDeps) {
+    this.#deps = deps
+    const pool = this.#pool
+    this.#run = pipeline<Exchange<OutboundConn>>([
+      route,
+      filters,
+      split,
+      endpoint(deps.balancer),
+      upstream(pool, (x) => {
+        const ep = x.endpoint!
+        const t = x.target!
+        const done = deps.balancer.request(ep, t.key)
+        return {
+          key: `${x.conn.source.key}|${formatAuthority(ep.address, ep.port)}`,
+          address: formatAuthority(ep.address, ep.port),
+          connect: () => deps.connect(x.conn.source, ep, t.service, t.settings.connectionPool.connectTimeoutMs),
+          observe: done,
+        }
+      }),
+    ])
+    this.#front = new HttpFront<OutboundConn>(deps.limits, {
+      request: (req, res, conn) => this.#handle(admit(conn, { version: '1.1', req, res }, this.#facts(conn))),
+      upgrade: (req, socket, head, conn) => this.#handle(admit(conn, { version: 'upgrade', req, socket, head }, this.#facts(conn))),
+      stream: (stream, headers, conn) => this.#handle(admit(conn, { version: '2', stream, headers }, this.#facts(conn))),
+      rejected: (status, reason, conn) => deps.log.debug({ status, reason, workload: conn?.source.key }, 'request refused before routing'),
+    })
+  }
+
+  /** A workload's connection to an HTTP service port. */
+  serve(socket: Duplex, conn: OutboundConn, protocol: Protocol): void {
+    this.#deps.connections.note()
+    this.#front.serve(socket, conn, protocol)
+  }
+
+  get connections(): number {
+    return this.#front.connections
+  }
+
+  drain(): void {
+    this.#front.drain()
+  }
+
+  destroy(): void {
+    this.#front.destroy()
+    this.#pool.destroy()
+  }
+
+  #facts(conn: OutboundConn): Admitted<OutboundConn> {
+    const deps = this.#deps
+    return {
+      snapshot: deps.snapshot,
+      telemetry: deps.telemetry,
+      traceparent: deps.traceparent,
+      limits: deps.limits,
+      start: (snap) => {
+        const sp = snap.servicePorts.get(conn.servicePort)
+        const svc = sp ? snap.services.get(sp.service) : undefined
+        return {
+          reporter: 'source', listener: 'outbound',
+          src: { ...(conn.clientAddress ? { address: conn.clientAddress } : {}), workload: conn.source, principal: conn.source.identity },
+          dst: { address: conn.dialled, ...(svc ? { service: `${svc.name}.${svc.namespace}` } : {}) },
+          security: 'mutual_tls',
+        }
+      },
+      forwardedFor: conn.clientAddress,
+    }
+  }
+
+  #handle(x: Exchange<OutboundConn> | undefined): void {
+    if (!x) return
+    this.#run(x).catch((err: Error) => {
+      this.#deps.log.warn({ err: err.message, workload: x.conn.source.key }, 'request failed inside hostmesh')
+      x.error = err.message
+    })
+  }
+}

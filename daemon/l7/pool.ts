@@ -1,0 +1,116 @@
+// Keep-alive upstream connections for requests, pooled per key: on the source side one key is
+// (source workload, endpoint), and a connection is one HBONE CONNECT stream to that endpoint;
+// on the destination side the key is the local workload's address, and a connection is TCP.
+// HTTP/1.1 goes through a node:http Agent whose connections come from the caller's connect
+// function; HTTP/2 through one h2c session per key. A request usually costs no new stream.
+import http, { type Agent, type AgentOptions } from 'node:http'
+import http2, { type ClientHttp2Session } from 'node:http2'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+
+export type Connect = () => Promise<Duplex>
+
+/** How long an idle upstream connection is kept: below common server keep-alive timeouts (node's is 5 s) would churn; Envoy's idle_timeout is 1 h. */
+const IDLE_MS = 60_000
+/** Pools with nothing open are dropped this often, so endpoints that come and go leave nothing behind. */
+const SWEEP_MS = 30_000
+
+/** An Agent whose new connections come from `connect` (an HBONE stream or a TCP socket). */
+class ConnectAgent extends http.Agent {
+  readonly #connect: Connect
+  constructor(connect: Connect, opts: AgentOptions) {
+    super(opts)
+    this.#connect = connect
+  }
+
+  override createConnection(_opts: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined {
+    this.#connect().then((s) => done(null, s), (err: Error) => done(err))
+    return undefined
+  }
+
+  // node's version calls setKeepAlive() and unref(), which an HTTP/2 stream does not have;
+  // the connection's own keepalive (HBONE PINGs, TCP keepalive) already covers it.
+  override keepSocketAlive(socket: Socket): boolean {
+    socket.setTimeout(IDLE_MS)
+    return true
+  }
+}
+
+/** An agent for one connection that is not pooled afterwards (an Upgrade takes it over). */
+export function oneShotAgent(connect: Connect): Agent {
+  return new ConnectAgent(connect, { keepAlive: false })
+}
+
+interface H2Entry {
+  session?: ClientHttp2Session
+  opening?: Promise<ClientHttp2Session>
+}
+
+export class UpstreamPool {
+  readonly #agents = new Map<string, Agent>()
+  readonly #h2 = new Map<string, H2Entry>()
+  readonly #sweep: NodeJS.Timeout
+
+  constructor() {
+    this.#sweep = setInterval(() => this.#prune(), SWEEP_MS).unref()
+  }
+
+  /** The HTTP/1.1 agent for `key`; `connect` makes its connections. */
+  agent(key: string, connect: Connect): Agent {
+    let a = this.#agents.get(key)
+    if (!a) this.#agents.set(key, (a = new ConnectAgent(connect, { keepAlive: true, scheduling: 'lifo', timeout: IDLE_MS })))
+    return a
+  }
+
+  /** A live h2c session for `key`, opened over `connect` when there is none. */
+  async session(key: string, authority: string, connect: Connect): Promise<ClientHttp2Session> {
+    let e = this.#h2.get(key)
+    if (!e) this.#h2.set(key, (e = {}))
+    const s = e.session
+    if (s && !s.closed && !s.destroyed) return s
+    if (e.opening) return e.opening
+    const entry = e
+    entry.opening = connect().then((socket) => new Promise<ClientHttp2Session>((resolve, reject) => {
+      const h2 = http2.connect(`http://${authority}`, { createConnection: () => socket })
+      h2.on('error', () => undefined)
+      h2.once('goaway', () => { if (entry.session === h2) delete entry.session })
+      h2.once('close', () => { if (entry.session === h2) delete entry.session })
+      h2.setTimeout(IDLE_MS, () => h2.close())
+      h2.once('connect', () => { entry.session = h2; resolve(h2) })
+      h2.once('error', reject)
+    })).finally(() => { delete entry.opening })
+    return entry.opening
+  }
+
+  /** Idle connections close; in-flight requests finish. */
+  close(): void {
+    clearInterval(this.#sweep)
+    for (const a of this.#agents.values()) a.destroy()
+    for (const e of this.#h2.values()) e.session?.close()
+  }
+
+  destroy(): void {
+    clearInterval(this.#sweep)
+    for (const a of this.#agents.values()) a.destroy()
+    for (const e of this.#h2.values()) e.session?.destroy()
+    this.#agents.clear()
+    this.#h2.clear()
+  }
+
+  /** For /stats and tests: pools, and connections open in them. */
+  get size(): { agents: number; sessions: number } {
+    let sessions = 0
+    for (const e of this.#h2.values()) if (e.session) sessions++
+    return { agents: this.#agents.size, sessions }
+  }
+
+  #prune(): void {
+    for (const [k, a] of this.#agents) {
+      if (Object.keys(a.sockets).length === 0 && Object.keys(a.freeSockets).length === 0 && Object.keys(a.requests).length === 0) {
+        a.destroy()
+        this.#agents.delete(k)
+      }
+    }
+    for (const [k, e] of this.#h2) if (!e.session && !e.opening) this.#h2.delete(k)
+  }
+}

@@ -1,0 +1,22 @@
+// The destination's request path for tests that run the HBONE server alone: the real
+// InboundHttp, connecting to workloads over plain TCP as the daemon does.
+import { connect } from 'node:net'
+import type { Logger } from '../../base/logger.ts'
+import type { Registry } from 'prom-client'
+import type { Snapshot } from '../../policy/snapshot.ts'
+import { InboundHttp } from '../../daemon/l7/inbound.ts'
+import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
+import { httpMetrics } from '../../daemon/metrics/istio-http.ts'
+import type { ConnectionTelemetry } from '../../daemon/telemetry/connection.ts'
+import { RequestTelemetry } from '../../daemon/telemetry/request.ts'
+
+export function inboundHttp(snapshot: () => Snapshot | undefined, log: Logger, registry: Registry, connections: ConnectionTelemetry): InboundHttp {
+  return new InboundHttp({
+    snapshot, log, connections, limits: DEFAULT_L7_LIMITS, traceparent: true,
+    telemetry: new RequestTelemetry(httpMetrics(registry), log),
+    connect: (address, port) => new Promise((resolve, reject) => {
+      const s = connect({ host: address, port }, () => resolve(s))
+      s.once('error', reject)
+    }),
+  })
+}
