@@ -26,8 +26,8 @@ export interface FrontHandlers<C> {
 interface Conn {
   readonly socket: Duplex
   session?: ServerHttp2Session
-  /** HTTP/1.1 requests in flight on it. */
-  inflight: number
+  /** HTTP/1.1 responses in flight on it. */
+  readonly responses: Set<ServerResponse>
 }
 
 export class HttpFront<C> {
@@ -45,10 +45,10 @@ export class HttpFront<C> {
       const conn = this.#conns.get(req.socket)
       const ctx = this.#ctx.get(req.socket)
       if (!conn || ctx === undefined) return void req.socket.destroy()
-      conn.inflight++
+      conn.responses.add(res)
       res.once('close', () => {
-        conn.inflight--
-        if (this.#draining && conn.inflight === 0) req.socket.end()
+        conn.responses.delete(res)
+        if (this.#draining && conn.responses.size === 0) req.socket.end()
       })
       if (this.#draining) res.shouldKeepAlive = false
       handlers.request(req, res, ctx)
@@ -71,7 +71,7 @@ export class HttpFront<C> {
   }
 
   serve(socket: Duplex, ctx: C, protocol: Protocol): void {
-    const conn: Conn = { socket, inflight: 0 }
+    const conn: Conn = { socket, responses: new Set() }
     this.#conns.set(socket, conn)
     this.#ctx.set(socket, ctx)
     socket.once('close', () => this.#conns.delete(socket))
@@ -103,7 +103,9 @@ export class HttpFront<C> {
     this.#draining = true
     for (const c of this.#conns.values()) {
       if (c.session) c.session.close()
-      else if (c.inflight === 0) c.socket.end()
+      else if (c.responses.size === 0) c.socket.end()
+      // Not sent yet: node then says `Connection: close` and closes after this response.
+      else for (const res of c.responses) if (!res.headersSent) res.shouldKeepAlive = false
     }
   }
 

@@ -16,6 +16,12 @@ export interface UpstreamResponse {
   readonly status: number
   readonly headers: IncomingHttpHeaders
   readonly body: Readable
+  /**
+   * HTTP/2: the response head ended the stream (no body, no trailers). gRPC's trailers-only
+   * form (a status with no message, e.g. an error) is this, and must reach the client the
+   * same way: a client reads grpc-status from the head only when the head ends the stream.
+   */
+  readonly headersOnly?: boolean
   /** The trailers, once the body has ended. */
   trailers(): IncomingHttpHeaders | undefined
   /** Cancels the upstream request (reset). */
@@ -82,8 +88,9 @@ export function sendH2<C>(x: Exchange<C>, session: ClientHttp2Session): Promise<
     s.on('trailers', (t: IncomingHttpHeaders) => { responseTrailers = t })
     s.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
     s.once('close', () => reject(new UpstreamFailure(`upstream stream closed before a response (code ${s.rstCode})`)))
-    s.once('response', (headers) => resolve({
+    s.once('response', (headers, flags) => resolve({
       status: Number(headers[':status']), headers, body: s,
+      headersOnly: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0,
       trailers: () => responseTrailers,
       abort: () => s.close(http2.constants.NGHTTP2_CANCEL),
     }))
@@ -125,6 +132,10 @@ export function relay<C>(x: Exchange<C>, up: UpstreamResponse, extra?: HeaderMap
     const s = d.stream
     s.once('close', () => resolve())
     if (s.destroyed) return up.abort()
+    if (up.headersOnly) {
+      s.respond({ ...headers, ':status': up.status }, { endStream: true })
+      return void up.body.resume()
+    }
     s.respond({ ...headers, ':status': up.status }, { waitForTrailers: true })
     s.on('wantTrailers', () => {
       const t = up.trailers()

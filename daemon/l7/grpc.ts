@@ -22,7 +22,15 @@ export function grpcStatusOf(httpStatus: number, flag?: string): number {
   }
 }
 
-/** A grpc-message value: percent-encoded as the gRPC spec asks, and bounded. */
+/**
+ * A grpc-message value, bounded: gRPC's Percent-Encoded (PROTOCOL-HTTP2.md) keeps visible
+ * ASCII except '%' and encodes every other byte. Encoding more (encodeURIComponent's ':' or
+ * '/') is wrong: grpc-js decodes with decodeURI, which leaves %3A and %2F as they are.
+ */
 export function grpcMessage(text: string): string {
-  return encodeURIComponent(text.slice(0, 256)).replace(/%20/g, ' ')
+  let out = ''
+  for (const b of Buffer.from(text.slice(0, 256), 'utf8')) {
+    out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+  }
+  return out
 }

@@ -12,12 +12,12 @@ import type { Balancer } from '../balance/balancer.ts'
 import type { ConnectionTelemetry } from '../telemetry/connection.ts'
 import type { RequestTelemetry } from '../telemetry/request.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
-import { HttpFront } from './detect.ts'
-import { admit, type Admitted } from './admit.ts'
+import type { Admitted } from './admit.ts'
 import type { Exchange } from './exchange.ts'
 import type { L7Limits } from './limits.ts'
 import type { OutboundConn } from './outbound-conn.ts'
 import { UpstreamPool } from './pool.ts'
+import { RequestPath } from './request-path.ts'
 import { pipeline } from './stage.ts'
 import { endpoint } from './stages/endpoint.ts'
 import { filters } from './stages/filters.ts'
@@ -41,84 +41,69 @@ export interface OutboundHttpDeps {
 }
 
 export class OutboundHttp {
-  readonly #deps: OutboundHttpDeps
   readonly #pool = new UpstreamPool()
-  readonly #front: HttpFront<OutboundConn>
-  readonly #run: (x: Exchange<OutboundConn>) => Promise<void>
+  readonly #path: RequestPath<OutboundConn>
 
   constructor(deps: OutboundHttpDeps) {
-    this.#deps = deps
     const pool = this.#pool
-    this.#run = pipeline<Exchange<OutboundConn>>([
-      route,
-      filters,
-      split,
-      endpoint(deps.balancer),
-      upstream(pool, (x) => {
-        const ep = x.endpoint!
-        const t = x.target!
-        const done = deps.balancer.request(ep, t.key)
-        return {
-          key: `${x.conn.source.key}|${formatAuthority(ep.address, ep.port)}`,
-          address: formatAuthority(ep.address, ep.port),
-          connect: () => deps.connect(x.conn.source, ep, t.service, t.settings.connectionPool.connectTimeoutMs),
-          observe: done,
-        }
-      }),
-    ])
-    this.#front = new HttpFront<OutboundConn>(deps.limits, {
-      request: (req, res, conn) => this.#handle(admit(conn, { version: '1.1', req, res }, this.#facts(conn))),
-      upgrade: (req, socket, head, conn) => this.#handle(admit(conn, { version: 'upgrade', req, socket, head }, this.#facts(conn))),
-      stream: (stream, headers, conn) => this.#handle(admit(conn, { version: '2', stream, headers }, this.#facts(conn))),
-      rejected: (status, reason, conn) => deps.log.debug({ status, reason, workload: conn?.source.key }, 'request refused before routing'),
+    this.#path = new RequestPath<OutboundConn>({
+      limits: deps.limits, connections: deps.connections, log: deps.log,
+      run: pipeline<Exchange<OutboundConn>>([
+        route,
+        filters,
+        split,
+        endpoint(deps.balancer),
+        upstream(pool, (x) => {
+          const ep = x.endpoint!
+          const t = x.target!
+          return {
+            key: `${x.conn.source.key}|${formatAuthority(ep.address, ep.port)}`,
+            address: formatAuthority(ep.address, ep.port),
+            connect: () => deps.connect(x.conn.source, ep, t.service, t.settings.connectionPool.connectTimeoutMs),
+            observe: deps.balancer.request(ep, t.key),
+          }
+        }),
+      ]),
+      facts: (conn) => facts(deps, conn),
+      describe: (conn) => ({ workload: conn?.source.key }),
     })
   }
 
   /** A workload's connection to an HTTP service port. */
   serve(socket: Duplex, conn: OutboundConn, protocol: Protocol): void {
-    this.#deps.connections.note()
-    this.#front.serve(socket, conn, protocol)
+    this.#path.serve(socket, conn, protocol)
   }
 
   get connections(): number {
-    return this.#front.connections
+    return this.#path.connections
   }
 
   drain(): void {
-    this.#front.drain()
+    this.#path.drain()
   }
 
   destroy(): void {
-    this.#front.destroy()
+    this.#path.destroy()
     this.#pool.destroy()
   }
+}
 
-  #facts(conn: OutboundConn): Admitted<OutboundConn> {
-    const deps = this.#deps
-    return {
-      snapshot: deps.snapshot,
-      telemetry: deps.telemetry,
-      traceparent: deps.traceparent,
-      limits: deps.limits,
-      start: (snap) => {
-        const sp = snap.servicePorts.get(conn.servicePort)
-        const svc = sp ? snap.services.get(sp.service) : undefined
-        return {
-          reporter: 'source', listener: 'outbound',
-          src: { ...(conn.clientAddress ? { address: conn.clientAddress } : {}), workload: conn.source, principal: conn.source.identity },
-          dst: { address: conn.dialled, ...(svc ? { service: `${svc.name}.${svc.namespace}` } : {}) },
-          security: 'mutual_tls',
-        }
-      },
-      forwardedFor: conn.clientAddress,
-    }
-  }
-
-  #handle(x: Exchange<OutboundConn> | undefined): void {
-    if (!x) return
-    this.#run(x).catch((err: Error) => {
-      this.#deps.log.warn({ err: err.message, workload: x.conn.source.key }, 'request failed inside hostmesh')
-      x.error = err.message
-    })
+function facts(deps: OutboundHttpDeps, conn: OutboundConn): Admitted<OutboundConn> {
+  return {
+    snapshot: deps.snapshot,
+    telemetry: deps.telemetry,
+    traceparent: deps.traceparent,
+    limits: deps.limits,
+    start: (snap) => {
+      const sp = snap.servicePorts.get(conn.servicePort)
+      const svc = sp ? snap.services.get(sp.service) : undefined
+      return {
+        reporter: 'source', listener: 'outbound',
+        src: { ...(conn.clientAddress ? { address: conn.clientAddress } : {}), workload: conn.source, principal: conn.source.identity },
+        dst: { address: conn.dialled, ...(svc ? { service: `${svc.name}.${svc.namespace}` } : {}) },
+        security: 'mutual_tls',
+      }
+    },
+    forwardedFor: conn.clientAddress,
   }
 }

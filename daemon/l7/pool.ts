@@ -24,7 +24,7 @@ class ConnectAgent extends http.Agent {
   }
 
   override createConnection(_opts: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined {
-    this.#connect().then((s) => done(null, s), (err: Error) => done(err))
+    this.#connect().then((s) => done(null, refless(s)), (err: Error) => done(err))
     return undefined
   }
 
@@ -34,6 +34,23 @@ class ConnectAgent extends http.Agent {
     socket.setTimeout(IDLE_MS)
     return true
   }
+}
+
+/**
+ * node's Agent calls ref() on a free connection it reuses (reuseSocket), which an HTTP/2 stream
+ * (an HBONE CONNECT stream) does not have: every reuse failed with "socket.ref is not a
+ * function". A stream holds no handle of its own (its session's socket does), so no-ops are right.
+ */
+function refless(s: Duplex): Duplex {
+  const r = s as Duplex & { ref?: () => unknown; unref?: () => unknown }
+  if (typeof r.ref !== 'function') r.ref = () => r
+  if (typeof r.unref !== 'function') r.unref = () => r
+  const anyS = r as any
+  const ow = anyS._writev?.bind(anyS)
+  if (ow) anyS._writev = (chunks: any[], cb: any) => { process.stderr.write(`DBGWRITEV ${JSON.stringify(chunks.map((c: any) => [typeof c.chunk === 'string' ? c.chunk.slice(0, 30) : 'buf:' + Buffer.from(c.chunk).toString('latin1').slice(0, 30), c.encoding]))}\n`); return ow(chunks, cb) }
+  const ow1 = anyS._write?.bind(anyS)
+  if (ow1) anyS._write = (c: any, e: any, cb: any) => { process.stderr.write(`DBGWRITE ${JSON.stringify([typeof c === 'string' ? c.slice(0, 30) : 'buf:' + Buffer.from(c).toString('latin1').slice(0, 30), e])}\n`); return ow1(c, e, cb) }
+  return r
 }
 
 /** An agent for one connection that is not pooled afterwards (an Upgrade takes it over). */

@@ -3,9 +3,9 @@
 // request on stdout ("REQ <method> <target>") so a test can see exactly what reached it.
 // One port speaks HTTP/1.1 and HTTP/2 with prior knowledge (told apart by the preface).
 //   node http-server.ts NAME PORT
-//   /status/<code>      answers that status
-//   /stream/<n>         n chunks of 1 KB, 20 ms apart (chunked)
-//   /slow/<ms>          answers after ms
+//   .../status/<code>   answers that status (anywhere in the path)
+//   .../stream/<n>      n chunks of 1 KB, 20 ms apart (chunked)
+//   .../slow/<ms>       answers after ms
 //   WebSocket upgrade   echoes text messages back, prefixed with NAME
 import { createHash } from 'node:crypto'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
@@ -29,9 +29,9 @@ function handle(req: IncomingMessage | http2.Http2ServerRequest, response: Serve
   req.on('data', (c: Buffer) => { body += c.length })
   req.on('end', () => {
     const url = req.url ?? '/'
-    const status = /^\/status\/(\d{3})/.exec(url)
-    const stream = /^\/stream\/(\d+)/.exec(url)
-    const slow = /^\/slow\/(\d+)/.exec(url)
+    const status = /\/status\/(\d{3})/.exec(url)
+    const stream = /\/stream\/(\d+)/.exec(url)
+    const slow = /\/slow\/(\d+)/.exec(url)
     const info = JSON.stringify({ name, method: req.method, url, httpVersion: req.httpVersion, headers: req.headers, remote: req.socket.remoteAddress?.replace(/^::ffff:/, ''), body })
     if (stream) {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-server': name })

@@ -60,6 +60,8 @@ t.test('the shipped example config is valid', async (t) => {
   t.equal(cfg.admin.address, '127.0.0.1')
   t.same(cfg.certificates, { mode: 'ca', leafTtl: 86_400_000 })
   t.same(hboneLimits(cfg), DEFAULT_HBONE_LIMITS, 'its hbone section spells out the defaults')
+  t.same(l7Limits(cfg), DEFAULT_L7_LIMITS, 'its http section spells out the defaults')
+  t.equal(cfg.http.traceparent, true)
 })
 
 t.test('config path: --config, then HOSTMESH_CONFIG, then the default', async (t) => {
