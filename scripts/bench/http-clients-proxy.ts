@@ -1,7 +1,8 @@
 // One candidate of the http-clients benchmark: a node:http proxy front that forwards every
 // request through one upstream client to the origin, either over TCP or inside HTTP/2 CONNECT
 // streams (one per upstream connection, on one h2c session to the tunnel server), which is how
-// hostmesh carries HTTP/1.1 between hosts. Prints `ready <port>`; SIGTERM ends it.
+// hostmesh carries HTTP/1.1 between hosts. Prints `ready <port>`; answers any IPC message
+// with its CPU usage; SIGTERM ends it.
 // Usage: http-clients-proxy.ts <undici|node-http|http-proxy-3> <tcp|connect> <originPort> <tunnelPort> [naive]
 // `naive` leaves out the one thing that stops a leak on client abort: ending the upstream
 // request when the downstream response closes before it finished.
@@ -19,7 +20,6 @@ type Opener = (authority: string, cb: Opened) => void
 const [client, transport, originPort, tunnelPort, naiveArg] = process.argv.slice(2) as [string, string, string, string, string | undefined]
 const naive = naiveArg === 'naive'
 const ORIGIN = { host: '127.0.0.1', port: Number(originPort) }
-const IDLE_MS = 60_000
 
 /** CONNECT streams on one h2c session, reopened if it goes away; resolves once the tunnel answered 200. */
 function tunnelOpener(port: number): Opener {
@@ -46,6 +46,18 @@ function tunnelOpener(port: number): Opener {
   }
 }
 
+/**
+ * http.Agent calls setKeepAlive(), unref() and ref() on the connections it pools, which a
+ * Duplex such as an Http2Stream does not have (TypeError on the first keep-alive). A tunnel
+ * needs no TCP keepalive (the HBONE session sends PINGs) and has no handle to ref, so they are
+ * no-ops. Overriding keepSocketAlive/reuseSocket instead would drop what the defaults also do
+ * (the server's keep-alive hint, removing the free-socket 'error' listener: without that, one
+ * listener piles up per reuse).
+ */
+function asAgentSocket(stream: Duplex): Duplex {
+  return Object.assign(stream, { setKeepAlive: () => stream, ref: () => stream, unref: () => stream })
+}
+
 /** node:http's Agent over CONNECT streams: its pool of keep-alive "sockets" are tunnels. */
 class TunnelAgent extends http.Agent {
   readonly #open: Opener
@@ -54,18 +66,11 @@ class TunnelAgent extends http.Agent {
     this.#open = open
   }
   override createConnection(options: http.ClientRequestArgs, cb?: (err: Error | null, stream: Duplex) => void): undefined {
-    this.#open(`${options.host}:${options.port}`, (err, stream) => cb?.(err, stream as Duplex))
+    this.#open(`${options.host}:${options.port}`, (err, stream) => {
+      if (stream) cb?.(null, asAgentSocket(stream))
+      else cb?.(err ?? new Error('no tunnel'), undefined as never)
+    })
     return undefined
-  }
-  // The defaults call setKeepAlive(), unref() and ref(), which a Duplex such as an Http2Stream
-  // does not have (TypeError on the first pooled reuse). A tunnel needs no TCP keepalive (the
-  // HBONE session sends PINGs); an idle one is closed by the Agent's 'timeout' handler.
-  override keepSocketAlive(socket: Duplex): boolean {
-    (socket as Duplex & { setTimeout(ms: number): void }).setTimeout(IDLE_MS)
-    return true
-  }
-  override reuseSocket(socket: Duplex): void {
-    (socket as Duplex & { setTimeout(ms: number): void }).setTimeout(0)
   }
 }
 
@@ -148,4 +153,7 @@ else throw new Error(`unknown client ${client}`)
 
 const server = http.createServer({ keepAliveTimeout: 60_000 }, handler)
 server.listen(0, '127.0.0.1', () => process.stdout.write(`ready ${(server.address() as AddressInfo).port}\n`))
+// The driver asks for CPU time over IPC before and after each load: µs of CPU per request is
+// steadier than req/s when other work shares the cores.
+process.on('message', () => process.send?.(process.cpuUsage()))
 process.on('SIGTERM', () => process.exit(0))

@@ -2,9 +2,11 @@
 // API), node:http with a keep-alive Agent, and http-proxy-3 (on that same Agent), each behind
 // the same node:http proxy front, over TCP and over HTTP/2 CONNECT streams (hostmesh's
 // upstream connections). Load comes from another process (wrk, else http-load.ts): 64
-// connections, 5 s, 3 rounds interleaved, with the origin reached directly as the baseline.
-// Then a client-abort leak test per client: 2,000 requests each closed by the downstream
-// client mid-response, and the connections and tunnels still open at the origin 2 s later.
+// connections, 5 s, 3 rounds interleaved, with the origin reached directly as the baseline;
+// req/s, p50/p99 and the proxy process's CPU time per request. Then a client-abort leak test
+// per client (and for undici and node:http without the early-close handler, "naive"): 2,000
+// requests each closed by the downstream client mid-response, and the connections and tunnels
+// still open at the origin 2 s later.
 // Run: `node scripts/bench/http-clients.ts` or `npm run bench -- http-clients`. Loopback only;
 // raw results go to scripts/bench/results/.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
@@ -54,10 +56,10 @@ async function loader(): Promise<{ name: string; load: (port: number, seconds: n
   }
 }
 
-interface Proxy { port: number; stop: () => Promise<void> }
+interface Proxy { port: number; cpuUs: () => Promise<number>; stop: () => Promise<void> }
 
 async function startProxy(origin: Origin, c: Config): Promise<Proxy> {
-  const child: ChildProcess = spawn(process.execPath, [here('./http-clients-proxy.ts'), c.client, c.transport, String(origin.port), String(origin.tunnelPort), ...(c.naive ? ['naive'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child: ChildProcess = spawn(process.execPath, [here('./http-clients-proxy.ts'), c.client, c.transport, String(origin.port), String(origin.tunnelPort), ...(c.naive ? ['naive'] : [])], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${c.name}: not ready in 10 s`)), 10_000)
     let out = ''
@@ -70,6 +72,11 @@ async function startProxy(origin: Origin, c: Config): Promise<Proxy> {
   })
   return {
     port,
+    cpuUs: () => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${c.name}: no CPU usage in 5 s`)), 5000)
+      child.once('message', (u) => { clearTimeout(timer); const { user, system } = u as NodeJS.CpuUsage; resolve(user + system) })
+      child.send('cpu')
+    }),
     stop: async () => {
       if (child.exitCode !== null) return
       const exited = new Promise((r) => child.once('exit', r))
@@ -79,14 +86,17 @@ async function startProxy(origin: Origin, c: Config): Promise<Proxy> {
   }
 }
 
-/** GET /slow, and close the connection as soon as the first body bytes arrive. */
+/** GET /slow, and close the connection as soon as the first body bytes arrive; false if none came. */
 function abortOne(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const req = http.get({ host: '127.0.0.1', port, path: '/slow', agent: false }, (res) => {
       res.once('data', () => { req.destroy(); resolve(true) })
+      res.on('error', () => undefined)
     })
     req.setTimeout(10_000, () => req.destroy())
-    req.once('error', () => resolve(false))
+    req.on('error', () => undefined)
+    // An error answer (502) has no body: 'close' settles it, and a settled promise ignores it.
+    req.once('close', () => resolve(false))
   })
 }
 
@@ -117,15 +127,21 @@ export async function benchHttpClients(): Promise<void> {
   const proxies = new Map<string, Proxy>()
   try {
     for (const c of configs) proxies.set(c.name, await startProxy(origin, c))
-    const targets = [{ name: 'direct to the origin (baseline)', port: origin.port }, ...configs.map((c) => ({ name: c.name, port: proxies.get(c.name)!.port }))]
+    const targets: Array<{ name: string; port: number; proxy?: Proxy }> = [
+      { name: 'direct to the origin (baseline)', port: origin.port },
+      ...configs.map((c) => ({ name: c.name, port: proxies.get(c.name)!.port, proxy: proxies.get(c.name)! })),
+    ]
     for (const t of targets) await load(t.port, 1) // warm-up: JIT, pools
-    const runs: Array<Load & { round: number; target: string; rate: number }> = []
+    const runs: Array<Load & { round: number; target: string; rate: number; proxyCpuUsPerRequest: number | null }> = []
     for (let round = 0; round < ROUNDS; round++) {
       // A different order each round, so no target always follows the same neighbour.
       const order = targets.map((_, i) => targets[(i + round * 2) % targets.length]!)
       for (const t of order) {
+        const cpu0 = await t.proxy?.cpuUs()
         const r = await load(t.port, SECONDS)
-        runs.push({ round, target: t.name, ...r, rate: r.requests / r.seconds })
+        const cpu1 = await t.proxy?.cpuUs()
+        const proxyCpuUsPerRequest = cpu0 === undefined || cpu1 === undefined ? null : (cpu1 - cpu0) / r.requests
+        runs.push({ round, target: t.name, ...r, rate: r.requests / r.seconds, proxyCpuUsPerRequest })
       }
     }
     for (const p of proxies.values()) await p.stop()
@@ -138,12 +154,13 @@ export async function benchHttpClients(): Promise<void> {
     const direct = median(runs.filter((r) => r.target === targets[0]!.name).map((r) => r.rate))
     const summary = targets.map((t) => {
       const rs = runs.filter((r) => r.target === t.name)
-      return { target: t.name, rate: median(rs.map((r) => r.rate)), p50ms: median(rs.map((r) => r.p50ms)), p99ms: median(rs.map((r) => r.p99ms)), errors: rs.reduce((a, r) => a + r.errors + r.non2xx, 0), rates: rs.map((r) => Math.round(r.rate)) }
+      const cpu = rs.flatMap((r) => (r.proxyCpuUsPerRequest === null ? [] : [r.proxyCpuUsPerRequest]))
+      return { target: t.name, rate: median(rs.map((r) => r.rate)), p50ms: median(rs.map((r) => r.p50ms)), p99ms: median(rs.map((r) => r.p99ms)), errors: rs.reduce((a, r) => a + r.errors + r.non2xx, 0), rates: rs.map((r) => Math.round(r.rate)), proxyCpuUsPerRequest: cpu.length ? median(cpu) : null }
     })
     console.log(`load: ${loaderName}, ${CONNS} connections, ${SECONDS} s x ${ROUNDS} rounds interleaved, 1 KiB responses\n`)
-    console.log('| client / upstream transport | req/s (median of 3) | per run | of direct | p50 ms | p99 ms (median) | errors |')
-    console.log('|---|---|---|---|---|---|---|')
-    for (const s of summary) console.log(`| ${s.target} | ${s.rate.toFixed(0)} | ${s.rates.join(', ')} | ${(s.rate / direct).toFixed(3)} | ${s.p50ms.toFixed(2)} | ${s.p99ms.toFixed(2)} | ${s.errors} |`)
+    console.log('| client / upstream transport | req/s (median of 3) | per run | of direct | p50 ms | p99 ms (median) | proxy CPU µs/req | errors |')
+    console.log('|---|---|---|---|---|---|---|---|')
+    for (const s of summary) console.log(`| ${s.target} | ${s.rate.toFixed(0)} | ${s.rates.join(', ')} | ${(s.rate / direct).toFixed(3)} | ${s.p50ms.toFixed(2)} | ${s.p99ms.toFixed(2)} | ${s.proxyCpuUsPerRequest?.toFixed(0) ?? '—'} | ${s.errors} |`)
     console.log(`\nclient abort: ${ABORTS} GET /slow per client, ${ABORT_CONCURRENCY} at a time, each closed after its first body bytes; open at the origin ${SETTLE_MS / 1000} s later\n`)
     console.log('| client / upstream transport | aborted | failed | upstream connections open | CONNECT streams open |')
     console.log('|---|---|---|---|---|')

@@ -45,7 +45,9 @@ export async function startOrigin(): Promise<Origin> {
     s.once('close', () => sockets--)
   })
   // No per-session stream cap here: a client that leaks tunnels must show it in the count,
-  // not stall behind the cap (the daemon caps at 100 and pools sessions).
+  // not stall behind the cap (the daemon caps at 100 and pools sessions). The RST_STREAM rate
+  // limit is Node's default, as on the daemon's HBONE server (burst 1000, then 33/s): past it
+  // nghttp2 ends the whole session with INTERNAL_ERROR.
   const tunnel = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 100_000 } })
   tunnel.on('stream', (stream, headers) => {
     streams++

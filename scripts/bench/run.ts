@@ -4,6 +4,7 @@
 import { cpus, totalmem } from 'node:os'
 import { withTestNet } from '../netns/hosts.ts'
 import { benchCertMint, benchDaemonStart } from './certs.ts'
+import { benchHttpClients } from './http-clients.ts'
 import { benchMesh } from './mesh.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
 import { median as med } from './stats.ts'
@@ -23,6 +24,8 @@ const benches: Record<string, () => Promise<void>> = {
   'daemon-start': benchDaemonStart,
   /** Through the mesh vs direct TCP: 1 GiB over one connection, and new connections per second. */
   mesh: benchMesh,
+  /** Upstream HTTP client for L7 (issue #12): req/s and p99 over TCP and CONNECT streams, and a client-abort leak test. */
+  'http-clients': benchHttpClients,
   /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
   async capture() {
     await withTestNet({ hosts: 1 }, async (net) => {

@@ -1,0 +1,69 @@
+// Self time by function and by file from a V8 .cpuprofile (node --cpu-prof), for the
+// benchmarks' write-ups. Self time of a node = its hitCount x the mean sample interval.
+// Usage: node scripts/bench/cpuprofile-summary.ts FILE.cpuprofile [TOP]
+import { readFile } from 'node:fs/promises'
+
+interface CallFrame { functionName: string; url: string; lineNumber: number }
+interface ProfileNode { id: number; callFrame: CallFrame; hitCount?: number }
+export interface CpuProfile { nodes: ProfileNode[]; startTime: number; endTime: number; samples?: number[] }
+
+export interface SelfTime { name: string; ms: number; /** of the non-idle time */ share: number }
+export interface ProfileSummary {
+  wallMs: number
+  intervalUs: number
+  idleMs: number
+  busyMs: number
+  functions: SelfTime[]
+  files: SelfTime[]
+}
+
+const ROOT = new URL('../../', import.meta.url).href
+
+function where(url: string): string {
+  if (url === '') return '(native)'
+  return url.startsWith(ROOT) ? url.slice(ROOT.length) : url
+}
+
+function top(m: Map<string, number>, busyMs: number, n: number): SelfTime[] {
+  return [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([name, ms]) => ({ name, ms: Math.round(ms * 10) / 10, share: Math.round((ms / busyMs) * 1000) / 1000 }))
+}
+
+export function summarise(p: CpuProfile, n = 15): ProfileSummary {
+  const hits = p.nodes.reduce((s, x) => s + (x.hitCount ?? 0), 0)
+  const intervalUs = hits > 0 ? (p.endTime - p.startTime) / hits : 0
+  const byFunction = new Map<string, number>()
+  const byFile = new Map<string, number>()
+  let idleMs = 0
+  for (const node of p.nodes) {
+    const ms = ((node.hitCount ?? 0) * intervalUs) / 1000
+    if (ms === 0) continue
+    const { functionName, url, lineNumber } = node.callFrame
+    if (functionName === '(idle)') { idleMs += ms; continue }
+    const name = url === '' ? functionName : `${functionName || '(anonymous)'} ${where(url)}:${lineNumber + 1}`
+    byFunction.set(name, (byFunction.get(name) ?? 0) + ms)
+    const file = url === '' ? functionName : where(url)
+    byFile.set(file, (byFile.get(file) ?? 0) + ms)
+  }
+  const wallMs = (p.endTime - p.startTime) / 1000
+  const busyMs = wallMs - idleMs
+  return { wallMs: Math.round(wallMs), intervalUs: Math.round(intervalUs), idleMs: Math.round(idleMs), busyMs: Math.round(busyMs), functions: top(byFunction, busyMs, n), files: top(byFile, busyMs, n) }
+}
+
+export async function summariseFile(file: string, n = 15): Promise<ProfileSummary> {
+  return summarise(JSON.parse(await readFile(file, 'utf8')) as CpuProfile, n)
+}
+
+if (import.meta.main) {
+  const [file, n] = process.argv.slice(2)
+  if (!file) {
+    process.stderr.write('usage: cpuprofile-summary.ts FILE.cpuprofile [TOP]\n')
+    process.exit(2)
+  }
+  const s = await summariseFile(file, n ? Number(n) : 15)
+  console.log(`wall ${s.wallMs} ms, busy ${s.busyMs} ms, idle ${s.idleMs} ms, sample interval ${s.intervalUs} µs\n`)
+  for (const [title, rows] of [['function', s.functions], ['file', s.files]] as const) {
+    console.log(`| ${title} | self ms | of busy |\n|---|---|---|`)
+    for (const r of rows) console.log(`| ${r.name} | ${r.ms} | ${(r.share * 100).toFixed(1)}% |`)
+    console.log('')
+  }
+}
