@@ -7,6 +7,7 @@ import http, { type Agent, type AgentOptions } from 'node:http'
 import http2, { type ClientHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { withoutEmptyWrites } from './empty-writes.ts'
 
 export type Connect = () => Promise<Duplex>
 
@@ -24,7 +25,7 @@ class ConnectAgent extends http.Agent {
   }
 
   override createConnection(_opts: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined {
-    this.#connect().then((s) => done(null, refless(s)), (err: Error) => done(err))
+    this.#connect().then((s) => done(null, refless(withoutEmptyWrites(s))), (err: Error) => done(err))
     return undefined
   }
 
@@ -45,11 +46,6 @@ function refless(s: Duplex): Duplex {
   const r = s as Duplex & { ref?: () => unknown; unref?: () => unknown }
   if (typeof r.ref !== 'function') r.ref = () => r
   if (typeof r.unref !== 'function') r.unref = () => r
-  const anyS = r as any
-  const ow = anyS._writev?.bind(anyS)
-  if (ow) anyS._writev = (chunks: any[], cb: any) => { process.stderr.write(`DBGWRITEV ${JSON.stringify(chunks.map((c: any) => [typeof c.chunk === 'string' ? c.chunk.slice(0, 30) : 'buf:' + Buffer.from(c.chunk).toString('latin1').slice(0, 30), c.encoding]))}\n`); return ow(chunks, cb) }
-  const ow1 = anyS._write?.bind(anyS)
-  if (ow1) anyS._write = (c: any, e: any, cb: any) => { process.stderr.write(`DBGWRITE ${JSON.stringify([typeof c === 'string' ? c.slice(0, 30) : 'buf:' + Buffer.from(c).toString('latin1').slice(0, 30), e])}\n`); return ow1(c, e, cb) }
   return r
 }
 
