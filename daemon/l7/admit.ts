@@ -24,12 +24,15 @@ export function admit<C>(conn: C, down: Down, a: Admitted<C>): Exchange<C> | und
   const startedAt = performance.now()
   const incoming = down.version === '2' ? down.headers : down.req.headers
   const method = down.version === '2' ? String(incoming[':method'] ?? '') : down.req.method ?? ''
-  const authority = String((down.version === '2' ? incoming[':authority'] ?? incoming.host : incoming.host) ?? '')
+  const snap = a.snapshot()
+  // HTTP/1.0 may leave Host out (RFC 9112 §3.2 asks it of HTTP/1.1 only): the request is for
+  // the address the connection was made to (Envoy's default_host_for_http_10, here automatic).
+  const http10 = down.version !== '2' && down.req.httpVersionMinor === 0 && incoming.host === undefined
+  const authority = String((down.version === '2' ? incoming[':authority'] ?? incoming.host : incoming.host) ?? (http10 && snap ? a.start(snap).dst.address ?? '' : ''))
   const { path, query } = splitTarget(down.version === '2' ? String(incoming[':path'] ?? '/') : down.req.url ?? '/')
   const headers = endToEnd(incoming)
   forwarded(headers, a.forwardedFor)
   const ids = requestIds(headers, a.traceparent)
-  const snap = a.snapshot()
   const grpc = down.version === '2' && isGrpc(incoming['content-type'])
   const x: Exchange<C> = {
     down, conn, snapshot: snap!, grpc, startedAt,
@@ -40,11 +43,13 @@ export function admit<C>(conn: C, down: Down, a: Admitted<C>): Exchange<C> | und
     method, authority, path, query, headers,
     requestBytes: 0, responseBytes: 0, flags: [], tried: new Set(), aborted: false, status: 0,
   }
-  const finish = (): void => x.record.finish({
+  // On the next tick: the other 'close' listeners (forward.ts's, which flags a client that left
+  // mid-response DC) run first, whatever order they were added in.
+  const finish = (): void => process.nextTick(() => x.record.finish({
     status: x.status, ...(x.grpcStatus !== undefined ? { grpcStatus: x.grpcStatus } : {}),
     flags: x.status === 0 && !x.flags.includes('DC') ? [...x.flags, 'DC'] : x.flags,
     requestBytes: x.requestBytes, responseBytes: x.responseBytes, ...(x.error ? { error: x.error } : {}),
-  })
+  }))
   if (down.version === '1.1') down.res.once('close', finish)
   else if (down.version === '2') down.stream.once('close', finish)
   else down.socket.once('close', finish)

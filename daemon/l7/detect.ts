@@ -76,6 +76,9 @@ export class HttpFront<C> {
     this.#ctx.set(socket, ctx)
     socket.once('close', () => this.#conns.delete(socket))
     socket.on('error', () => undefined)
+    // As Envoy does. With Nagle's algorithm, the small frames HTTP/2 writes from JS (the replay
+    // below: WINDOW_UPDATEs) wait for delayed ACKs: a 3 MB upload took 3.3 s instead of 25 ms.
+    if (socket instanceof Socket) socket.setNoDelay(true)
     const timer = setTimeout(() => {
       this.#handlers.rejected(408, 'no request within the header timeout', ctx)
       socket.destroy()

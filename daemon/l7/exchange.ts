@@ -69,8 +69,10 @@ export function splitTarget(target: string): { path: string; query: string } {
   if (t.charCodeAt(0) !== 47 /* '/' */) {
     const scheme = t.indexOf('://')
     if (scheme > 0) {
-      const slash = t.indexOf('/', scheme + 3)
-      t = slash < 0 ? '/' : t.slice(slash)
+      // The authority ends at the first '/' or '?': a '/' in the query is not the path's.
+      let end = scheme + 3
+      while (end < t.length && t.charCodeAt(end) !== 47 && t.charCodeAt(end) !== 63 /* '?' */) end++
+      t = end === t.length ? '/' : t.charCodeAt(end) === 47 ? t.slice(end) : `/${t.slice(end)}`
     }
   }
   const q = t.indexOf('?')

@@ -26,6 +26,16 @@ export interface UpstreamResponse {
   trailers(): IncomingHttpHeaders | undefined
   /** Cancels the upstream request (reset). */
   abort(): void
+  /** HTTP/2: the upstream stream was reset or its session died (even if its body "ended"). */
+  reset?(): boolean
+}
+
+/** The upstream failed mid-response: the client is cut off (`cutOff`), unless it already left. */
+function cut<C>(x: Exchange<C>, cutOff: () => void): void {
+  if (x.aborted) return
+  x.aborted = true
+  x.error ??= 'upstream reset after the response started'
+  cutOff()
 }
 
 /** The upstream failed before a response head: nothing reached the client yet. */
@@ -44,9 +54,12 @@ function watchClient<C>(x: Exchange<C>, abort: () => void): void {
   const body: Readable = d.version === '1.1' ? d.req : d.stream
   body.on('data', (c: Buffer) => { x.requestBytes += c.length })
   const closed = (): void => {
-    const done = d.version === '1.1' ? d.res.writableFinished : d.stream.writableFinished
-    if (done) return
+    // A stream the client reset is finished for node too: only a close with NO_ERROR is complete.
+    const done = d.version === '1.1' ? d.res.writableFinished : d.stream.writableFinished && d.stream.rstCode === http2.constants.NGHTTP2_NO_ERROR
+    // x.aborted already: relay() cut the client off because the upstream failed.
+    if (done || x.aborted) return
     x.aborted = true
+    if (!x.flags.includes('DC')) x.flags.push('DC')
     abort()
   }
   if (d.version === '1.1') d.res.once('close', closed)
@@ -93,6 +106,7 @@ export function sendH2<C>(x: Exchange<C>, session: ClientHttp2Session): Promise<
       headersOnly: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0,
       trailers: () => responseTrailers,
       abort: () => s.close(http2.constants.NGHTTP2_CANCEL),
+      reset: () => s.rstCode !== undefined && s.rstCode !== http2.constants.NGHTTP2_NO_ERROR,
     }))
     d.stream.pipe(s)
   })
@@ -126,7 +140,7 @@ export function relay<C>(x: Exchange<C>, up: UpstreamResponse, extra?: HeaderMap
         d.res.end()
       })
       // An upstream that dies mid-body: the client's connection is reset, not ended cleanly.
-      up.body.once('close', () => { if (!up.body.readableEnded) d.res.destroy() })
+      up.body.once('close', () => { if (!up.body.readableEnded) cut(x, () => d.res.destroy()) })
       return
     }
     const s = d.stream
@@ -142,8 +156,12 @@ export function relay<C>(x: Exchange<C>, up: UpstreamResponse, extra?: HeaderMap
       if (t?.['grpc-status'] !== undefined) x.grpcStatus = Number(t['grpc-status'])
       s.sendTrailers(t ? responseHeaders(t) : {})
     })
-    up.body.pipe(s)
-    up.body.once('close', () => { if (!up.body.readableEnded && !s.destroyed) s.close(http2.constants.NGHTTP2_INTERNAL_ERROR) })
+    const reset = (): void => cut(x, () => { if (!s.destroyed) s.close(http2.constants.NGHTTP2_INTERNAL_ERROR) })
+    up.body.pipe(s, { end: false })
+    // An upstream session that dies ends its streams as if complete, with a CANCEL code: that
+    // must reach the client as a reset, never as the end of a (truncated) response.
+    up.body.once('end', () => { if (up.reset?.()) reset(); else s.end() })
+    up.body.once('close', () => { if (!up.body.readableEnded) reset() })
   })
 }
 
@@ -173,6 +191,9 @@ export function upgradeH1<C>(x: Exchange<C>, agent: Agent): Promise<void> {
       x.status = res.statusCode ?? 101
       x.record.responseStarted()
       d.socket.write(head(x.status, res.statusMessage, res.rawHeaders, ''))
+      // Tunnel bytes that came with either head count as much as those after it.
+      x.responseBytes += upHead.length
+      x.requestBytes += d.head.length
       if (upHead.length > 0) d.socket.write(upHead)
       if (d.head.length > 0) socket.write(d.head)
       d.socket.on('data', (c: Buffer) => { x.requestBytes += c.length })

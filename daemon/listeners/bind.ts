@@ -1,5 +1,5 @@
 // Binding helpers shared by the listeners: every listener is bound before /ready says so.
-import { connect, type AddressInfo, type ListenOptions, type Server, type Socket } from 'node:net'
+import type { AddressInfo, ListenOptions, Server, Socket } from 'node:net'
 import { handleFd } from '../native/addon.ts'
 
 /** Where a listener first looks for its socket: one the service manager passed in (socket activation, fd store). */
@@ -92,32 +92,4 @@ export class SocketSet {
   destroyAll(): void {
     for (const s of this.#sockets) s.destroy()
   }
-}
-
-/**
- * A TCP connection that is up, or an error after `timeoutMs` (the connect timeout, not an
- * idle one). `signal` abandons the attempt (the socket is destroyed at once): the stream that
- * wanted it is gone.
- */
-export function dialTcp(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason)
-    const s = connect({ host, port, allowHalfOpen: true })
-    const fail = (err: unknown): void => {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', abort)
-      s.destroy()
-      reject(err)
-    }
-    const abort = (): void => fail(signal!.reason)
-    const timer = setTimeout(() => fail(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs)
-    signal?.addEventListener('abort', abort, { once: true })
-    s.once('connect', () => {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', abort)
-      s.off('error', fail)
-      resolve(s)
-    })
-    s.once('error', fail)
-  })
 }

@@ -1,22 +1,23 @@
 // :15006, where iptables sends plaintext that arrives for a local workload's ports from
-// outside the mesh. Per connection: original destination → the local workload → STRICT:
-// refuse (counted, logged) → PERMISSIVE: AuthorizationPolicy with no identity → connect to
-// the workload and splice.
+// outside the mesh. Each accepted connection goes through the destination's per-connection
+// path (l4/inbound.ts) with the socket as its entry: the original destination names the
+// local workload (else NR), there is no peer (a STRICT workload refuses it), and a refusal
+// closes the socket (resets it when the workload is unreachable), counted and logged at a
+// bounded rate.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { Counter, type Registry } from 'prom-client'
 import { originalDst } from '../intercept/origdst.ts'
 import { addressKey, canonicalIp } from '../../policy/ip.ts'
-import type { Protocol, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
-import { authorize } from '../authz/evaluate.ts'
-import { protocolOf, stillAllowed } from '../authz/recheck.ts'
+import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import { stillAllowed } from '../authz/recheck.ts'
+import { inboundPath, type InboundPath } from '../l4/inbound.ts'
+import type { InboundEntry, KeptConnection } from '../l4/inbound-connection.ts'
 import type { InboundHttp } from '../l7/inbound.ts'
-import { countBytes } from '../tunnel/count.ts'
 import type { Logger } from '../../base/logger.ts'
 import { LogThrottle } from '../../base/throttle.ts'
 import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
-import { splice, type Splice } from '../tunnel/splice.ts'
-import { bind, closeServer, dialTcp, SocketSet, stopListening, type SocketSource } from './bind.ts'
+import { bind, closeServer, SocketSet, stopListening, type SocketSource } from './bind.ts'
 import { listenerView, type ListenerView } from './view.ts'
 
 export interface InboundPlaintextDeps {
@@ -35,11 +36,13 @@ export class InboundPlaintextListener {
   readonly #sockets = new SocketSet()
   readonly #refused: Counter<'reason'>
   readonly #throttle: LogThrottle
-  readonly #open = new Set<{ readonly workload: WorkloadInfo; readonly port: number; readonly protocol: Protocol; close(reason: Error): void }>()
+  readonly #open = new Set<KeptConnection>()
+  readonly #inbound: InboundPath
 
   constructor(deps: InboundPlaintextDeps) {
     this.#deps = deps
     this.#throttle = new LogThrottle(deps.log)
+    this.#inbound = inboundPath({ snapshot: deps.snapshot, http: deps.http, connectTimeoutMs: deps.connectTimeoutMs ?? 5000, log: deps.log })
     this.#server = createServer({ allowHalfOpen: true }, (s) => this.#accept(s))
     this.#refused = new Counter({ name: 'hostmesh_inbound_plaintext_refused_total', help: 'Plaintext connections to local workloads refused, by reason (strict: the workload requires mTLS; denied: AuthorizationPolicy; unknown: not a local workload).', labelNames: ['reason'], registers: [deps.registry] })
     for (const reason of ['strict', 'denied', 'unknown']) this.#refused.inc({ reason }, 0)
@@ -80,6 +83,14 @@ export class InboundPlaintextListener {
 
   #accept(socket: Socket): void {
     this.#sockets.add(socket)
+    this.#inbound(this.#entry(socket))
+  }
+
+  /**
+   * A plaintext connection as the inbound path's entry: its target is the original
+   * destination, it has no peer, and a refusal closes it.
+   */
+  #entry(socket: Socket): InboundEntry {
     const from = remoteOf(socket)
     const record = this.#deps.telemetry.begin({ reporter: 'destination', listener: 'inbound-plaintext', src: { address: from }, dst: {}, security: 'none' })
     // Anyone who can reach a workload's port can cause these: logged at a bounded rate.
@@ -89,56 +100,53 @@ export class InboundPlaintextListener {
       record.refuse(flag, why)
       socket.destroy()
     }
-    let dst: { address: string; port: number }
-    try {
-      dst = originalDst(socket)
-    } catch (err) {
-      return refuse('unknown', 'NR', 'plaintext connection without an original destination; closing', { error: (err as Error).message })
+    // Set by target(): every later step has them.
+    let workload: WorkloadInfo
+    let port: number
+    return {
+      downstream: socket,
+      target: (snap) => {
+        let dst: { address: string; port: number }
+        try {
+          dst = originalDst(socket)
+        } catch (err) {
+          return void refuse('unknown', 'NR', 'plaintext connection without an original destination; closing', { error: (err as Error).message })
+        }
+        const to = formatAuthority(dst.address, dst.port)
+        // By address; or a host process of this node with that port, reached on another of the
+        // host's addresses (the capture rule matches every local address for those).
+        const w = snap?.workloadByAddress.get(addressKey(dst.address, dst.port))
+          ?? snap?.localWorkloads.find((l) => l.workload.match.uid !== undefined && l.workload.ports.some((p) => p.port === dst.port))?.workload
+        record.update({ dst: { address: to, ...(w ? { workload: w, principal: w.identity } : {}) }, upstream: to })
+        if (!snap || !w || w.node !== snap.localNode) return void refuse('unknown', 'NR', 'plaintext connection for no local workload; closing', { to })
+        workload = w
+        port = dst.port
+        const ip = remoteIp(socket)
+        return {
+          snapshot: snap, record,
+          conn: {
+            listener: 'inbound-plaintext', workload: w, address: dst.address, port: dst.port,
+            src: { ...(from ? { address: from } : {}) }, ...(ip ? { clientAddress: ip } : {}),
+          },
+        }
+      },
+      refuse: (why) => {
+        switch (why.kind) {
+          case 'strict': return refuse('strict', 'UAEX', 'plaintext connection refused: the workload is STRICT (mTLS only)', { workload: workload.key, port })
+          case 'denied': return refuse('denied', 'UAEX', 'plaintext connection denied by AuthorizationPolicy', { workload: workload.key, port, reason: why.reason })
+          case 'unreachable':
+            this.#throttle.warn('plaintext-unreachable', { from, workload: workload.key, port, error: why.error }, 'plaintext connection: the workload is unreachable')
+            record.refuse('UF', `workload unreachable: ${why.error}`)
+            return socket.resetAndDestroy()
+          case 'gone': return record.refuse('DC', 'the client closed the connection before it was connected')
+        }
+      },
+      accept: () => undefined,
+      keep: (c) => {
+        this.#open.add(c)
+        return () => this.#open.delete(c)
+      },
     }
-    const to = formatAuthority(dst.address, dst.port)
-    const snap = this.#deps.snapshot()
-    // By address; or a host process of this node with that port, reached on another of the
-    // host's addresses (the capture rule matches every local address for those).
-    const w = snap?.workloadByAddress.get(addressKey(dst.address, dst.port))
-      ?? snap?.localWorkloads.find((l) => l.workload.match.uid !== undefined && l.workload.ports.some((p) => p.port === dst.port))?.workload
-    record.update({ dst: { address: to, ...(w ? { workload: w, principal: w.identity } : {}) }, upstream: to })
-    if (!snap || !w || w.node !== snap.localNode) return refuse('unknown', 'NR', 'plaintext connection for no local workload; closing', { to })
-    if (w.mtlsMode === 'STRICT') return refuse('strict', 'UAEX', 'plaintext connection refused: the workload is STRICT (mTLS only)', { workload: w.key, port: dst.port })
-    const protocol = protocolOf(snap, dst.address, dst.port)
-    const decision = authorize(snap.authorization.get(w.key), { port: dst.port, ...(protocol !== 'tcp' ? { stage: 'connect' as const } : {}) })
-    if (!decision.allowed) return refuse('denied', 'UAEX', 'plaintext connection denied by AuthorizationPolicy', { workload: w.key, port: dst.port, reason: decision.reason })
-    if (protocol !== 'tcp') {
-      record.open()
-      const bytes = countBytes(socket)
-      const entry = { workload: w, port: dst.port, protocol, close: (reason: Error) => socket.destroy(reason) }
-      this.#open.add(entry)
-      socket.once('close', () => {
-        this.#open.delete(entry)
-        record.close(bytes.read, bytes.written)
-      })
-      const ip = remoteIp(socket)
-      return this.#deps.http.serve(socket, {
-        listener: 'inbound-plaintext', workload: w, address: dst.address, port: dst.port,
-        src: { ...(from ? { address: from } : {}) }, ...(ip ? { clientAddress: ip } : {}),
-      }, protocol)
-    }
-    dialTcp(dst.address, dst.port, this.#deps.connectTimeoutMs ?? 5000).then((upstream) => {
-      if (socket.destroyed) {
-        upstream.destroy()
-        return record.refuse('DC', 'the client closed the connection before it was connected')
-      }
-      record.open()
-      const joined: Splice = splice(socket, upstream, (r) => {
-        this.#open.delete(entry)
-        record.close(r.aToB, r.bToA, r.error?.message)
-      })
-      const entry = { workload: w, port: dst.port, protocol, close: (reason: Error) => joined.close(reason) }
-      this.#open.add(entry)
-    }, (err: NodeJS.ErrnoException) => {
-      this.#throttle.warn('plaintext-unreachable', { from, workload: w.key, port: dst.port, error: err.code ?? err.message }, 'plaintext connection: the workload is unreachable')
-      record.refuse('UF', `workload unreachable: ${err.code ?? err.message}`)
-      socket.resetAndDestroy()
-    })
   }
 }
 

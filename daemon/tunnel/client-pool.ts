@@ -158,6 +158,10 @@ export class HboneClientPool {
   async #connect(key: string, t: TunnelTarget): Promise<PooledSession> {
     const context = await this.#certs.ensure(t.source)
     const { socket } = await connectVerified({ host: t.node.address, port: t.node.port, context, expected: t.destination, timeoutMs: t.timeoutMs ?? this.#connectTimeoutMs }, this.#verifier)
+    // Many streams share the session, each sending small frames (requests, WINDOW_UPDATEs):
+    // with Nagle they wait for the peer's delayed ACK, tens of ms each. Envoy and ztunnel set
+    // TCP_NODELAY on every connection too.
+    socket.setNoDelay(true)
     const h2 = http2.connect(`https://${formatAuthority(t.node.address, t.node.port)}`, { createConnection: () => socket, settings: H2_SETTINGS })
     const pooled: PooledSession = { h2, active: 0 }
     const drop = (): void => {

@@ -3,11 +3,11 @@
 //   → a handshake slot (queued) → TLS 1.3 with the destination workload's certificate (SNI),
 //   client verified (certs/tls.ts), all within the handshake timeout → new sessions per
 //   second per identity → HTTP/2 session (session.ts)
-// and per CONNECT stream on it:
-//   :authority a local workload's ip:port (else 400) → AuthorizationPolicy with the peer's
-//   identity (deny: 401) → tunnel limits (503) → the stream still open (a stream reset before
-//   its answer is never dialled) → connect the workload (fail: 503; abandoned if the stream
-//   goes) → policy again → 200 and splice both ways.
+// and per CONNECT stream on it: the session still processes it (after a GOAWAY, streams above
+// the last one named are refused unprocessed), then the destination's per-connection path
+// (l4/inbound.ts) with this stream as its entry: a CONNECT to a local workload's ip:port (else
+// 400), the peer's verified identity, answers as statuses on the stream (401, 503, 200), and
+// refusals charged to the session.
 // Refusals a peer can cause at will (bad requests, early resets, limits) are counted in
 // metrics, logged at a bounded rate with peer values clipped, and spend the session's budget:
 // a session that keeps sending them is closed with ENHANCE_YOUR_CALM. Open tunnels are kept
@@ -18,23 +18,22 @@ import { Counter, type Registry } from 'prom-client'
 import type { CertManager } from '../../certs/manager.ts'
 import { acceptVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { addressKey, canonicalIp } from '../../policy/ip.ts'
-import type { Snapshot } from '../../policy/snapshot.ts'
-import { authorize } from '../authz/evaluate.ts'
-import { protocolOf, stillAllowed } from '../authz/recheck.ts'
+import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import { stillAllowed } from '../authz/recheck.ts'
+import { inboundPath, type InboundPath } from '../l4/inbound.ts'
+import type { InboundEntry } from '../l4/inbound-connection.ts'
 import type { InboundHttp } from '../l7/inbound.ts'
 import { clip } from '../../base/clip.ts'
 import type { Logger } from '../../base/logger.ts'
 import { LogThrottle } from '../../base/throttle.ts'
-import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
-import { bind, dialTcp, SocketSet, stopListening, type SocketSource } from '../listeners/bind.ts'
+import { remoteOf, type ConnectionRecord, type ConnectionTelemetry } from '../telemetry/connection.ts'
+import { bind, SocketSet, stopListening, type SocketSource } from '../listeners/bind.ts'
 import { listenerView, type ListenerView } from '../listeners/view.ts'
 import { Admission, DEFAULT_HBONE_LIMITS, type HboneLimits } from './admission.ts'
 import { formatAuthority, parseAuthority } from './authority.ts'
 import { keepalive, keepaliveOf, tcpKeepalive, type KeepaliveSettings } from './keepalive.ts'
-import { PeerSession, type Refusal, type SessionTunnel } from './session.ts'
+import { PeerSession, type Refusal } from './session.ts'
 import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
-import { countBytes } from './count.ts'
-import { splice } from './splice.ts'
 
 export interface HboneServerOptions {
   readonly host: string
@@ -54,6 +53,9 @@ export interface HboneServerOptions {
 /** Early resets after which a session's dials wait SUSPECT_DIAL_DELAY_MS for a reset to arrive. */
 const SUSPECT_AFTER_EARLY_RESETS = 1
 const SUSPECT_DIAL_DELAY_MS = 25
+/** Resets a peer may send: the burst, and per second after it (node's rapid-reset guard). */
+const STREAM_RESET_BURST = 10_000
+const STREAM_RESET_RATE = 1_000
 /** What an early reset takes from the abuse budget: a tenth of it with the defaults. */
 const EARLY_RESET_COST = 10
 
@@ -71,9 +73,11 @@ export class HboneServer {
   readonly #refusedConnections: Counter<'reason'>
   readonly #refusedStreams: Counter<'reason'>
   readonly #closedSessions: Counter<'reason'>
+  readonly #inbound: InboundPath
 
   constructor(opts: HboneServerOptions) {
     this.#opts = opts
+    this.#inbound = inboundPath({ snapshot: opts.snapshot, http: opts.http, connectTimeoutMs: opts.connectTimeoutMs ?? 5000, log: opts.log })
     this.#admission = new Admission(opts.limits ?? DEFAULT_HBONE_LIMITS)
     this.#keepalive = keepaliveOf(this.#admission.limits)
     this.#throttle = new LogThrottle(opts.log)
@@ -143,6 +147,8 @@ export class HboneServer {
 
   #accept(raw: Socket): void {
     raw.on('error', () => undefined)
+    // Small frames of many streams: no Nagle (see client-pool.ts).
+    raw.setNoDelay(true)
     this.#opts.telemetry.note()
     const source = canonicalIp(raw.remoteAddress ?? '')
     const address = remoteOf(raw)
@@ -188,7 +194,12 @@ export class HboneServer {
   }
 
   #session(socket: Socket, identity: string, source: string, address: string): void {
-    const h2 = http2.performServerHandshake(socket, { settings: H2_SETTINGS })
+    // A source hostmesh resets a tunnel for every HTTP request its client abandons (the
+    // workload must see the cancel), so node's rapid-reset guard (1,000 resets in a burst,
+    // then 33/s, after which it kills the session with every request on it) is raised to
+    // what a busy host's aborts need; early resets, the attack's real cost, are charged
+    // to the session's abuse budget above.
+    const h2 = http2.performServerHandshake(socket, { settings: H2_SETTINGS, streamResetBurst: STREAM_RESET_BURST, streamResetRate: STREAM_RESET_RATE })
     const limits = this.#admission.limits
     const session = new PeerSession(h2, socket, identity, source, address, limits)
     this.#sessions.add(session)
@@ -209,13 +220,21 @@ export class HboneServer {
   }
 
   #onStream(session: PeerSession, stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const { peer } = session
     this.#opts.telemetry.note()
     stream.on('error', () => undefined)
     // Read in the same batch as the stream that spent a budget, or after a drain's GOAWAY:
     // refused unprocessed, so the peer retries it on another session.
     if (!session.processes(stream.id ?? 0)) return void stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
     session.lastStreamId = Math.max(session.lastStreamId, stream.id ?? 0)
+    this.#inbound(this.#entry(session, stream, headers))
+  }
+
+  /**
+   * A CONNECT stream as the inbound path's entry: its target is the :authority, its answers
+   * are statuses on the stream, and what it is refused for is charged to its session.
+   */
+  #entry(session: PeerSession, stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): InboundEntry {
+    const { peer } = session
     let answered = false
     const answer = (status: number): void => {
       answered = true
@@ -229,101 +248,80 @@ export class HboneServer {
       answer(status)
       this.#refuseStream(session, reason, fields)
     }
-    if (headers[':method'] !== 'CONNECT') return refuse('bad_request', 400, { method: clip(headers[':method']), why: 'not CONNECT' })
-    const target = parseAuthority(headers[':authority'])
-    const snap = this.#opts.snapshot()
-    const workload = target && snap ? snap.workloadByAddress.get(addressKey(target.ip, target.port)) : undefined
-    if (!target || !snap || !workload || workload.node !== snap.localNode) return refuse('bad_request', 400, { authority: clip(headers[':authority']), why: ':authority is not a local workload' })
-    // Telemetry metadata from the source, as Istio's peer metadata: labels, never decisions,
-    // and only names the snapshot knows (a peer must not grow the metrics at will).
-    const src = snap.workloads.get(String(headers['x-hostmesh-source-workload'] ?? ''))
-    const svc = /^([a-z0-9-]+)\.([a-z0-9-]+)$/.exec(String(headers['x-hostmesh-destination-service'] ?? ''))
-    const authority = formatAuthority(target.ip, target.port)
-    const record = this.#opts.telemetry.begin({
-      reporter: 'destination', listener: 'hbone',
-      src: { address: session.address, principal: peer, ...(src && src.identity === peer ? { workload: src } : {}) },
-      dst: { address: authority, workload, principal: workload.identity, ...(svc && snap.services.has(`${svc[2]}/${svc[1]}`) ? { service: `${svc[1]}.${svc[2]}` } : {}) },
-      security: 'mutual_tls',
-    })
+    // Set by target(): every later step has them.
+    let record: ConnectionRecord
+    let workload: WorkloadInfo
+    let port: number
+    let authority: string
     const deny = (reason: string): void => {
       answer(401)
       record.refuse('UAEX', `denied: ${reason}`)
-      this.#throttle.warn('hbone-denied', { peer, workload: workload.key, port: target.port, status: 401, reason }, 'connection denied by AuthorizationPolicy')
+      this.#throttle.warn('hbone-denied', { peer, workload: workload.key, port, status: 401, reason }, 'connection denied by AuthorizationPolicy')
       this.#endIfSpent(session, 'denial')
     }
-    // An HTTP port's CONNECT is admitted when some rule could allow the peer; its requests
-    // are authorized one by one (l7/inbound.ts).
-    const protocol = protocolOf(snap, target.ip, target.port)
-    const decision = authorize(snap.authorization.get(workload.key), { identity: peer, port: target.port, ...(protocol !== 'tcp' ? { stage: 'connect' as const } : {}) })
-    if (!decision.allowed) return deny(decision.reason)
-    const admitted = this.#admission.tunnel(session.source)
-    if (!admitted.ok) {
-      record.refuse('UO', `over the ${admitted.reason} limit`)
-      answer(503)
-      return this.#refuseStream(session, admitted.reason, { workload: workload.key })
-    }
-    // A reset that arrived in the same read as the HEADERS is known on the next turn: never
-    // dial for it. A session that has reset streams early before (no hostmesh does: the
-    // rapid-reset pattern) waits a little longer, so its resets that come a read later are
-    // seen first too.
-    if (protocol !== 'tcp') {
-      answered = true
-      stream.respond({ ':status': 200 })
-      record.update({ upstream: authority })
-      record.open()
-      const bytes = countBytes(stream)
-      const tunnel: SessionTunnel = { workload, port: target.port, protocol, close: (reason) => stream.destroy(reason) }
-      session.tunnels.add(tunnel)
-      stream.once('close', () => {
-        session.tunnels.delete(tunnel)
-        admitted.release()
-        record.close(bytes.read, bytes.written)
-      })
-      return this.#opts.http.serve(stream, {
-        listener: 'hbone', workload, address: target.ip, port: target.port, peer,
-        src: { address: session.address, principal: peer, ...(src && src.identity === peer ? { workload: src } : {}) },
-        ...(svc && snap.services.has(`${svc[2]}/${svc[1]}`) ? { service: `${svc[1]}.${svc[2]}` } : {}),
-      }, protocol)
-    }
-    const dial = (): void => {
-      if (stream.destroyed) return admitted.release()
-      const gone = new AbortController()
-      const abandon = (): void => gone.abort(new Error('the stream closed while connecting'))
-      stream.once('close', abandon)
-      dialTcp(target.ip, target.port, this.#opts.connectTimeoutMs ?? 5000, gone.signal).then((upstream) => {
-        stream.off('close', abandon)
-        // The policy may have changed while connecting: decide again with the snapshot in force.
-        const now = this.#opts.snapshot()
-        const again = now ? stillAllowed(now, { peer, workload, port: target.port, protocol }) : { allowed: false as const, reason: 'no policy' }
-        if (!again.allowed) {
-          admitted.release()
-          upstream.destroy()
-          return deny(again.reason)
+    return {
+      downstream: stream,
+      target: (snap) => {
+        if (headers[':method'] !== 'CONNECT') return void refuse('bad_request', 400, { method: clip(headers[':method']), why: 'not CONNECT' })
+        const target = parseAuthority(headers[':authority'])
+        const w = target && snap ? snap.workloadByAddress.get(addressKey(target.ip, target.port)) : undefined
+        if (!target || !snap || !w || w.node !== snap.localNode) return void refuse('bad_request', 400, { authority: clip(headers[':authority']), why: ':authority is not a local workload' })
+        workload = w
+        port = target.port
+        // Telemetry metadata from the source, as Istio's peer metadata: labels, never decisions,
+        // and only names the snapshot knows (a peer must not grow the metrics at will).
+        const src = snap.workloads.get(String(headers['x-hostmesh-source-workload'] ?? ''))
+        const svc = /^([a-z0-9-]+)\.([a-z0-9-]+)$/.exec(String(headers['x-hostmesh-destination-service'] ?? ''))
+        const service = svc && snap.services.has(`${svc[2]}/${svc[1]}`) ? { service: `${svc[1]}.${svc[2]}` } : {}
+        authority = formatAuthority(target.ip, target.port)
+        const from = { address: session.address, principal: peer, ...(src && src.identity === peer ? { workload: src } : {}) }
+        record = this.#opts.telemetry.begin({
+          reporter: 'destination', listener: 'hbone',
+          src: from,
+          dst: { address: authority, workload, principal: workload.identity, ...service },
+          security: 'mutual_tls',
+        })
+        return { snapshot: snap, record, conn: { listener: 'hbone', workload, address: target.ip, port, peer, src: from, ...service } }
+      },
+      tunnel: () => {
+        const admitted = this.#admission.tunnel(session.source)
+        if (admitted.ok) return admitted.release
+        record.refuse('UO', `over the ${admitted.reason} limit`)
+        answer(503)
+        this.#refuseStream(session, admitted.reason, { workload: workload.key })
+        return undefined
+      },
+      refuse: (why) => {
+        switch (why.kind) {
+          case 'strict': return deny('the workload is STRICT (mTLS only)') // not reached: a stream always has a verified peer
+          case 'denied': return deny(why.reason)
+          case 'unreachable':
+            answer(503)
+            record.refuse('UF', `workload unreachable: ${why.error}`)
+            this.#throttle.warn('hbone-unreachable', { peer, workload: workload.key, status: 503, error: why.error }, 'the workload is unreachable')
+            // Each costs the peer's session: a peer must not make a dial and a log line at will.
+            return this.#endIfSpent(session, 'denial')
+          case 'gone': return // an early reset: counted when the stream closed
         }
+      },
+      // A reset that arrived in the same read as the HEADERS is known on the next turn: never
+      // dial for it. A session that has reset streams early before (no hostmesh does: the
+      // rapid-reset pattern) waits a little longer, so its resets that come a read later are
+      // seen first too.
+      settle: () => new Promise((resolve) => {
+        if (session.earlyResets >= SUSPECT_AFTER_EARLY_RESETS) setTimeout(resolve, SUSPECT_DIAL_DELAY_MS)
+        else setImmediate(resolve)
+      }),
+      accept: () => {
         answered = true
         stream.respond({ ':status': 200 })
         record.update({ upstream: authority })
-        record.open()
-        const tunnel: SessionTunnel = { workload, port: target.port, protocol, close: (reason) => joined.close(reason) }
-        const joined = splice(stream, upstream, (r) => {
-          session.tunnels.delete(tunnel)
-          admitted.release()
-          record.close(r.aToB, r.bToA, r.error?.message)
-        })
+      },
+      keep: (tunnel) => {
         session.tunnels.add(tunnel)
-      }, (err: NodeJS.ErrnoException) => {
-        admitted.release()
-        if (gone.signal.aborted) return // an early reset: counted when the stream closed
-        stream.off('close', abandon)
-        answer(503)
-        record.refuse('UF', `workload unreachable: ${err.code ?? err.message}`)
-        this.#throttle.warn('hbone-unreachable', { peer, workload: workload.key, status: 503, error: err.code ?? err.message }, 'the workload is unreachable')
-        // Each costs the peer's session: a peer must not make a dial and a log line at will.
-        this.#endIfSpent(session, 'denial')
-      })
+        return () => session.tunnels.delete(tunnel)
+      },
     }
-    if (session.earlyResets >= SUSPECT_AFTER_EARLY_RESETS) setTimeout(dial, SUSPECT_DIAL_DELAY_MS)
-    else setImmediate(dial)
   }
 
   /** A stream refused for a reason a peer can cause at will: counted, logged at a bounded rate, charged to its session. */

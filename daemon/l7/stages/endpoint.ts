@@ -4,7 +4,7 @@
 import type { Balancer } from '../../balance/balancer.ts'
 import type { Exchange } from '../exchange.ts'
 import { reply } from '../exchange.ts'
-import type { Stage } from '../stage.ts'
+import type { Stage } from '../../../base/stage.ts'
 import { versionField } from '../../telemetry/request.ts'
 
 export function endpoint<C>(balancer: Balancer): Stage<Exchange<C>> {

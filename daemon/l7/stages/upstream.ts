@@ -8,7 +8,7 @@ import type { Exchange } from '../exchange.ts'
 import { reply } from '../exchange.ts'
 import { relay, sendH1, sendH2, upgradeH1, type UpstreamResponse } from '../forward.ts'
 import { oneShotAgent, type Connect, type UpstreamPool } from '../pool.ts'
-import type { Stage } from '../stage.ts'
+import type { Stage } from '../../../base/stage.ts'
 
 export interface UpstreamChoice {
   /** Pool key: one pool per (source workload, endpoint), or per local workload address. */

@@ -1,0 +1,80 @@
+// The source host's per-connection path, for every connection a local workload opens (its
+// outbound listener, listeners/outbound.ts, names the workload). In this order:
+//   from-workload (a container's listener: only the container's own source address; else NR)
+//   → original-dst (SO_ORIGINAL_DST; none: NR)
+//   → redirected (a direct dial of the capture port is no workload's: NR)
+//   → lookup (the snapshot: a Service port, a mesh workload's own address, or unknown)
+//       unknown: passthrough (ALLOW_ANY: plain TCP to the original destination; REGISTRY_ONLY:
+//       NR) → splice
+//   → http-service (an http/http2/grpc port: the connection goes to the request path,
+//     l7/outbound.ts, which routes each request)
+//   → tcp-route (TCPRoute weights, once per connection)
+//   → endpoint (load balancer; HBONE tunnel as the source workload, or plain TCP to an
+//     endpoint outside the mesh; a failed connect tries another, up to MAX_CONNECT_ATTEMPTS;
+//     the destination's 401: UAEX, else UF)
+//   → splice (both ways until either ends).
+// Every connection has one record (telemetry/connection.ts) from accept to its end, whatever
+// stage ends it. This file and its stages never import listeners/ or run/.
+import type { Socket } from 'node:net'
+import type { Logger } from '../../base/logger.ts'
+import { fork, pipeline } from '../../base/stage.ts'
+import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import type { Balancer } from '../balance/balancer.ts'
+import type { OutboundHttp } from '../l7/outbound.ts'
+import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
+import type { HboneClientPool } from '../tunnel/client-pool.ts'
+import type { OutboundConnection } from './outbound-connection.ts'
+import { endpoint } from './stages/endpoint.ts'
+import { fromWorkload } from './stages/from-workload.ts'
+import { httpService } from './stages/http-service.ts'
+import { lookup } from './stages/lookup.ts'
+import { originalDst } from './stages/original-dst.ts'
+import { passthrough } from './stages/passthrough.ts'
+import { redirected } from './stages/redirected.ts'
+import { splice } from './stages/splice.ts'
+import { tcpRoute } from './stages/tcp-route.ts'
+
+export interface OutboundPathDeps {
+  readonly snapshot: () => Snapshot | undefined
+  readonly pool: HboneClientPool
+  readonly balancer: Balancer
+  readonly outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY'
+  readonly log: Logger
+  readonly telemetry: ConnectionTelemetry
+  readonly connectTimeoutMs?: number
+  /** The request path, for http/http2/grpc service ports. */
+  readonly http: OutboundHttp
+}
+
+/** Runs the path for each connection `source`'s listener (on `capturePort`) accepts. */
+export type OutboundPath = (socket: Socket, source: WorkloadInfo, capturePort: number) => void
+
+export function outboundPath(deps: OutboundPathDeps): OutboundPath {
+  const run = pipeline<OutboundConnection>([
+    fromWorkload,
+    originalDst,
+    redirected,
+    lookup(deps.snapshot),
+    fork((x) => x.destination!.kind === 'unknown', [
+      passthrough(deps.outboundTrafficPolicy, deps.connectTimeoutMs ?? 5000),
+      splice,
+    ]),
+    httpService(deps.http),
+    tcpRoute,
+    endpoint(deps.balancer, deps.pool),
+    splice,
+  ])
+  return (socket, source, capturePort) => {
+    // One record per accepted connection, whatever becomes of it (docs/mesh.md, "Access log").
+    const record = deps.telemetry.begin({
+      reporter: 'source', listener: 'outbound',
+      src: { address: remoteOf(socket), workload: source, principal: source.identity },
+      dst: {}, security: 'none',
+    })
+    const x: OutboundConnection = { socket, source, capturePort, record, log: deps.log }
+    run(x).catch((err: Error) => {
+      deps.log.error({ workload: source.key, err: err.message }, 'outbound connection failed inside hostmesh; closing')
+      socket.destroy()
+    })
+  }
+}
