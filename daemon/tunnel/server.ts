@@ -301,7 +301,10 @@ export class HboneServer {
             this.#throttle.warn('hbone-unreachable', { peer, workload: workload.key, status: 503, error: why.error }, 'the workload is unreachable')
             // Each costs the peer's session: a peer must not make a dial and a log line at will.
             return this.#endIfSpent(session, 'denial')
-          case 'gone': return // an early reset: counted when the stream closed
+          // An early reset: counted against the session when the stream closed; its record
+          // ends here, so every stream that got one has its one line (at most a session's
+          // abuse budget of them before the session is ended).
+          case 'gone': return record.refuse('DC', 'the peer reset the stream before its answer')
         }
       },
       // A reset that arrived in the same read as the HEADERS is known on the next turn: never
