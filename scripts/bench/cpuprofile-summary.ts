@@ -15,6 +15,8 @@ export interface ProfileSummary {
   busyMs: number
   functions: SelfTime[]
   files: SelfTime[]
+  /** By who owns the code: a node core module family, an npm package, a hostmesh directory, or a native entry. */
+  owners: SelfTime[]
 }
 
 const ROOT = new URL('../../', import.meta.url).href
@@ -22,6 +24,22 @@ const ROOT = new URL('../../', import.meta.url).href
 function where(url: string): string {
   if (url === '') return '(native)'
   return url.startsWith(ROOT) ? url.slice(ROOT.length) : url
+}
+
+function owner(functionName: string, url: string): string {
+  if (url === '') return functionName
+  const nm = url.lastIndexOf('/node_modules/')
+  if (nm >= 0) {
+    const parts = url.slice(nm + '/node_modules/'.length).split('/')
+    return `npm ${parts[0]!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]}`
+  }
+  if (url.startsWith(ROOT)) return `hostmesh ${url.slice(ROOT.length).split('/').slice(0, 2).join('/').replace(/\.ts$/, '')}`
+  if (url.startsWith('node:')) {
+    const first = url.slice(5).replace(/^internal\//, '').split('/')[0]!
+    const family = first.replace(/^_/, '').replace(/_.*$/, '')
+    return `node:${family === 'stream' ? 'streams' : family}`
+  }
+  return url
 }
 
 function top(m: Map<string, number>, busyMs: number, n: number): SelfTime[] {
@@ -33,6 +51,7 @@ export function summarise(p: CpuProfile, n = 15): ProfileSummary {
   const intervalUs = hits > 0 ? (p.endTime - p.startTime) / hits : 0
   const byFunction = new Map<string, number>()
   const byFile = new Map<string, number>()
+  const byOwner = new Map<string, number>()
   let idleMs = 0
   for (const node of p.nodes) {
     const ms = ((node.hitCount ?? 0) * intervalUs) / 1000
@@ -43,10 +62,12 @@ export function summarise(p: CpuProfile, n = 15): ProfileSummary {
     byFunction.set(name, (byFunction.get(name) ?? 0) + ms)
     const file = url === '' ? functionName : where(url)
     byFile.set(file, (byFile.get(file) ?? 0) + ms)
+    const who = owner(functionName, url)
+    byOwner.set(who, (byOwner.get(who) ?? 0) + ms)
   }
   const wallMs = (p.endTime - p.startTime) / 1000
   const busyMs = wallMs - idleMs
-  return { wallMs: Math.round(wallMs), intervalUs: Math.round(intervalUs), idleMs: Math.round(idleMs), busyMs: Math.round(busyMs), functions: top(byFunction, busyMs, n), files: top(byFile, busyMs, n) }
+  return { wallMs: Math.round(wallMs), intervalUs: Math.round(intervalUs), idleMs: Math.round(idleMs), busyMs: Math.round(busyMs), functions: top(byFunction, busyMs, n), files: top(byFile, busyMs, n), owners: top(byOwner, busyMs, n) }
 }
 
 export async function summariseFile(file: string, n = 15): Promise<ProfileSummary> {
@@ -61,7 +82,7 @@ if (import.meta.main) {
   }
   const s = await summariseFile(file, n ? Number(n) : 15)
   console.log(`wall ${s.wallMs} ms, busy ${s.busyMs} ms, idle ${s.idleMs} ms, sample interval ${s.intervalUs} µs\n`)
-  for (const [title, rows] of [['function', s.functions], ['file', s.files]] as const) {
+  for (const [title, rows] of [['function', s.functions], ['file', s.files], ['owner', s.owners]] as const) {
     console.log(`| ${title} | self ms | of busy |\n|---|---|---|`)
     for (const r of rows) console.log(`| ${r.name} | ${r.ms} | ${(r.share * 100).toFixed(1)}% |`)
     console.log('')

@@ -5,9 +5,11 @@
 // node-b's destination authorize → the server workload (uid 3002: nginx, else a node server)
 // over a keep-alive pool. Direct: root on node-a (never captured) to a second port of the same
 // server that no rule redirects. Measures: req/s at 64 connections (wrk); latency at a fixed
-// 1,000 req/s (h2load --rps, per-request log); each daemon's CPU per 1,000 requests and RSS.
-// Then once more with both daemons under --cpu-prof, and the top self-time functions of each.
-// Needs root, wrk and h2load. Raw results go to scripts/bench/results/.
+// 1,000 req/s, twice: h2load --rps (its 16 clients send in step, so bursts of 16) and
+// rate-client.ts (evenly spaced, open loop, timed from each request's due time); each daemon's
+// CPU per 1,000 requests and RSS. Then once more with both daemons under --cpu-prof, and the
+// top self-time functions of each. Needs root, wrk and h2load. Raw results go to
+// scripts/bench/results/.
 import { execFile } from 'node:child_process'
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -30,7 +32,7 @@ const CONNS = 64
 const SECONDS = 5
 const ROUNDS = 3
 const RATE = 1000
-const RATE_CLIENTS = 16
+const RATE_CONNS = 16
 const PROFILE_SECONDS = 10
 const CLIENT_UID = 3001
 const SERVER_UID = 3002
@@ -38,6 +40,8 @@ const VIP = '10.96.1.2'
 const PORT = 8080 // the workload's http port: captured on node-b, reached through the mesh
 const DIRECT_PORT = 8081 // same server, no rule redirects it
 const BODY = Buffer.alloc(1024, 'x')
+const IDLE_MS = 15_000
+const LOG_LEVEL = 'warn' // no access log: its cost depends on where the lines go
 
 const V = 'apiVersion: hostmesh.io/v1alpha1\n'
 const POLICY = [
@@ -72,32 +76,38 @@ http {
 `
 
 type Path = 'direct' | 'mesh'
+type Daemon = 'source' | 'destination'
 interface Wrk { requests: number; seconds: number; errors: number; non2xx: number; p50ms: number; p99ms: number }
-interface Fixed { requests: number; failed: number; non2xx: number; seconds: number; rate: number; p50ms: number; p90ms: number; p99ms: number; maxms: number; overIntervalMs: number }
-interface Cpu { source: number; destination: number }
-interface Run<T> { round: number; path: Path; result: T; daemonCpuSeconds: Cpu }
+interface Fixed { requests: number; failed: number; non2xx: number; seconds: number; rate: number; p50ms: number; p90ms: number; p99ms: number; maxms: number; [more: string]: number }
+interface Run<T> { round: number; path: Path; result: T; daemonCpuSeconds: Record<Daemon, number>; daemonSystemSeconds: Record<Daemon, number> }
+type Profile = ProfileSummary & { file: string }
+interface Metrics { requests: number; ok: number; /** by "code flags" */ other: Record<string, number>; heapUsedMiB: number; heapTotalMiB: number }
 
-async function has(cmd: string, args: string[]): Promise<string | undefined> {
+async function version(cmd: string, args: string[]): Promise<string | undefined> {
   try {
     const { stdout, stderr } = await execFileP(cmd, args)
     return `${stdout}${stderr}`.trim().split('\n')[0]
   } catch (e) {
     const err = e as { code?: unknown; stdout?: string; stderr?: string }
-    return err.code === 'ENOENT' ? undefined : `${err.stdout ?? ''}${err.stderr ?? ''}`.trim().split('\n')[0] ?? cmd
+    return err.code === 'ENOENT' ? undefined : `${err.stdout ?? ''}${err.stderr ?? ''}`.trim().split('\n')[0] || cmd
   }
 }
 
 let clockTicks = 100
-/** utime + stime of a process, in seconds. */
-async function cpuSeconds(pid: number): Promise<number> {
+/** A process's CPU time so far (utime + stime) and the kernel's part of it (stime), in seconds. */
+async function cpuSeconds(pid: number): Promise<{ all: number; system: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // f[0] is field 3 (state)
-  return (Number(f[11]) + Number(f[12])) / clockTicks
+  return { all: (Number(f[11]) + Number(f[12])) / clockTicks, system: Number(f[12]) / clockTicks }
 }
 
 async function rssMiB(pid: number): Promise<number> {
   const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
   return m ? Math.round(Number(m[1]) / 1024) : NaN
+}
+
+async function loadavg(): Promise<string> {
+  return (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')
 }
 
 /** The daemon's own pid: `ip netns exec` execs node in place, so the spawned pid is node's. */
@@ -108,7 +118,7 @@ async function daemonPid(d: HostProcess): Promise<number> {
 }
 
 export async function benchHttpMesh(): Promise<void> {
-  const [wrkV, h2loadV, nginxV] = [await has('wrk', ['-v']), await has('h2load', ['--version']), await has('nginx', ['-v'])]
+  const [wrkV, h2loadV, nginxV] = [await version('wrk', ['-v']), await version('h2load', ['--version']), await version('nginx', ['-v'])]
   if (!wrkV || !h2loadV) {
     console.log(`SKIPPED: needs wrk and h2load (apt-get install -y wrk nghttp2-client); found wrk: ${wrkV ? 'yes' : 'no'}, h2load: ${h2loadV ? 'yes' : 'no'}`)
     return
@@ -117,24 +127,22 @@ export async function benchHttpMesh(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-bench-http-mesh-'))
   // What the workload uids write (nginx's prefix, h2load's per-request log): a tree they can enter.
   const io = mkdtempSync(join(tmpdir(), 'hostmesh-bench-http-mesh-io-'))
-  const profDir = mkdtempSync(join(tmpdir(), 'hostmesh-bench-http-mesh-prof-'))
   try {
     chmodSync(io, 0o755)
     const nginxDir = join(io, 'nginx')
     const logDir = join(io, 'logs')
     for (const d of [nginxDir, join(nginxDir, 'tmp'), join(nginxDir, 'www')]) { mkdirSync(d); chownSync(d, SERVER_UID, SERVER_UID) }
-    writeFileSync(join(nginxDir, 'www', '1k'), BODY)
-    writeFileSync(join(nginxDir, 'nginx.conf'), NGINX_CONF(nginxDir))
-    chmodSync(join(nginxDir, 'www', '1k'), 0o644)
-    chmodSync(join(nginxDir, 'nginx.conf'), 0o644)
+    writeFileSync(join(nginxDir, 'www', '1k'), BODY, { mode: 0o644 })
+    writeFileSync(join(nginxDir, 'nginx.conf'), NGINX_CONF(nginxDir), { mode: 0o644 })
     mkdirSync(logDir)
     chownSync(logDir, CLIENT_UID, CLIENT_UID)
     mkdirSync(join(dir, 'policy.d'))
     writeFileSync(join(dir, 'policy.d', 'policy.yaml'), POLICY)
+    const loadBefore = await loadavg()
 
     await withTestNet({ hosts: ['node-a', 'node-b'] }, async (net) => {
       const [a, b] = [net.host('node-a'), net.host('node-b')]
-      const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), ipv6: false, extra: 'logLevel: warn\ndrainSeconds: 1\n' })
+      const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), ipv6: false, extra: `logLevel: ${LOG_LEVEL}\ndrainSeconds: 1\n` })
       const start = async (h: TestHost, flags: string[] = []): Promise<HostProcess> => {
         const d = h.spawn([NODE, ...flags, CLI, 'run', '--config', configs.get(h.name)!])
         await untilReady(h, d)
@@ -156,25 +164,27 @@ export async function benchHttpMesh(): Promise<void> {
       }
 
       const url = (path: Path): string => (path === 'mesh' ? `http://${VIP}/1k` : `http://${b.ipv4}:${DIRECT_PORT}/1k`)
-      const uid = (path: Path): number => (path === 'mesh' ? CLIENT_UID : 0)
-      const check = await a.mustExec(['curl', '-sS', '-m', '5', '-i', url('mesh')], { uid: CLIENT_UID, gid: CLIENT_UID })
+      const as = (path: Path): { uid: number; gid: number } => (path === 'mesh' ? { uid: CLIENT_UID, gid: CLIENT_UID } : { uid: 0, gid: 0 })
+      const check = await a.mustExec(['curl', '-sS', '-m', '5', '-i', url('mesh')], as('mesh'))
       if (!check.startsWith('HTTP/1.1 200') || !check.endsWith(BODY.toString())) {
-        await sleep(1000)
-        throw new Error(`a request through the mesh got, not 200 with 1 KiB:\n${check.slice(0, 2000)}\n--- node-a\n${src.output.slice(-3000)}\n--- node-b\n${dst.output.slice(-3000)}\n--- server\n${server.output.slice(-2000)}`)
+        await sleep(1000) // the daemons' last lines
+        throw new Error(`a request through the mesh did not get 200 with 1 KiB:\n${check.slice(0, 2000)}\n--- node-a\n${src.output.slice(-3000)}\n--- node-b\n${dst.output.slice(-3000)}\n--- server\n${server.output.slice(-2000)}`)
       }
 
       const wrk = async (path: Path, seconds: number): Promise<Wrk> => {
-        const out = await a.mustExec(['wrk', '-t2', `-c${CONNS}`, `-d${seconds}s`, '--timeout', '5s', '-s', here('./wrk-report.lua'), url(path)], { uid: uid(path), gid: uid(path), timeoutMs: (seconds + 30) * 1000 })
+        const out = await a.mustExec(['wrk', '-t2', `-c${CONNS}`, `-d${seconds}s`, '--timeout', '5s', '-s', here('./wrk-report.lua'), url(path)], { ...as(path), timeoutMs: (seconds + 30) * 1000 })
         return JSON.parse(out.trim().split('\n').at(-1)!) as Wrk
       }
       let logs = 0
       // h2load paces each client at --rps and logs each request's start and duration; the
-      // percentiles come from that log. A request is timed from when it is sent: one that
-      // waited behind a slow one on its connection does not count its wait, so the count of
-      // responses slower than the per-connection interval bounds that omission.
-      const fixed = async (path: Path, seconds: number): Promise<Fixed> => {
+      // percentiles come from that log. Its clients start together and keep in step, so the
+      // load arrives as 16 requests at once every 16 ms. A request is timed from when it is
+      // sent: one due while its connection still waits for the previous response is sent late
+      // and its wait is not counted; `slowerThanInterval` (responses slower than 16 ms) bounds
+      // how often that can happen.
+      const bursts = async (path: Path, seconds: number): Promise<Fixed> => {
         const log = join(logDir, `${path}-${logs++}.log`)
-        const out = await a.mustExec(['h2load', '--h1', `-c${RATE_CLIENTS}`, `--rps=${RATE / RATE_CLIENTS}`, '-D', String(seconds), `--log-file=${log}`, url(path)], { uid: uid(path), gid: uid(path), timeoutMs: (seconds + 30) * 1000 })
+        const out = await a.mustExec(['h2load', '--h1', `-c${RATE_CONNS}`, `--rps=${RATE / RATE_CONNS}`, '-D', String(seconds), `--log-file=${log}`, url(path)], { ...as(path), timeoutMs: (seconds + 30) * 1000 })
         const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed/.exec(out)
         const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out)
         if (!req || !codes) throw new Error(`h2load output not understood:\n${out}`)
@@ -184,38 +194,58 @@ export async function benchHttpMesh(): Promise<void> {
         if (ok.length === 0) throw new Error(`h2load: no successful request to ${url(path)}:\n${out}`)
         const starts = lines.map((l) => l[0]!)
         const span = (Math.max(...starts) - Math.min(...starts)) / 1e6
-        const interval = (1000 * RATE_CLIENTS) / RATE
+        const interval = (1000 * RATE_CONNS) / RATE
         return {
           requests: ok.length, failed: Number(req[5]), non2xx: Number(codes[2]) + Number(codes[3]) + Number(codes[4]),
           seconds: span, rate: ok.length / span,
           p50ms: percentile(ok, 0.5), p90ms: percentile(ok, 0.9), p99ms: percentile(ok, 0.99), maxms: Math.max(...ok),
-          overIntervalMs: ok.filter((ms) => ms > interval).length,
+          slowerThanInterval: ok.filter((ms) => ms > interval).length,
         }
       }
+      const even = async (path: Path, seconds: number): Promise<Fixed> =>
+        JSON.parse(await a.mustExec([NODE, here('./rate-client.ts'), url(path), String(RATE), String(seconds), String(RATE_CONNS)], { ...as(path), timeoutMs: (seconds + 30) * 1000 })) as Fixed
       const measured = async <T>(round: number, path: Path, f: () => Promise<T>): Promise<Run<T>> => {
         const c0 = { source: await cpuSeconds(pids.source), destination: await cpuSeconds(pids.destination) }
         const result = await f()
         const c1 = { source: await cpuSeconds(pids.source), destination: await cpuSeconds(pids.destination) }
-        return { round, path, result, daemonCpuSeconds: { source: c1.source - c0.source, destination: c1.destination - c0.destination } }
+        return {
+          round, path, result,
+          daemonCpuSeconds: { source: c1.source.all - c0.source.all, destination: c1.destination.all - c0.destination.all },
+          daemonSystemSeconds: { source: c1.source.system - c0.source.system, destination: c1.destination.system - c0.destination.system },
+        }
       }
 
       // Warm-up: the HBONE session, the pools on both hosts, the JIT.
-      for (const path of ['direct', 'mesh'] as const) { await wrk(path, 2); await fixed(path, 2) }
+      for (const path of ['direct', 'mesh'] as const) { await wrk(path, 2); await bursts(path, 2); await even(path, 2) }
       const loads: Array<Run<Wrk>> = []
-      const rates: Array<Run<Fixed>> = []
+      const burstRuns: Array<Run<Fixed>> = []
+      const evenRuns: Array<Run<Fixed>> = []
       for (let round = 0; round < ROUNDS; round++) {
         const order: Path[] = round % 2 === 0 ? ['direct', 'mesh'] : ['mesh', 'direct']
         for (const path of order) loads.push(await measured(round, path, () => wrk(path, SECONDS)))
-        for (const path of order) rates.push(await measured(round, path, () => fixed(path, SECONDS)))
+        for (const path of order) burstRuns.push(await measured(round, path, () => bursts(path, SECONDS)))
+        for (const path of order) evenRuns.push(await measured(round, path, () => even(path, SECONDS)))
       }
       const rssAfter = { source: await rssMiB(pids.source), destination: await rssMiB(pids.destination) }
-      const metric = async (h: TestHost, reporter: string): Promise<{ requests: number; ok: number }> => {
+      const metric = async (h: TestHost, reporter: string): Promise<Metrics> => {
         const samples = parseMetrics(await h.mustExec(['curl', '-sS', '-m', '2', 'http://127.0.0.1:15000/metrics']))
-        return { requests: total(samples, 'istio_requests_total', { reporter }), ok: total(samples, 'istio_requests_total', { reporter, response_code: '200' }) }
+        const other: Record<string, number> = {}
+        for (const x of samples) {
+          if (x.name !== 'istio_requests_total' || x.labels.reporter !== reporter || x.labels.response_code === '200') continue
+          const k = `${x.labels.response_code} ${x.labels.response_flags}`
+          other[k] = (other[k] ?? 0) + x.value
+        }
+        const mib = (name: string): number => Math.round(total(samples, name) / 2 ** 20)
+        return { requests: total(samples, 'istio_requests_total', { reporter }), ok: total(samples, 'istio_requests_total', { reporter, response_code: '200' }), other, heapUsedMiB: mib('nodejs_heap_size_used_bytes'), heapTotalMiB: mib('nodejs_heap_size_total_bytes') }
       }
       const metrics = { source: await metric(a, 'source'), destination: await metric(b, 'destination') }
+      // The daemon gives pooled heap back once the data plane has been quiet a while (run/memory.ts).
+      await sleep(IDLE_MS)
+      const rssIdle = { source: await rssMiB(pids.source), destination: await rssMiB(pids.destination) }
 
-      // Once more under the profiler: the load the table measured at 64 connections.
+      // Once more under the profiler (node writes the profile on a clean exit): the load the
+      // first table measures, at 64 connections. Kept in a temp dir for a closer look.
+      const profDir = mkdtempSync(join(tmpdir(), 'hostmesh-bench-http-mesh-prof-'))
       await src.stop('SIGTERM', 20_000)
       await dst.stop('SIGTERM', 20_000)
       src = await start(a, ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'source')}`])
@@ -223,7 +253,7 @@ export async function benchHttpMesh(): Promise<void> {
       await wrk('mesh', 1)
       const profiledLoad = await wrk('mesh', PROFILE_SECONDS)
       const exits = { source: await src.stop('SIGTERM', 20_000), destination: await dst.stop('SIGTERM', 20_000) }
-      const profile = async (who: keyof Cpu): Promise<ProfileSummary & { file: string }> => {
+      const profile = async (who: Daemon): Promise<Profile> => {
         const d = join(profDir, who)
         const f = readdirSync(d).find((n) => n.endsWith('.cpuprofile'))
         if (!f) throw new Error(`no .cpuprofile from the ${who} daemon (exit ${JSON.stringify(exits[who])})`)
@@ -232,7 +262,7 @@ export async function benchHttpMesh(): Promise<void> {
       const profiles = { source: await profile('source'), destination: await profile('destination') }
       await server.stop()
 
-      await report({ wrkV, h2loadV, nginxV, loads, rates, rssAtStart, rssAfter, metrics, profiledLoad, profiles })
+      await report({ wrkV, h2loadV, nginxV, loads, burstRuns, evenRuns, rssAtStart, rssAfter, rssIdle, metrics, profiledLoad, profiles, load: { before: loadBefore, after: await loadavg() } })
     })
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -242,73 +272,98 @@ export async function benchHttpMesh(): Promise<void> {
 
 interface Outcome {
   wrkV: string; h2loadV: string; nginxV: string | undefined
-  loads: Array<Run<Wrk>>; rates: Array<Run<Fixed>>
-  rssAtStart: Cpu; rssAfter: Cpu
-  metrics: Record<keyof Cpu, { requests: number; ok: number }>
+  loads: Array<Run<Wrk>>; burstRuns: Array<Run<Fixed>>; evenRuns: Array<Run<Fixed>>
+  rssAtStart: Record<Daemon, number>; rssAfter: Record<Daemon, number>; rssIdle: Record<Daemon, number>
+  metrics: Record<Daemon, Metrics>
   profiledLoad: Wrk
-  profiles: Record<keyof Cpu, ProfileSummary & { file: string }>
+  profiles: Record<Daemon, Profile>
+  load: { before: string; after: string }
+}
+
+const PATHS = ['direct', 'mesh'] as const
+const DAEMONS = ['source', 'destination'] as const
+
+function latencySummary(runs: Array<Run<Fixed>>): Array<Record<string, number | string>> {
+  return PATHS.map((path) => {
+    const rs = runs.filter((r) => r.path === path).map((r) => r.result)
+    const m = (k: string): number => median(rs.map((x) => x[k] ?? NaN))
+    return { path, rate: m('rate'), p50ms: m('p50ms'), p90ms: m('p90ms'), p99ms: m('p99ms'), maxms: Math.max(...rs.map((x) => x.maxms)), failed: rs.reduce((s, x) => s + x.failed + x.non2xx, 0) }
+  })
 }
 
 async function report(o: Outcome): Promise<void> {
   const rate = (r: Wrk): number => r.requests / r.seconds
-  const of = <T>(runs: Array<Run<T>>, path: Path): Array<Run<T>> => runs.filter((r) => r.path === path)
-  const perK = <T>(runs: Array<Run<T>>, n: (t: T) => number, who: keyof Cpu): number => median(runs.map((r) => (r.daemonCpuSeconds[who] / n(r.result)) * 1000))
-  const f2 = (x: number): string => x.toFixed(2)
-  const tp = (['direct', 'mesh'] as const).map((path) => {
-    const rs = of(o.loads, path)
+  const meshOnly = <T>(runs: Array<Run<T>>): Array<Run<T>> => runs.filter((r) => r.path === 'mesh')
+  const perK = <T>(runs: Array<Run<T>>, n: (t: T) => number, who: Daemon): number => median(runs.map((r) => (r.daemonCpuSeconds[who] / n(r.result)) * 1000))
+  const f2 = (x: number | string | undefined): string => Number(x).toFixed(2)
+  const tp = PATHS.map((path) => {
+    const rs = o.loads.filter((r) => r.path === path)
     const rates = rs.map((r) => rate(r.result))
     return { path, median: median(rates), min: Math.min(...rates), max: Math.max(...rates), rates: rates.map(Math.round), p50ms: median(rs.map((r) => r.result.p50ms)), p99ms: median(rs.map((r) => r.result.p99ms)), errors: rs.reduce((s, r) => s + r.result.errors + r.result.non2xx, 0) }
   })
-  const lat = (['direct', 'mesh'] as const).map((path) => {
-    const rs = of(o.rates, path).map((r) => r.result)
-    const m = (f: (x: Fixed) => number): number => median(rs.map(f))
-    return { path, rate: m((x) => x.rate), p50ms: m((x) => x.p50ms), p90ms: m((x) => x.p90ms), p99ms: m((x) => x.p99ms), maxms: Math.max(...rs.map((x) => x.maxms)), overIntervalMs: rs.reduce((s, x) => s + x.overIntervalMs, 0), failed: rs.reduce((s, x) => s + x.failed + x.non2xx, 0), perRound: rs.map((x) => ({ p50ms: x.p50ms, p90ms: x.p90ms, p99ms: x.p99ms })) }
-  })
-  const cpu = (['source', 'destination'] as const).map((who) => ({
+  const lat = { even: latencySummary(o.evenRuns), bursts: latencySummary(o.burstRuns) }
+  const cpu = DAEMONS.map((who) => ({
     who,
-    saturated: perK(of(o.loads, 'mesh'), (r) => r.requests, who),
-    fixed: perK(of(o.rates, 'mesh'), (r) => r.requests, who),
-    idleDuringDirect: median(of(o.loads, 'direct').map((r) => r.daemonCpuSeconds[who])),
-    rssStart: o.rssAtStart[who], rssAfter: o.rssAfter[who],
+    at64Connections: perK(meshOnly(o.loads), (r) => r.requests, who),
+    at1000Even: perK(meshOnly(o.evenRuns), (r) => r.requests, who),
+    at1000Bursts: perK(meshOnly(o.burstRuns), (r) => r.requests, who),
+    kernelShareAt64: median(meshOnly(o.loads).map((r) => r.daemonSystemSeconds[who] / r.daemonCpuSeconds[who])),
+    rssStartMiB: o.rssAtStart[who], rssAfterMiB: o.rssAfter[who], heapUsedAfterMiB: o.metrics[who].heapUsedMiB, rssIdleMiB: o.rssIdle[who],
   }))
   const [d, m] = [tp[0]!, tp[1]!]
-  const [ld, lm] = [lat[0]!, lat[1]!]
   const cpuModel = cpus()[0]?.model ?? 'cpu'
   const machine = `${cpuModel}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`
   const server = o.nginxV ? o.nginxV.replace(/^nginx version: /, '') : 'scripts/bench/http-mesh-server.ts (node:http)'
+  const ratios = (l: Array<Record<string, number | string>>): Record<string, number> => {
+    const [ld, lm] = [l[0]!, l[1]!]
+    return { p50: Number(lm.p50ms) / Number(ld.p50ms), p90: Number(lm.p90ms) / Number(ld.p90ms), p99: Number(lm.p99ms) / Number(ld.p99ms) }
+  }
 
-  console.log(`machine: ${machine}; server: ${server}, 1 KiB responses; ${o.wrkV.split(' ').slice(0, 2).join(' ')}, ${o.h2loadV}\n`)
+  console.log(`machine: ${machine}; load average ${o.load.before} before, ${o.load.after} after`)
+  console.log(`server: ${server}, 1 KiB responses; ${o.wrkV.split(' ').slice(0, 2).join(' ')}; ${o.h2loadV}; daemons at logLevel ${LOG_LEVEL}\n`)
   console.log(`req/s at ${CONNS} keep-alive connections (wrk -t2 -c${CONNS} -d${SECONDS}s), ${ROUNDS} rounds interleaved:\n`)
   console.log('| path | req/s (median of 3) | min | max | p50 ms | p99 ms | errors |')
   console.log('|---|---|---|---|---|---|---|')
   for (const r of tp) console.log(`| ${r.path} | ${r.median.toFixed(0)} | ${r.min.toFixed(0)} | ${r.max.toFixed(0)} | ${f2(r.p50ms)} | ${f2(r.p99ms)} | ${r.errors} |`)
   console.log(`\nmesh/direct req/s: ${(m.median / d.median).toFixed(3)}\n`)
-  console.log(`latency at a fixed ${RATE} req/s (h2load --h1 -c${RATE_CLIENTS} --rps=${RATE / RATE_CLIENTS} -D ${SECONDS}), medians of ${ROUNDS} rounds:\n`)
-  console.log(`| path | req/s | p50 ms | p90 ms | p99 ms | max ms | > ${(1000 * RATE_CLIENTS) / RATE} ms | failed |`)
+  console.log(`latency at a fixed ${RATE} req/s over ${RATE_CONNS} connections, ${SECONDS} s, medians of ${ROUNDS} rounds:`)
+  console.log(`- evenly spaced: scripts/bench/rate-client.ts, open loop, timed from each request's due time`)
+  console.log(`- bursts: h2load --h1 -c${RATE_CONNS} --rps=${RATE / RATE_CONNS} -D ${SECONDS} (16 requests at once every 16 ms), timed from sending\n`)
+  console.log('| load | path | req/s | p50 ms | p90 ms | p99 ms | max ms | failed |')
   console.log('|---|---|---|---|---|---|---|---|')
-  for (const r of lat) console.log(`| ${r.path} | ${r.rate.toFixed(0)} | ${f2(r.p50ms)} | ${f2(r.p90ms)} | ${f2(r.p99ms)} | ${f2(r.maxms)} | ${r.overIntervalMs} | ${r.failed} |`)
-  console.log(`| added by the mesh | | ${f2(lm.p50ms - ld.p50ms)} | ${f2(lm.p90ms - ld.p90ms)} | ${f2(lm.p99ms - ld.p99ms)} | | | |`)
-  console.log(`\nmesh/direct latency: p50 ${(lm.p50ms / ld.p50ms).toFixed(2)}x, p90 ${(lm.p90ms / ld.p90ms).toFixed(2)}x, p99 ${(lm.p99ms / ld.p99ms).toFixed(2)}x\n`)
-  console.log('| daemon | CPU s per 1,000 requests, 64 connections | at 1,000 req/s | RSS MiB at start | RSS MiB after the runs |')
-  console.log('|---|---|---|---|---|')
-  for (const c of cpu) console.log(`| ${c.who} (${c.who === 'source' ? 'node-a' : 'node-b'}) | ${c.saturated.toFixed(3)} | ${c.fixed.toFixed(3)} | ${c.rssStart} | ${c.rssAfter} |`)
-  console.log(`\nrequests counted by the daemons (istio_requests_total): source ${o.metrics.source.requests} (${o.metrics.source.ok} 200), destination ${o.metrics.destination.requests} (${o.metrics.destination.ok} 200)`)
+  for (const [name, l] of [['evenly spaced', lat.even], ['bursts of 16', lat.bursts]] as const) {
+    for (const r of l) console.log(`| ${name} | ${r.path} | ${Number(r.rate).toFixed(0)} | ${f2(r.p50ms)} | ${f2(r.p90ms)} | ${f2(r.p99ms)} | ${f2(r.maxms)} | ${r.failed} |`)
+    const [ld, lm] = [l[0]!, l[1]!]
+    console.log(`| ${name} | added by the mesh | | ${f2(Number(lm.p50ms) - Number(ld.p50ms))} | ${f2(Number(lm.p90ms) - Number(ld.p90ms))} | ${f2(Number(lm.p99ms) - Number(ld.p99ms))} | | |`)
+  }
+  const slow = meshOnly(o.burstRuns).reduce((s, r) => s + (r.result.slowerThanInterval ?? 0), 0)
+  const slowDirect = o.burstRuns.filter((r) => r.path === 'direct').reduce((s, r) => s + (r.result.slowerThanInterval ?? 0), 0)
+  console.log(`\nh2load responses slower than 16 ms (a later request on that connection went late, untimed): direct ${slowDirect}, mesh ${slow} of ${ROUNDS * RATE * SECONDS}`)
+  const re = ratios(lat.even)
+  const rb = ratios(lat.bursts)
+  console.log(`mesh/direct latency: evenly spaced p50 ${re.p50!.toFixed(1)}x, p90 ${re.p90!.toFixed(1)}x, p99 ${re.p99!.toFixed(1)}x; bursts p50 ${rb.p50!.toFixed(1)}x, p90 ${rb.p90!.toFixed(1)}x, p99 ${rb.p99!.toFixed(1)}x\n`)
+  console.log(`| daemon | CPU s per 1,000 requests: 64 connections | 1,000 req/s evenly | 1,000 req/s in bursts | RSS MiB at start | RSS MiB after the runs (heap used) | RSS MiB ${IDLE_MS / 1000} s later |`)
+  console.log('|---|---|---|---|---|---|---|')
+  for (const c of cpu) console.log(`| ${c.who} (${c.who === 'source' ? 'node-a' : 'node-b'}) | ${c.at64Connections.toFixed(3)} (${(c.kernelShareAt64 * 100).toFixed(0)}% in the kernel) | ${c.at1000Even.toFixed(3)} | ${c.at1000Bursts.toFixed(3)} | ${c.rssStartMiB} | ${c.rssAfterMiB} (${c.heapUsedAfterMiB}) | ${c.rssIdleMiB} |`)
+  const others = (x: Metrics): string => Object.entries(x.other).map(([k, n]) => `${n} × ${k}`).join(', ') || 'none'
+  console.log(`\nrequests counted by the daemons (istio_requests_total): source ${o.metrics.source.requests}, not 200: ${others(o.metrics.source)}; destination ${o.metrics.destination.requests}, not 200: ${others(o.metrics.destination)}`)
   console.log(`\nprofiled run: mesh, wrk ${PROFILE_SECONDS} s at ${CONNS} connections, ${rate(o.profiledLoad).toFixed(0)} req/s`)
-  for (const who of ['source', 'destination'] as const) {
+  for (const who of DAEMONS) {
     const p = o.profiles[who]
-    console.log(`\n${who} daemon: busy ${p.busyMs} ms of ${p.wallMs} ms (sample interval ${p.intervalUs} µs); ${p.file}\n`)
+    console.log(`\n${who} daemon: busy ${p.busyMs} ms of ${p.wallMs} ms, start and stop included (sample interval ${p.intervalUs} µs); ${p.file}\n`)
     console.log('| function (self time) | ms | of busy |\n|---|---|---|')
     for (const r of p.functions) console.log(`| ${r.name} | ${r.ms} | ${(r.share * 100).toFixed(1)}% |`)
-    console.log('\n| file (self time) | ms | of busy |\n|---|---|---|')
-    for (const r of p.files.slice(0, 10)) console.log(`| ${r.name} | ${r.ms} | ${(r.share * 100).toFixed(1)}% |`)
+    console.log('\n| owner (self time) | ms | of busy |\n|---|---|---|')
+    for (const r of p.owners.slice(0, 12)) console.log(`| ${r.name} | ${r.ms} | ${(r.share * 100).toFixed(1)}% |`)
   }
 
   const at = new Date().toISOString()
   const raw = {
-    bench: 'http-mesh', at, machine: { cpu: cpuModel, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    bench: 'http-mesh', at, machine: { cpu: cpuModel, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version }, loadavg: o.load,
     tools: { wrk: o.wrkV, h2load: o.h2loadV, server },
-    params: { connections: CONNS, seconds: SECONDS, rounds: ROUNDS, rate: RATE, rateClients: RATE_CLIENTS, responseBytes: BODY.length, profileSeconds: PROFILE_SECONDS, daemonLogLevel: 'warn' },
-    loads: o.loads, rates: o.rates, summary: { throughput: tp, latency: lat, ratio: { reqPerSec: m.median / d.median, p50: lm.p50ms / ld.p50ms, p90: lm.p90ms / ld.p90ms, p99: lm.p99ms / ld.p99ms }, cpu },
+    params: { connections: CONNS, seconds: SECONDS, rounds: ROUNDS, rate: RATE, rateConnections: RATE_CONNS, responseBytes: BODY.length, profileSeconds: PROFILE_SECONDS, daemonLogLevel: LOG_LEVEL },
+    loads: o.loads, evenRuns: o.evenRuns, burstRuns: o.burstRuns,
+    summary: { throughput: tp, latency: lat, ratio: { reqPerSec: m.median / d.median, even: re, bursts: rb }, cpu },
     metrics: o.metrics, profiledLoad: o.profiledLoad, profiles: o.profiles,
   }
   const out = here('./results/')

@@ -3,9 +3,14 @@
 // while all are busy waits for one). Latency is measured from the due time, so a stall counts
 // for every request it delays (no coordinated omission). Prints one JSON line: counts,
 // percentiles in ms, and how late the client itself sent (its own lag, for judging the rest).
-// Usage: rate-client.ts URL RATE SECONDS CONNS
+// Usage: rate-client.ts URL RATE SECONDS CONNS. It runs as a workload's uid, so it imports
+// nothing but node: modules (scripts/netns/readable.ts mirrors only the file itself).
 import http from 'node:http'
-import { percentile } from './stats.ts'
+
+/** Nearest rank, as stats.ts. */
+function percentile(xs: readonly number[], p: number): number {
+  return [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!
+}
 
 const [url, rateArg, secondsArg, connsArg] = process.argv.slice(2)
 if (!url || !rateArg || !secondsArg || !connsArg) {

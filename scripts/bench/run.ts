@@ -5,6 +5,7 @@ import { cpus, totalmem } from 'node:os'
 import { withTestNet } from '../netns/hosts.ts'
 import { benchCertMint, benchDaemonStart } from './certs.ts'
 import { benchHttpClients } from './http-clients.ts'
+import { benchHttpMesh } from './http-mesh.ts'
 import { benchMesh } from './mesh.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
 import { median as med } from './stats.ts'
@@ -26,6 +27,8 @@ const benches: Record<string, () => Promise<void>> = {
   mesh: benchMesh,
   /** Upstream HTTP client for L7 (issue #12): req/s and p99 over TCP and CONNECT streams, and a client-abort leak test. */
   'http-clients': benchHttpClients,
+  /** HTTP/1.1 keep-alive through the mesh (full L7 path on both hosts) vs direct: req/s, latency at 1,000 req/s, daemon CPU and RSS, CPU profile. */
+  'http-mesh': benchHttpMesh,
   /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
   async capture() {
     await withTestNet({ hosts: 1 }, async (net) => {
@@ -57,7 +60,7 @@ const benches: Record<string, () => Promise<void>> = {
   },
 }
 
-const NEEDS_ROOT = new Set(['capture', 'mesh'])
+const NEEDS_ROOT = new Set(['capture', 'mesh', 'http-mesh'])
 const names = process.argv[2] ? [process.argv[2]] : Object.keys(benches)
 for (const name of names) {
   const bench = benches[name]
