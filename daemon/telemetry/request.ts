@@ -217,7 +217,8 @@ export class RequestRecord {
       response_flags: flags,
     }
     this.#metrics.request(labels, durationMs, end.requestBytes, end.responseBytes)
-    this.#write(end, flags, durationMs)
+    // The line's object is not even built when the access log is off (level above info).
+    if (this.#log.isLevelEnabled('info')) this.#write(end, flags, durationMs)
   }
 
   #write(end: RequestEnd, flags: string, durationMs: number): void {

@@ -187,3 +187,14 @@ t.test('without an activity object the record still works', async (t) => {
   telemetry.begin(start()).finish({ status: 200, requestBytes: 1, responseBytes: 1 })
   t.equal(sink.lines().length, 1)
 })
+
+t.test('at warn the access log is off: the request is counted, no line is written', async (t) => {
+  const registry = new Registry()
+  const sink = logSink()
+  const telemetry = new RequestTelemetry(httpMetrics(registry), createLogger('warn', { node: 'n1' }, sink.dest).component('outbound'))
+  for (let i = 0; i < 3; i++) telemetry.begin(start()).finish({ status: 200, requestBytes: 1, responseBytes: 2 })
+  const values = (await registry.getSingleMetric('istio_requests_total')!.get()).values
+  t.equal(values.reduce((n, v) => n + v.value, 0), 3, 'all three counted, in one series')
+  t.equal(values.length, 1)
+  t.same(sink.lines(), [], 'no access-log line')
+})
