@@ -1,12 +1,13 @@
 // Keep-alive upstream connections for requests, pooled per key: on the source side one key is
 // (source workload, endpoint), and a connection is one HBONE CONNECT stream to that endpoint;
 // on the destination side the key is the local workload's address, and a connection is TCP.
-// HTTP/1.1 goes through a node:http Agent whose connections come from the caller's connect
+// HTTP/1.1 goes through an undici Pool whose connections come from the caller's connect
 // function; HTTP/2 through one h2c session per key. A request usually costs no new stream.
 import http, { type Agent, type AgentOptions } from 'node:http'
 import http2, { type ClientHttp2Session } from 'node:http2'
 import { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { Pool, type Dispatcher } from 'undici'
 import { withoutEmptyWrites } from './empty-writes.ts'
 
 export type Connect = () => Promise<Duplex>
@@ -64,13 +65,20 @@ export function oneShotAgent(connect: Connect): Agent {
   return new ConnectAgent(connect, { keepAlive: false })
 }
 
+/** The Pool's connector: undici's types promise a net.Socket; it uses only the Duplex API of what it gets. */
+function connector(connect: Connect): (opts: unknown, done: (...r: [null, Socket] | [Error, null]) => void) => void {
+  return (_opts, done) => {
+    connect().then((s) => done(null, withoutEmptyWrites(noDelay(s)) as Socket), (err: Error) => done(err, null))
+  }
+}
+
 interface H2Entry {
   session?: ClientHttp2Session
   opening?: Promise<ClientHttp2Session>
 }
 
 export class UpstreamPool {
-  readonly #agents = new Map<string, Agent>()
+  readonly #pools = new Map<string, Pool>()
   readonly #h2 = new Map<string, H2Entry>()
   readonly #sweep: NodeJS.Timeout
 
@@ -78,11 +86,11 @@ export class UpstreamPool {
     this.#sweep = setInterval(() => this.#prune(), SWEEP_MS).unref()
   }
 
-  /** The HTTP/1.1 agent for `key`; `connect` makes its connections. */
-  agent(key: string, connect: Connect): Agent {
-    let a = this.#agents.get(key)
-    if (!a) this.#agents.set(key, (a = new ConnectAgent(connect, { keepAlive: true, scheduling: 'lifo', timeout: IDLE_MS })))
-    return a
+  /** The HTTP/1.1 pool for `key` (`address` is its origin, `ip:port`); `connect` makes its connections. */
+  dispatcher(key: string, address: string, connect: Connect): Dispatcher {
+    let p = this.#pools.get(key)
+    if (!p) this.#pools.set(key, (p = new Pool(`http://${address}`, { connect: connector(connect), keepAliveTimeout: IDLE_MS, keepAliveMaxTimeout: IDLE_MS, keepAliveTimeoutThreshold: 1000 })))
+    return p
   }
 
   /** A live h2c session for `key`, opened over `connect` when there is none. */
@@ -108,30 +116,31 @@ export class UpstreamPool {
   /** Idle connections close; in-flight requests finish. */
   close(): void {
     clearInterval(this.#sweep)
-    for (const a of this.#agents.values()) a.destroy()
+    for (const p of this.#pools.values()) void p.close().catch(() => undefined)
     for (const e of this.#h2.values()) e.session?.close()
   }
 
   destroy(): void {
     clearInterval(this.#sweep)
-    for (const a of this.#agents.values()) a.destroy()
+    for (const p of this.#pools.values()) void p.destroy().catch(() => undefined)
     for (const e of this.#h2.values()) e.session?.destroy()
-    this.#agents.clear()
+    this.#pools.clear()
     this.#h2.clear()
   }
 
   /** For /stats and tests: pools, and connections open in them. */
-  get size(): { agents: number; sessions: number } {
+  get size(): { pools: number; sessions: number } {
     let sessions = 0
     for (const e of this.#h2.values()) if (e.session) sessions++
-    return { agents: this.#agents.size, sessions }
+    return { pools: this.#pools.size, sessions }
   }
 
   #prune(): void {
-    for (const [k, a] of this.#agents) {
-      if (Object.keys(a.sockets).length === 0 && Object.keys(a.freeSockets).length === 0 && Object.keys(a.requests).length === 0) {
-        a.destroy()
-        this.#agents.delete(k)
+    for (const [k, p] of this.#pools) {
+      const st = p.stats
+      if (st.connected === 0 && st.pending === 0 && st.running === 0) {
+        void p.destroy().catch(() => undefined)
+        this.#pools.delete(k)
       }
     }
     for (const [k, e] of this.#h2) if (!e.session && !e.opening) this.#h2.delete(k)

@@ -6,7 +6,7 @@
 import { causeChain } from '../../../base/errors.ts'
 import type { Exchange } from '../exchange.ts'
 import { reply } from '../exchange.ts'
-import { relay, sendH1, sendH2, upgradeH1, type UpstreamResponse } from '../forward.ts'
+import { relay, sendH1, sendH1Asterisk, sendH2, upgradeH1, type UpstreamResponse } from '../forward.ts'
 import { oneShotAgent, type Connect, type UpstreamPool } from '../pool.ts'
 import type { Stage } from '../../../base/stage.ts'
 
@@ -30,7 +30,7 @@ export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => Upst
       const d = x.down
       if (d.version === 'upgrade') return await upgradeH1(x, oneShotAgent(u.connect))
       up = d.version === '1.1'
-        ? await sendH1(x, pool.agent(u.key, u.connect))
+        ? await (x.path === '*' ? sendH1Asterisk(x, oneShotAgent(u.connect)) : sendH1(x, pool.dispatcher(u.key, u.address, u.connect)))
         : await sendH2(x, await pool.session(u.key, u.address, u.connect))
     } catch (err) {
       u.observe?.({ latencyMs: performance.now() - t0, ok: false })
