@@ -151,7 +151,7 @@ export class HttpFront<C> {
 }
 
 /** A Duplex over `socket` whose first bytes are `head` (already read from it). */
-function replay(socket: Socket, head: Buffer): Duplex {
+export function replay(socket: Socket, head: Buffer): Duplex {
   const d = new Duplex({
     read() { socket.resume() },
     write(chunk: Buffer, _enc, cb) { socket.write(chunk, cb) },

@@ -2,11 +2,12 @@
 // compiled by the real pipeline, real telemetry into a log sink and a prom-client registry, a
 // local origin that speaks HTTP/1.1 and h2c on one port and records what reached it, TCP
 // listeners that hand each connection to a request path, and small real clients.
+import { replay } from '../../daemon/l7/detect.ts'
 import { createHash } from 'node:crypto'
 import http, { type Agent, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import http2, { type ClientHttp2Session, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { Duplex } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import pino from 'pino'
 import { Registry, type Counter } from 'prom-client'
 import type { Test } from 'tap'
@@ -239,17 +240,8 @@ export async function origin(t: Test, name: string): Promise<Origin> {
       socket.pause()
       if (first.toString('latin1', 0, 3) === 'PRI') {
         // http2's server reads a TCP socket's handle directly, past unshift(): replay the preface.
-        const io = new Duplex({
-          read() { socket.resume() },
-          write(c: Buffer, _e, cb) { socket.write(c, cb) },
-          final(cb) { socket.end(); cb() },
-          destroy(err, cb) { socket.destroy(err ?? undefined); cb(err) },
-        })
+        const io = replay(socket, first)
         tcpOf.set(io, socket)
-        io.push(first)
-        socket.on('data', (c: Buffer) => { if (!io.push(c)) socket.pause() })
-        socket.once('end', () => io.push(null))
-        socket.once('close', () => io.destroy())
         h2.emit('connection', io)
         return
       }
