@@ -56,6 +56,10 @@ export interface Exchange<C> {
   readonly tried: Set<Endpoint>
   /** The client went away: nothing more is sent. */
   aborted: boolean
+  /** The route's timeout fired (timeouts.ts): the client has its 504, or its reset. */
+  timedOut: boolean
+  /** Cancels the upstream request in flight (its stream reset, so the server sees it); set by forward.ts. */
+  cancelUpstream?: () => void
   /** The status sent to the client (0 until then), and the gRPC status when there was one. */
   status: number
   grpcStatus?: number

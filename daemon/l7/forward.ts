@@ -97,13 +97,14 @@ export function sendH1<C>(x: Exchange<C>, dispatcher: Dispatcher): Promise<Upstr
     body.on('error', () => undefined)
     const cancel = (): void => {
       cancelled = true
-      controller?.abort(new Error('the client went away'))
+      controller?.abort(new Error('the request was cancelled'))
     }
+    x.cancelUpstream = cancel
     watchClient(x, cancel)
     dispatcher.dispatch({ method: x.method as Dispatcher.HttpMethod, path: target(x), headers: headers as Record<string, string | string[]>, body: hasBody ? d.req : null }, {
       onRequestStart(c) {
         controller = c
-        if (cancelled) c.abort(new Error('the client went away'))
+        if (cancelled) c.abort(new Error('the request was cancelled'))
       },
       onResponseStart(_c, status, h) {
         // 1xx other than 101 are not passed on: the client is answered once.
@@ -134,7 +135,8 @@ export function sendH1Asterisk<C>(x: Exchange<C>, agent: Agent): Promise<Upstrea
   if (d.version !== '1.1') throw new TypeError('sendH1Asterisk needs an HTTP/1.1 exchange')
   return new Promise((resolve, reject) => {
     const req = http.request({ agent, method: x.method, path: target(x), headers: { host: x.authority, ...x.headers }, setHost: false })
-    watchClient(x, () => req.destroy())
+    x.cancelUpstream = () => req.destroy()
+    watchClient(x, x.cancelUpstream)
     req.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
     req.once('response', (res: IncomingMessage) => resolve({
       status: res.statusCode ?? 502, headers: res.headers, body: res,
@@ -157,7 +159,8 @@ export function sendH2<C>(x: Exchange<C>, session: ClientHttp2Session): Promise<
     }
     let requestTrailers: IncomingHttpHeaders | undefined
     let responseTrailers: IncomingHttpHeaders | undefined
-    watchClient(x, () => s.close(http2.constants.NGHTTP2_CANCEL))
+    x.cancelUpstream = () => s.close(http2.constants.NGHTTP2_CANCEL)
+    watchClient(x, x.cancelUpstream)
     d.stream.on('trailers', (t: IncomingHttpHeaders) => { requestTrailers = t })
     s.on('wantTrailers', () => s.sendTrailers(requestTrailers ? responseHeaders(requestTrailers) : {}))
     s.on('trailers', (t: IncomingHttpHeaders) => { responseTrailers = t })
@@ -240,6 +243,7 @@ export function upgradeH1<C>(x: Exchange<C>, agent: Agent): Promise<void> {
   if (upgrade !== undefined) headers.upgrade = upgrade
   return new Promise((resolve, reject) => {
     const req = http.request({ agent, method: x.method, path: target(x), headers, setHost: false })
+    x.cancelUpstream = () => req.destroy()
     const gone = (): void => { x.aborted = true; req.destroy() }
     d.socket.once('close', gone)
     req.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))

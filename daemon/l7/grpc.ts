@@ -34,3 +34,12 @@ export function grpcMessage(text: string): string {
   }
   return out
 }
+
+const GRPC_TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 }
+
+/** A `grpc-timeout` header (gRPC over HTTP/2: up to 8 digits and a unit), in ms; undefined when absent or malformed. */
+export function grpcTimeoutMs(value: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value
+  const m = v === undefined ? null : /^(\d{1,8})([HMSmun])$/.exec(v)
+  return m ? Number(m[1]) * GRPC_TIMEOUT_UNIT_MS[m[2]!]! : undefined
+}

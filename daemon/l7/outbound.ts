@@ -1,10 +1,11 @@
 // The source host's request path, for connections a local workload opened to an http, http2
 // or grpc service port. Per connection: detect (detect.ts). Per request, in this order:
 //   route (HTTPRoute match; none: 404 NR) → filters (redirect, header modifiers, URL rewrite)
-//   → split (weighted backendRefs) → endpoint (load balancer; none: 503 UH)
+//   → fault (delay DI, abort FI) → timeouts (504 UT) → split (weighted backendRefs)
+//   → endpoint (load balancer; none: 503 UH)
 //   → upstream (pooled HBONE stream to that endpoint, per source workload and endpoint).
-// The next issue's stages (fault, mirror, timeouts, retry, circuit breaker) go between
-// filters and endpoint, in DESIGN.md's order.
+// #13's other stages go in DESIGN.md's order: mirror after fault, retry after timeouts,
+// the circuit breaker after split.
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../../base/logger.ts'
 import type { Endpoint, Protocol, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
@@ -20,9 +21,11 @@ import { UpstreamPool } from './pool.ts'
 import { RequestPath } from './request-path.ts'
 import { pipeline } from '../../base/stage.ts'
 import { endpoint } from './stages/endpoint.ts'
+import { fault } from './stages/fault.ts'
 import { filters } from './stages/filters.ts'
 import { route } from './stages/route.ts'
 import { split } from './stages/split.ts'
+import { timeouts } from './stages/timeouts.ts'
 import { upstream } from './stages/upstream.ts'
 
 /** Opens a connection to an endpoint as the source workload: an HBONE stream, or TCP outside the mesh. */
@@ -51,6 +54,8 @@ export class OutboundHttp {
       run: pipeline<Exchange<OutboundConn>>([
         route,
         filters,
+        fault,
+        timeouts,
         split,
         endpoint(deps.balancer),
         upstream(pool, (x) => {

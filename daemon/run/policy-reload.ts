@@ -67,9 +67,7 @@ export function notEnforced(s: Snapshot): string[] {
     if (sp.route?.kind !== 'http') continue
     for (const r of sp.route.rules) {
       const at = `${r.route}#${r.rule}`
-      if (r.timeouts.requestMs !== undefined || r.timeouts.backendRequestMs !== undefined) out.add(`${at}.timeouts`)
       if (r.retry) out.add(`${at}.retry`)
-      if (r.fault) out.add(`${at}.Fault`)
       if (r.mirror) out.add(`${at}.RequestMirror`)
     }
   }

@@ -29,11 +29,18 @@ export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => Upst
     try {
       const d = x.down
       if (d.version === 'upgrade') return await upgradeH1(x, oneShotAgent(u.connect))
-      up = d.version === '1.1'
-        ? await (x.path === '*' ? sendH1Asterisk(x, oneShotAgent(u.connect)) : sendH1(x, pool.dispatcher(u.key, u.address, u.connect)))
-        : await sendH2(x, await pool.session(u.key, u.address, u.connect))
+      if (d.version === '1.1') {
+        up = await (x.path === '*' ? sendH1Asterisk(x, oneShotAgent(u.connect)) : sendH1(x, pool.dispatcher(u.key, u.address, u.connect)))
+      } else {
+        const session = await pool.session(u.key, u.address, u.connect)
+        // The route's timeout may have answered while the session was being opened.
+        if (x.timedOut || x.aborted) return
+        up = await sendH2(x, session)
+      }
     } catch (err) {
       u.observe?.({ latencyMs: performance.now() - t0, ok: false })
+      // timeouts.ts answered (504) and cancelled this try: nothing more to say.
+      if (x.timedOut) return
       if (x.aborted) {
         if (!x.flags.includes('DC')) x.flags.push('DC')
         return
