@@ -14,7 +14,7 @@ import { DestinationSpecSchema } from './schema/destination-policy.ts'
 import type { Kind } from './schema/documents.ts'
 import type {
   CompiledAuthzPolicy, CompiledAuthzRule, CompiledHTTPRule, CompiledMatch, DestinationSettings, Endpoint, HeaderModifier, HTTPPathModifier,
-  NodeInfo, PortRoute, Protocol, ServiceInfo, ServicePortInfo, Snapshot, SnapshotFile, WeightedBackends, WorkloadAuthz, WorkloadInfo,
+  NodeInfo, PortRoute, Protocol, RateBucket, WorkloadRateLimit, ServiceInfo, ServicePortInfo, Snapshot, SnapshotFile, WeightedBackends, WorkloadAuthz, WorkloadInfo,
 } from './snapshot.ts'
 
 export interface CompileOptions {
@@ -97,6 +97,7 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
   }
   attachRoutes(index, servicePorts)
   const workloadPortProtocol = portProtocols(servicePorts.values(), workloads)
+  const workloadRateLimits = rateLimits(servicePorts.values(), services, workloads)
 
   const authorization = new Map<string, WorkloadAuthz>()
   const policies = [...index.authorizationPolicies.values()].sort((a, b) => (a.key < b.key ? -1 : 1)).map((d) => ({ d, compiled: memo(authzMemo, d, () => compileAuthz(d.key, d)) }))
@@ -124,7 +125,7 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
     ...(opts.localNode !== undefined ? { localNode: opts.localNode } : {}),
     files: opts.files,
     counts,
-    nodes, workloads, services, servicePorts, byDestination, workloadByAddress, workloadPortProtocol,
+    nodes, workloads, services, servicePorts, byDestination, workloadByAddress, workloadPortProtocol, workloadRateLimits,
     localWorkloads,
     outboundByPort: new Map(localWorkloads.map((l) => [l.outboundPort, l.workload])),
     authorization,
@@ -148,6 +149,29 @@ function portProtocols(ports: Iterable<ServicePortInfo>, workloads: ReadonlyMap<
         const k = addressKey(a, ep.port)
         const had = out.get(k)
         if (had === undefined || rank[sp.protocol] > rank[had]) out.set(k, sp.protocol)
+      }
+    }
+  }
+  return out
+}
+
+/**
+ * The rate limits a destination host enforces, by workload address and port: those of the
+ * DestinationPolicies of the Services that select it. Two Services that limit the same
+ * workload port: the first by service key applies.
+ */
+function rateLimits(ports: Iterable<ServicePortInfo>, services: ReadonlyMap<string, ServiceInfo>, workloads: ReadonlyMap<string, WorkloadInfo>): Map<string, WorkloadRateLimit> {
+  const out = new Map<string, WorkloadRateLimit>()
+  for (const sp of [...ports].sort((a, b) => (a.key < b.key ? -1 : 1))) {
+    const svc = services.get(sp.service)
+    const limit = svc?.destination.rateLimit
+    if (!svc || !limit) continue
+    for (const ep of sp.endpoints) {
+      const w = ep.workload ? workloads.get(ep.workload) : undefined
+      if (!w) continue
+      for (const a of w.addresses) {
+        const k = addressKey(a, ep.port)
+        if (!out.has(k)) out.set(k, { policy: svc.destination.source, service: `${svc.name}.${svc.namespace}`, limit })
       }
     }
   }
@@ -224,8 +248,12 @@ function settings(source: string, spec: LoadedDoc<'DestinationPolicy'>['doc']['s
     connectionPool: { maxConnections: cp.maxConnections, maxPendingRequests: cp.maxPendingRequests, maxRequests: cp.maxRequests, connectTimeoutMs: cp.connectTimeout },
     outlierDetection: { consecutive5xxErrors: od.consecutive5xxErrors, consecutiveGatewayErrors: od.consecutiveGatewayErrors, intervalMs: od.interval, baseEjectionTimeMs: od.baseEjectionTime, maxEjectionPercent: od.maxEjectionPercent },
     retryBudget: { percent: rb.percent, minRetriesPerSecond: rb.minRetriesPerSecond, ttlMs: rb.ttl },
-    ...(rl ? { rateLimit: { maxTokens: rl.maxTokens, tokensPerFill: rl.tokensPerFill, fillIntervalMs: rl.fillInterval } } : {}),
+    ...(rl ? { rateLimit: { ...bucketOf(rl), ...(rl.identity ? { identity: bucketOf(rl.identity) } : {}) } } : {}),
   }
+}
+
+function bucketOf(b: { maxTokens: number; tokensPerFill: number; fillInterval: number }): RateBucket {
+  return { maxTokens: b.maxTokens, tokensPerFill: b.tokensPerFill, fillIntervalMs: b.fillInterval }
 }
 
 function weighted(index: PolicyIndex, ns: string, refs: readonly { name: string; namespace?: string | undefined; port: number; weight: number }[]): WeightedBackends {

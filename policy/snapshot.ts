@@ -47,7 +47,23 @@ export interface DestinationSettings {
   readonly connectionPool: { readonly maxConnections: number; readonly maxPendingRequests: number; readonly maxRequests: number; readonly connectTimeoutMs: number }
   readonly outlierDetection: { readonly consecutive5xxErrors: number; readonly consecutiveGatewayErrors: number; readonly intervalMs: number; readonly baseEjectionTimeMs: number; readonly maxEjectionPercent: number }
   readonly retryBudget: { readonly percent: number; readonly minRetriesPerSecond: number; readonly ttlMs: number }
-  readonly rateLimit?: { readonly maxTokens: number; readonly tokensPerFill: number; readonly fillIntervalMs: number }
+  readonly rateLimit?: RateBucket & { readonly identity?: RateBucket }
+}
+
+/** Envoy's token bucket: `maxTokens` at most, `tokensPerFill` added every `fillIntervalMs`. */
+export interface RateBucket {
+  readonly maxTokens: number
+  readonly tokensPerFill: number
+  readonly fillIntervalMs: number
+}
+
+/** A rate limit the destination host enforces on one workload port. */
+export interface WorkloadRateLimit {
+  /** The DestinationPolicy that set it. */
+  readonly policy: string
+  /** `<name>.<namespace>` of the Service it came with. */
+  readonly service: string
+  readonly limit: RateBucket & { readonly identity?: RateBucket }
 }
 
 /** Weighted choice, precomputed: pick r in [0, total) and take the first cumulative > r. */
@@ -204,6 +220,8 @@ export interface Snapshot {
   readonly workloadByAddress: ReadonlyMap<string, WorkloadInfo>
   /** addressKey(workload ip, port) → how the destination reads it; absent: tcp. */
   readonly workloadPortProtocol: ReadonlyMap<string, Protocol>
+  /** addressKey(workload ip, port) → the local rate limit its requests meet on their host. */
+  readonly workloadRateLimits: ReadonlyMap<string, WorkloadRateLimit>
   /** This node's workloads and their outbound capture ports, in port order. */
   readonly localWorkloads: readonly { readonly workload: WorkloadInfo; readonly outboundPort: number }[]
   readonly outboundByPort: ReadonlyMap<number, WorkloadInfo>

@@ -12,6 +12,7 @@ export function isGrpc(contentType: string | string[] | undefined): boolean {
 /** The gRPC status for an HTTP status hostmesh answers with. */
 export function grpcStatusOf(httpStatus: number, flag?: string): number {
   if (flag === 'UT') return GRPC.DEADLINE_EXCEEDED
+  if (flag === 'RL') return GRPC.RESOURCE_EXHAUSTED
   switch (httpStatus) {
     case 400: return GRPC.INTERNAL
     case 401: return GRPC.UNAUTHENTICATED

@@ -2,9 +2,9 @@
 // grpc port: an HBONE CONNECT stream on :15008 (the peer verified), or PERMISSIVE plaintext
 // on :15006 (no peer). Per connection: detect (detect.ts). Per request, in this order:
 //   authorize (L7 AuthorizationPolicy; deny: 403 UAEX, the connection stays usable)
+//   → rate-limit (DestinationPolicy rateLimit, per workload port and per caller; 429 RL)
 //   → client-cert (x-forwarded-client-cert: the client's copy removed, the verified peer set)
 //   → upstream (the local workload over a keep-alive pool).
-// The next issue's local rate limit (429 RL) goes between authorize and client-cert.
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../../base/logger.ts'
 import type { Protocol, Snapshot } from '../../policy/snapshot.ts'
@@ -21,6 +21,8 @@ import { UpstreamPool } from './pool.ts'
 import { pipeline } from '../../base/stage.ts'
 import { authorize } from './stages/authorize.ts'
 import { clientCert } from './stages/client-cert.ts'
+import { rateLimit } from './stages/rate-limit.ts'
+import type { RateLimiter } from './rate-limiter.ts'
 import { upstream } from './stages/upstream.ts'
 
 /**
@@ -37,6 +39,8 @@ export type WorkloadConnect = (address: string, port: number) => Promise<Duplex>
 export interface InboundHttpDeps {
   readonly snapshot: () => Snapshot | undefined
   readonly connect: WorkloadConnect
+  /** DestinationPolicy rateLimit, over the host's buckets. */
+  readonly limiter: RateLimiter
   readonly telemetry: RequestTelemetry
   readonly connections: ConnectionTelemetry
   readonly limits: L7Limits
@@ -57,6 +61,7 @@ export class InboundHttp {
     this.#deps = deps
     this.#run = pipeline<Exchange<InboundConn>>([
       authorize,
+      rateLimit(deps.limiter),
       clientCert,
       upstream(this.#pool, (x) => {
         const { address, port } = x.conn

@@ -32,6 +32,12 @@ export class TokenBucket {
     this.#tokens = Math.max(-this.#burst, Math.min(this.#tokens, 0) - n)
   }
 
+  /** How long until `n` tokens are there (0 when they are now). */
+  waitMs(n = 1): number {
+    this.#refill()
+    return this.#tokens >= n ? 0 : (n - this.#tokens) / this.#perMs
+  }
+
   /** Full again: nothing to remember about this key. */
   get full(): boolean {
     this.#refill()

@@ -24,6 +24,8 @@ import { httpMetrics } from '../metrics/istio-http.ts'
 import { InboundHttp } from '../l7/inbound.ts'
 import type { L7Limits } from '../l7/limits.ts'
 import { OutboundHttp } from '../l7/outbound.ts'
+import { LocalHostState } from '../l7/host-state.ts'
+import { RateLimiter } from '../l7/rate-limiter.ts'
 import { dialTcp } from '../net/dial.ts'
 import { connectEndpoint } from '../net/connect-endpoint.ts'
 import type { Activity } from './memory.ts'
@@ -79,7 +81,10 @@ export class DataPlane {
       ...l7, balancer: this.#balancer, log: log.child({ listener: 'outbound', l7: true }),
       connect: (source, ep, service, timeoutMs) => connectEndpoint(pool, source, ep, service, timeoutMs, snapshot()?.workloads.get(ep.workload ?? '')),
     })
-    this.#inboundHttp = new InboundHttp({ ...l7, log: log.child({ listener: 'inbound', l7: true }), connect: (address, port) => dialTcp(address, port, 5000) })
+    this.#inboundHttp = new InboundHttp({
+      ...l7, log: log.child({ listener: 'inbound', l7: true }), connect: (address, port) => dialTcp(address, port, 5000),
+      limiter: new RateLimiter(new LocalHostState(), metrics.registry),
+    })
     this.#hbone = new HboneServer({
       host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot,
       log: log.child({ listener: 'hbone' }), telemetry: this.#telemetry, registry: metrics.registry, limits, http: this.#inboundHttp,

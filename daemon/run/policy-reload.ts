@@ -71,10 +71,5 @@ export function notEnforced(s: Snapshot): string[] {
       if (r.mirror) out.add(`${at}.RequestMirror`)
     }
   }
-  for (const svc of s.services.values()) {
-    const d = svc.destination
-    if (d.source === 'default') continue
-    if (d.rateLimit) out.add(`${d.source}.rateLimit`)
-  }
   return [...out].sort()
 }

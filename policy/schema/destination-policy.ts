@@ -17,6 +17,12 @@ export const DEFAULT_DESTINATION = {
 
 const count = z.number().int().min(0).max(1_000_000)
 
+const bucket = z.strictObject({
+  maxTokens: z.number().int().min(1).max(1_000_000),
+  tokensPerFill: z.number().int().min(1).max(1_000_000).default(1),
+  fillInterval: duration,
+})
+
 export const DestinationSpecSchema = z.strictObject({
   targetRefs: z.array(z.strictObject({ group: z.literal('').optional(), kind: z.literal('Service').default('Service'), name: dnsLabel })).min(1).max(16),
   loadBalancer: z.strictObject({
@@ -40,12 +46,10 @@ export const DestinationSpecSchema = z.strictObject({
     minRetriesPerSecond: count.default(DEFAULT_DESTINATION.retryBudget.minRetriesPerSecond),
     ttl: duration.prefault(DEFAULT_DESTINATION.retryBudget.ttl),
   }).prefault({}),
-  // Envoy local rate limit: a token bucket per endpoint of this host. Off unless set.
-  rateLimit: z.strictObject({
-    maxTokens: z.number().int().min(1).max(1_000_000),
-    tokensPerFill: z.number().int().min(1).max(1_000_000).default(1),
-    fillInterval: duration,
-  }).optional(),
+  // Envoy local rate limit: a token bucket per endpoint on its own host. Off unless set.
+  // `identity`: also one bucket per calling identity (Linkerd's HTTPLocalRateLimitPolicy), so
+  // one noisy caller cannot take the whole budget.
+  rateLimit: bucket.extend({ identity: bucket.optional() }).optional(),
 })
 
 export const DestinationPolicySchema = documentSchema('DestinationPolicy', namespacedMetadata, DestinationSpecSchema)

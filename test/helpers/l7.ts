@@ -4,7 +4,9 @@ import { connect } from 'node:net'
 import type { Logger } from '../../base/logger.ts'
 import type { Registry } from 'prom-client'
 import type { Snapshot } from '../../policy/snapshot.ts'
+import { LocalHostState } from '../../daemon/l7/host-state.ts'
 import { InboundHttp } from '../../daemon/l7/inbound.ts'
+import { RateLimiter } from '../../daemon/l7/rate-limiter.ts'
 import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
 import { httpMetrics } from '../../daemon/metrics/istio-http.ts'
 import type { ConnectionTelemetry } from '../../daemon/telemetry/connection.ts'
@@ -12,7 +14,7 @@ import { RequestTelemetry } from '../../daemon/telemetry/request.ts'
 
 export function inboundHttp(snapshot: () => Snapshot | undefined, log: Logger, registry: Registry, connections: ConnectionTelemetry): InboundHttp {
   return new InboundHttp({
-    snapshot, log, connections, limits: DEFAULT_L7_LIMITS, traceparent: true,
+    snapshot, log, connections, limits: DEFAULT_L7_LIMITS, traceparent: true, limiter: new RateLimiter(new LocalHostState(), registry),
     telemetry: new RequestTelemetry(httpMetrics(registry), log),
     connect: (address, port) => new Promise((resolve, reject) => {
       const s = connect({ host: address, port }, () => resolve(s))

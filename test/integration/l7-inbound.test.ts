@@ -11,7 +11,9 @@ import http2 from 'node:http2'
 import { connect as tcpConnect } from 'node:net'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
+import { LocalHostState } from '../../daemon/l7/host-state.ts'
 import { InboundHttp } from '../../daemon/l7/inbound.ts'
+import { RateLimiter } from '../../daemon/l7/rate-limiter.ts'
 import type { InboundConn } from '../../daemon/l7/inbound-conn.ts'
 import { DEFAULT_L7_LIMITS, type L7Limits } from '../../daemon/l7/limits.ts'
 import type { Protocol } from '../../policy/snapshot.ts'
@@ -54,7 +56,7 @@ async function rig(t: Test, limits: L7Limits = DEFAULT_L7_LIMITS): Promise<Rig> 
   const tel = telemetry()
   const inbound = new InboundHttp({
     snapshot: () => snapshot, log: tel.log, telemetry: tel.requests, connections: tel.connections,
-    limits, traceparent: true,
+    limits, traceparent: true, limiter: new RateLimiter(new LocalHostState(), tel.registry),
     connect: (address, port) => new Promise((resolve, reject) => {
       const s = tcpConnect({ host: address, port }, () => resolve(s))
       s.once('error', reject)

@@ -1,0 +1,56 @@
+// State whose limits must hold for the host as a whole, not per worker (DESIGN.md "L7"): rate
+// limit buckets today; circuit-breaker counts, retry budgets and L7 ejections as #13 adds them.
+// The request path reaches it only through this interface. One process holds it now
+// (LocalHostState); with a worker per core (#14) an implementation backed by the primary or by
+// shared memory takes its place, and the stages do not change.
+import type { RateBucket } from '../../policy/snapshot.ts'
+import { TokenBucket } from '../limits/token-bucket.ts'
+
+export interface HostBucket {
+  /** Takes a token; false when there is none. */
+  take(): boolean
+  /** Whole seconds until a token is there (for `retry-after`), at least 1. */
+  retryAfterSeconds(): number
+}
+
+export interface HostState {
+  /** The bucket for `key`, created full with `spec` the first time (a changed spec is a new key). */
+  bucket(key: string, spec: RateBucket): HostBucket
+}
+
+/** Buckets that are full again hold nothing worth keeping: swept when there are many. */
+const SWEEP_AT = 10_000
+
+export class LocalHostState implements HostState {
+  readonly #buckets = new Map<string, TokenBucket>()
+  readonly #now: () => number
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now
+  }
+
+  bucket(key: string, spec: RateBucket): HostBucket {
+    let b = this.#buckets.get(key)
+    if (!b) {
+      if (this.#buckets.size >= SWEEP_AT) this.#sweep()
+      // Envoy adds tokensPerFill every fillInterval; the continuous refill is the same rate
+      // without the steps.
+      b = new TokenBucket(spec.tokensPerFill * 1000 / spec.fillIntervalMs, spec.maxTokens, this.#now)
+      this.#buckets.set(key, b)
+    }
+    const bucket = b
+    return {
+      take: () => bucket.take(),
+      retryAfterSeconds: () => Math.max(1, Math.ceil(bucket.waitMs() / 1000)),
+    }
+  }
+
+  /** Buckets held now (for tests and /stats). */
+  get size(): number {
+    return this.#buckets.size
+  }
+
+  #sweep(): void {
+    for (const [k, b] of this.#buckets) if (b.full) this.#buckets.delete(k)
+  }
+}
