@@ -2,10 +2,10 @@
 // or grpc service port. Per connection: detect (detect.ts). Per request, in this order:
 //   route (HTTPRoute match; none: 404 NR) → filters (redirect, header modifiers, URL rewrite)
 //   → fault (delay DI, abort FI) → timeouts (504 UT) → split (weighted backendRefs)
+//   → breaker (maxRequests per destination service; over: 503 UO)
 //   → endpoint (load balancer; none: 503 UH)
 //   → upstream (pooled HBONE stream to that endpoint, per source workload and endpoint).
-// #13's other stages go in DESIGN.md's order: mirror after fault, retry after timeouts,
-// the circuit breaker after split.
+// #13's other stages go in DESIGN.md's order: mirror after fault, retry after timeouts.
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../../base/logger.ts'
 import type { Endpoint, Protocol, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
@@ -20,7 +20,9 @@ import type { OutboundConn } from './outbound-conn.ts'
 import { UpstreamPool } from './pool.ts'
 import { RequestPath } from './request-path.ts'
 import { pipeline } from '../../base/stage.ts'
+import { breaker } from './stages/breaker.ts'
 import { endpoint } from './stages/endpoint.ts'
+import type { CircuitBreakers } from '../limits/circuit-breaker.ts'
 import { fault } from './stages/fault.ts'
 import { filters } from './stages/filters.ts'
 import { route } from './stages/route.ts'
@@ -34,6 +36,8 @@ export type EndpointConnect = (source: WorkloadInfo, ep: Endpoint, service: stri
 export interface OutboundHttpDeps {
   readonly snapshot: () => Snapshot | undefined
   readonly balancer: Balancer
+  /** Per destination service on this host (DestinationPolicy connectionPool). */
+  readonly breakers: CircuitBreakers
   readonly connect: EndpointConnect
   readonly telemetry: RequestTelemetry
   readonly connections: ConnectionTelemetry
@@ -57,6 +61,7 @@ export class OutboundHttp {
         fault,
         timeouts,
         split,
+        breaker(deps.breakers),
         endpoint(deps.balancer),
         upstream(pool, (x) => {
           const ep = x.endpoint!

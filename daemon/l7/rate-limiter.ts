@@ -5,7 +5,7 @@
 import { Counter, type Registry } from 'prom-client'
 import { addressKey } from '../../policy/ip.ts'
 import type { RateBucket, Snapshot } from '../../policy/snapshot.ts'
-import type { HostState } from './host-state.ts'
+import type { HostState } from '../limits/host-state.ts'
 import type { InboundConn } from './inbound-conn.ts'
 
 export type RateVerdict =

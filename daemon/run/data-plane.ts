@@ -24,8 +24,9 @@ import { httpMetrics } from '../metrics/istio-http.ts'
 import { InboundHttp } from '../l7/inbound.ts'
 import type { L7Limits } from '../l7/limits.ts'
 import { OutboundHttp } from '../l7/outbound.ts'
-import { LocalHostState } from '../l7/host-state.ts'
+import { LocalHostState } from '../limits/host-state.ts'
 import { RateLimiter } from '../l7/rate-limiter.ts'
+import { CircuitBreakers } from '../limits/circuit-breaker.ts'
 import { dialTcp } from '../net/dial.ts'
 import { connectEndpoint } from '../net/connect-endpoint.ts'
 import type { Activity } from './memory.ts'
@@ -74,16 +75,18 @@ export class DataPlane {
     })
     const limits = hboneLimits(config)
     this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, keepaliveOf(limits))
+    // Limits that must hold for the whole host (rate limits, circuit breakers).
+    const hostState = new LocalHostState()
     const requests = new RequestTelemetry(httpMetrics(metrics.registry), log, this.#telemetry.activity)
     const l7 = { limits: l7Limits(config), traceparent: config.http.traceparent, telemetry: requests, connections: this.#telemetry, snapshot }
     const pool = this.#pool
     this.#outboundHttp = new OutboundHttp({
-      ...l7, balancer: this.#balancer, log: log.child({ listener: 'outbound', l7: true }),
+      ...l7, balancer: this.#balancer, breakers: new CircuitBreakers(hostState, metrics.registry), log: log.child({ listener: 'outbound', l7: true }),
       connect: (source, ep, service, timeoutMs) => connectEndpoint(pool, source, ep, service, timeoutMs, snapshot()?.workloads.get(ep.workload ?? '')),
     })
     this.#inboundHttp = new InboundHttp({
       ...l7, log: log.child({ listener: 'inbound', l7: true }), connect: (address, port) => dialTcp(address, port, 5000),
-      limiter: new RateLimiter(new LocalHostState(), metrics.registry),
+      limiter: new RateLimiter(hostState, metrics.registry),
     })
     this.#hbone = new HboneServer({
       host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot,

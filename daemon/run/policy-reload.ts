@@ -7,6 +7,7 @@ import type { Logger } from '../../base/logger.ts'
 import type { Metrics } from '../metrics/registry.ts'
 import { formatProblem } from '../../policy/errors.ts'
 import { PolicyWatcher } from '../../policy/watcher.ts'
+import { DEFAULT_DESTINATION } from '../../policy/schema/destination-policy.ts'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { Readiness } from './readiness.ts'
 
@@ -70,6 +71,13 @@ export function notEnforced(s: Snapshot): string[] {
       if (r.retry) out.add(`${at}.retry`)
       if (r.mirror) out.add(`${at}.RequestMirror`)
     }
+  }
+  // Circuit breaking enforces maxRequests; the other two limits are not yet (their
+  // defaults, Envoy's 1024, are not named).
+  for (const svc of s.services.values()) {
+    const { source, connectionPool: cp } = svc.destination
+    if (cp.maxConnections !== DEFAULT_DESTINATION.connectionPool.maxConnections) out.add(`${source}.connectionPool.maxConnections`)
+    if (cp.maxPendingRequests !== DEFAULT_DESTINATION.connectionPool.maxPendingRequests) out.add(`${source}.connectionPool.maxPendingRequests`)
   }
   return [...out].sort()
 }

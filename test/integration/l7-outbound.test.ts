@@ -11,6 +11,8 @@ import http2 from 'node:http2'
 import { connect as tcpConnect } from 'node:net'
 import t, { type Test } from 'tap'
 import { Balancer } from '../../daemon/balance/balancer.ts'
+import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
+import { LocalHostState } from '../../daemon/limits/host-state.ts'
 import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
 import type { OutboundConn } from '../../daemon/l7/outbound-conn.ts'
 import { OutboundHttp } from '../../daemon/l7/outbound.ts'
@@ -121,7 +123,7 @@ interface Rig {
 async function rig(t: Test, snap: () => Snapshot | undefined = () => snapshot): Promise<Rig> {
   const tel = telemetry()
   const outbound = new OutboundHttp({
-    snapshot: snap, balancer: new Balancer(), log: tel.log, telemetry: tel.requests, connections: tel.connections,
+    snapshot: snap, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
     limits: DEFAULT_L7_LIMITS, traceparent: false,
     // Endpoints outside the mesh: plain TCP, as the daemon's connect does for them.
     connect: (_source, ep) => new Promise((resolve, reject) => {

@@ -5,7 +5,7 @@
 // RESOURCE_EXHAUSTED; the bucket refills at its rate.
 import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
-import { LocalHostState } from '../../daemon/l7/host-state.ts'
+import { LocalHostState } from '../../daemon/limits/host-state.ts'
 import { InboundHttp } from '../../daemon/l7/inbound.ts'
 import type { InboundConn } from '../../daemon/l7/inbound-conn.ts'
 import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'

@@ -1,11 +1,14 @@
 // #13's first stages on the source host's request path, in process (the real OutboundHttp, a
 // snapshot from the real policy pipeline, local origins as explicit endpoints): HTTPRoute
 // `timeouts` (504 UT before the response, a reset after it, the upstream request cancelled,
-// gRPC's grpc-timeout and DEADLINE_EXCEEDED) and the Fault filter (abort FI, delay DI, both
-// per request at their percentage, a delay counting against the request timeout).
+// gRPC's grpc-timeout and DEADLINE_EXCEEDED), the Fault filter (abort FI, delay DI, both
+// per request at their percentage, a delay counting against the request timeout) and the
+// circuit breaker (maxRequests: 503 UO at once, never a queue).
 import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import { Balancer } from '../../daemon/balance/balancer.ts'
+import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
+import { LocalHostState } from '../../daemon/limits/host-state.ts'
 import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
 import { OutboundHttp } from '../../daemon/l7/outbound.ts'
 import { until } from '../helpers/admin.ts'
@@ -18,6 +21,8 @@ const snapshot = compile([
   `${V}kind: Node\nmetadata: {name: node-a}\nspec: {addresses: [127.0.0.1]}\n`,
   `${V}kind: Workload\nmetadata: {name: client, namespace: t}\nspec: {node: node-a, serviceAccount: client, match: {uid: 5002}}\n`,
   svc,
+  `${V}kind: Service\nmetadata: {name: narrow, namespace: t}\nspec: {ports: [{name: http, port: 80, protocol: http}], endpoints: [{address: 127.0.0.1, port: ${a.port}}]}\n`,
+  `${V}kind: DestinationPolicy\nmetadata: {name: narrow, namespace: t}\nspec: {targetRefs: [{name: narrow}], connectionPool: {maxRequests: 3}}\n`,
   `${V}kind: Service\nmetadata: {name: web, namespace: t}\nspec: {addresses: [10.96.0.1], ports: [{name: http, port: 80, protocol: http}], endpoints: [{address: 127.0.0.1, port: ${a.port}}]}\n`,
   `${V}kind: Service\nmetadata: {name: rpc, namespace: t}\nspec: {addresses: [10.96.0.4], ports: [{name: grpc, port: 9000, protocol: grpc}], endpoints: [{address: 127.0.0.1, port: ${a.port}}]}\n`,
   `${V}kind: HTTPRoute
@@ -25,7 +30,7 @@ metadata: {name: web, namespace: t}
 spec:
   parentRefs: [{name: web}]
   rules:
-${rule('request-timeout', '/gate/request', '      timeouts: {request: 300ms}\n')}${rule('backend-timeout', '/gate/backend', '      timeouts: {backendRequest: 200ms}\n')}${rule('no-timeout', '/gate/none', '      timeouts: {request: 0s}\n')}${rule('slow-body', '/slow/body', '      timeouts: {request: 300ms}\n')}${rule('abort', '/fault/abort', '      filters: [{type: Fault, fault: {abort: {httpStatus: 418}}}]\n')}${rule('delay', '/fault/delay', '      filters: [{type: Fault, fault: {delay: {fixedDelay: 200ms}}}]\n')}${rule('delay-timeout', '/gate/delayed', '      filters: [{type: Fault, fault: {delay: {fixedDelay: 2s}}}]\n      timeouts: {request: 250ms}\n')}${rule('ten-percent', '/fault/ten', '      filters: [{type: Fault, fault: {abort: {httpStatus: 503, percent: 10}, delay: {fixedDelay: 1ms, percent: 10}}}]\n')}`,
+${rule('request-timeout', '/gate/request', '      timeouts: {request: 300ms}\n')}${rule('backend-timeout', '/gate/backend', '      timeouts: {backendRequest: 200ms}\n')}${rule('no-timeout', '/gate/none', '      timeouts: {request: 0s}\n')}${rule('slow-body', '/slow/body', '      timeouts: {request: 300ms}\n')}${rule('abort', '/fault/abort', '      filters: [{type: Fault, fault: {abort: {httpStatus: 418}}}]\n')}${rule('delay', '/fault/delay', '      filters: [{type: Fault, fault: {delay: {fixedDelay: 200ms}}}]\n')}${rule('delay-timeout', '/gate/delayed', '      filters: [{type: Fault, fault: {delay: {fixedDelay: 2s}}}]\n      timeouts: {request: 250ms}\n')}    - name: breaker\n      matches: [{path: {type: PathPrefix, value: /gate/breaker}}]\n      backendRefs: [{name: narrow, port: 80}]\n${rule('ten-percent', '/fault/ten', '      filters: [{type: Fault, fault: {abort: {httpStatus: 503, percent: 10}, delay: {fixedDelay: 1ms, percent: 10}}}]\n')}`,
   `${V}kind: HTTPRoute
 metadata: {name: rpc, namespace: t}
 spec:
@@ -36,7 +41,7 @@ ${rule('rpc', '/gate.Svc', '      timeouts: {request: 2s}\n')}${rule('rpc-abort'
 const client = snapshot.workloads.get('t/client')!
 const tel = telemetry()
 const outbound = new OutboundHttp({
-  snapshot: () => snapshot, balancer: new Balancer(), log: tel.log, telemetry: tel.requests, connections: tel.connections,
+  snapshot: () => snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
   limits: DEFAULT_L7_LIMITS, traceparent: false,
   connect: (_source, ep) => new Promise((resolve, reject) => {
     const s = tcpConnect({ host: ep.address, port: ep.port }, () => resolve(s))
@@ -139,4 +144,27 @@ t.test('gRPC: grpc-timeout shortens the route\'s timeout, DEADLINE_EXCEEDED; a f
   const t1 = performance.now()
   t.equal((await long).headers['grpc-status'], '4', 'a longer grpc-timeout does not lengthen the route\'s 2 s')
   t.ok(performance.now() - t1 < 2500)
+})
+
+t.test('circuit breaker: past maxRequests a request gets 503 UO at once; the origin never sees more than the limit', async (t) => {
+  const mark = tel.access().length
+  const pending = Array.from({ length: 10 }, (_, i) => h1(web.port, false, { path: `/gate/breaker/${i}` }))
+  await until(() => a.requests.filter((r) => r.url.startsWith('/gate/breaker/')).length === 3, 'three requests to reach the origin', 3000, 10)
+  const overflowed = await tel.accessSince(mark, 7)
+  t.equal(overflowed.filter((l) => l.status === 503 && l.responseFlags === 'UO').length, 7, 'the other seven were answered at once')
+  t.equal(a.requests.filter((r) => r.url.startsWith('/gate/breaker/')).length, 3, 'the origin saw only the three')
+  const metrics = await tel.registry.metrics()
+  t.match(metrics, /hostmesh_circuit_breaker_open\{destination_service="narrow\.t",resource="requests"\} 1/)
+  t.match(metrics, /hostmesh_circuit_breaker_overflow_total\{destination_service="narrow\.t",resource="requests"\} 7/)
+  a.release()
+  const answers = await Promise.all(pending)
+  t.same(answers.map((r) => r.status).sort(), [200, 200, 200, 503, 503, 503, 503, 503, 503, 503])
+  const refused = answers.find((r) => r.status === 503)!
+  t.equal(refused.headers['x-hostmesh-overloaded'], 'true')
+  t.equal(refused.body, 'upstream overflow\n')
+  t.match(await tel.registry.metrics(), /hostmesh_circuit_breaker_open\{destination_service="narrow\.t",resource="requests"\} 0/, 'closed again once the requests are done')
+  const after = h1(web.port, false, { path: '/gate/breaker/after' })
+  await until(() => seen('/gate/breaker/after').length === 1, 'the next request to reach the origin', 3000, 10)
+  a.release()
+  t.equal((await after).status, 200, 'and the next request goes through')
 })

@@ -10,9 +10,13 @@ import { notEnforced } from '../../../daemon/run/policy-reload.ts'
 
 const EXAMPLES = new URL('../../../policy/examples/', import.meta.url).pathname
 
-t.test('the example policy: the retry is named (timeouts, faults and rate limits are enforced)', async (t) => {
+t.test('the example policy: the retry and two connection-pool limits are named (timeouts, faults, rate limits and maxRequests are enforced)', async (t) => {
   const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.yaml')).sort().map((f, i) => ({ path: join(EXAMPLES, f), text: readFileSync(join(EXAMPLES, f), 'utf8'), sha256: String(i) }))
   const r = buildSnapshot({ dir: EXAMPLES, missing: false, files, hash: hashFiles(files), problems: [] }, { generation: 1, trustDomain: 'cluster.local' })
   if (!r.ok) throw new Error(r.problems.map(formatProblem).join('\n'))
-  t.same(notEnforced(r.snapshot), ['HTTPRoute/shop/fraud#0.retry'])
+  t.same(notEnforced(r.snapshot), [
+    'DestinationPolicy/shop/fraud.connectionPool.maxConnections',
+    'DestinationPolicy/shop/fraud.connectionPool.maxPendingRequests',
+    'HTTPRoute/shop/fraud#0.retry',
+  ])
 })

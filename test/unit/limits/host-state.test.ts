@@ -2,7 +2,7 @@
 // retry-after from the time to the next token, one bucket per key, and full buckets swept
 // once there are many (so callers that come and go leave nothing behind).
 import t from 'tap'
-import { LocalHostState } from '../../../daemon/l7/host-state.ts'
+import { LocalHostState } from '../../../daemon/limits/host-state.ts'
 
 const SPEC = { maxTokens: 2, tokensPerFill: 1, fillIntervalMs: 4000 }
 
@@ -34,4 +34,19 @@ t.test('full buckets are swept when there are many; a bucket in use is kept', as
   t.equal(state.size, 2, 'only the bucket that is not full, and the new one, are left')
   now = 8000
   t.notOk(state.bucket('busy', SPEC).take() && state.bucket('busy', SPEC).take() && state.bucket('busy', SPEC).take(), 'the kept bucket still counts what it gave')
+})
+
+t.test('a count: acquire up to the limit, each release once, zero counts forgotten', async (t) => {
+  const state = new LocalHostState()
+  const c = state.count('svc')
+  const first = c.acquire(2)
+  const second = c.acquire(2)
+  t.ok(first && second)
+  t.equal(c.acquire(2), undefined, 'full at the limit')
+  t.equal(c.value, 2)
+  first!()
+  first!()
+  t.equal(c.value, 1, 'a release counts once')
+  t.ok(state.count('svc').acquire(2), 'the same key is the same count')
+  t.equal(state.count('other').value, 0)
 })

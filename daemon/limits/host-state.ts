@@ -1,10 +1,10 @@
 // State whose limits must hold for the host as a whole, not per worker (DESIGN.md "L7"): rate
-// limit buckets today; circuit-breaker counts, retry budgets and L7 ejections as #13 adds them.
+// limit buckets and circuit-breaker counts today; retry budgets and L7 ejections as #13 adds them.
 // The request path reaches it only through this interface. One process holds it now
 // (LocalHostState); with a worker per core (#14) an implementation backed by the primary or by
 // shared memory takes its place, and the stages do not change.
 import type { RateBucket } from '../../policy/snapshot.ts'
-import { TokenBucket } from '../limits/token-bucket.ts'
+import { TokenBucket } from './token-bucket.ts'
 
 export interface HostBucket {
   /** Takes a token; false when there is none. */
@@ -13,9 +13,18 @@ export interface HostBucket {
   retryAfterSeconds(): number
 }
 
+/** A count of things in use (requests in flight to a service, for a circuit breaker). */
+export interface HostCount {
+  /** Takes one unless `limit` are in use; the release (call it once) or undefined when full. */
+  acquire(limit: number): (() => void) | undefined
+  readonly value: number
+}
+
 export interface HostState {
   /** The bucket for `key`, created full with `spec` the first time (a changed spec is a new key). */
   bucket(key: string, spec: RateBucket): HostBucket
+  /** The count for `key`; zero counts are forgotten. */
+  count(key: string): HostCount
 }
 
 /** Buckets that are full again hold nothing worth keeping: swept when there are many. */
@@ -23,6 +32,7 @@ const SWEEP_AT = 10_000
 
 export class LocalHostState implements HostState {
   readonly #buckets = new Map<string, TokenBucket>()
+  readonly #counts = new Map<string, number>()
   readonly #now: () => number
 
   constructor(now: () => number = Date.now) {
@@ -42,6 +52,26 @@ export class LocalHostState implements HostState {
     return {
       take: () => bucket.take(),
       retryAfterSeconds: () => Math.max(1, Math.ceil(bucket.waitMs() / 1000)),
+    }
+  }
+
+  count(key: string): HostCount {
+    const counts = this.#counts
+    return {
+      get value() { return counts.get(key) ?? 0 },
+      acquire: (limit) => {
+        const n = counts.get(key) ?? 0
+        if (n >= limit) return undefined
+        counts.set(key, n + 1)
+        let released = false
+        return () => {
+          if (released) return
+          released = true
+          const left = (counts.get(key) ?? 1) - 1
+          if (left <= 0) counts.delete(key)
+          else counts.set(key, left)
+        }
+      },
     }
   }
 
