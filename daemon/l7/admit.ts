@@ -5,6 +5,7 @@
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { RequestStart, RequestTelemetry } from '../telemetry/request.ts'
 import { reply, splitTarget, type Down, type Exchange } from './exchange.ts'
+import { watchDownstream } from './forward.ts'
 import { isGrpc } from './grpc.ts'
 import { endToEnd, first, forwarded, requestIds } from './headers.ts'
 import type { L7Limits } from './limits.ts'
@@ -50,6 +51,7 @@ export function admit<C>(conn: C, down: Down, a: Admitted<C>): Exchange<C> | und
     flags: x.status === 0 && !x.flags.includes('DC') ? [...x.flags, 'DC'] : x.flags,
     requestBytes: x.requestBytes, responseBytes: x.responseBytes, ...(x.error ? { error: x.error } : {}),
   }))
+  watchDownstream(x)
   if (down.version === '1.1') down.res.once('close', finish)
   else if (down.version === '2') down.stream.once('close', finish)
   else down.socket.once('close', finish)

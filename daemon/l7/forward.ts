@@ -48,15 +48,14 @@ function target<C>(x: Exchange<C>): string {
   return x.query ? `${x.path}?${x.query}` : x.path
 }
 
-/** Counts the request body as it goes, and cancels `abort` when the client leaves first. */
-function watchClient<C>(x: Exchange<C>, abort: () => void): void {
+/**
+ * Watches the client from the moment its request is admitted (admit.ts): if it leaves before
+ * its response is complete, the exchange is aborted (DC) and the upstream try in flight, if
+ * any, cancelled; a try not yet sent is never sent (upstream.ts checks `aborted`).
+ */
+export function watchDownstream<C>(x: Exchange<C>): void {
   const d = x.down
   if (d.version === 'upgrade') return
-  const body: Readable = d.version === '1.1' ? d.req : d.stream
-  body.on('data', (c: Buffer) => { x.requestBytes += c.length })
-  // A 'data' listener makes the body flow at once; whoever sends it upstream resumes it once
-  // it is ready to write (undici does so only when connected): until then nothing is lost.
-  body.pause()
   const closed = (): void => {
     // A stream the client reset is finished for node too: only a close with NO_ERROR is complete.
     const done = d.version === '1.1' ? d.res.writableFinished : d.stream.writableFinished && d.stream.rstCode === http2.constants.NGHTTP2_NO_ERROR
@@ -64,10 +63,22 @@ function watchClient<C>(x: Exchange<C>, abort: () => void): void {
     if (done || x.aborted) return
     x.aborted = true
     if (!x.flags.includes('DC')) x.flags.push('DC')
-    abort()
+    x.cancelUpstream?.()
   }
   if (d.version === '1.1') d.res.once('close', closed)
   else d.stream.once('close', closed)
+}
+
+/** Counts the request body as it goes; `cancel` is what a client that leaves (or a timeout) calls. */
+function watchClient<C>(x: Exchange<C>, cancel: () => void): void {
+  x.cancelUpstream = cancel
+  const d = x.down
+  if (d.version === 'upgrade') return
+  const body: Readable = d.version === '1.1' ? d.req : d.stream
+  body.on('data', (c: Buffer) => { x.requestBytes += c.length })
+  // A 'data' listener makes the body flow at once; whoever sends it upstream resumes it once
+  // it is ready to write (undici does so only when connected): until then nothing is lost.
+  body.pause()
 }
 
 /**
@@ -97,9 +108,11 @@ export function sendH1<C>(x: Exchange<C>, dispatcher: Dispatcher): Promise<Upstr
     body.on('error', () => undefined)
     const cancel = (): void => {
       cancelled = true
-      controller?.abort(new Error('the request was cancelled'))
+      // Not sent yet (undici hands the controller over once connected): it never will be, and
+      // the caller need not wait for the connection to learn that.
+      if (controller) controller.abort(new Error('the request was cancelled'))
+      else reject(new UpstreamFailure('the request was cancelled before it was sent'))
     }
-    x.cancelUpstream = cancel
     watchClient(x, cancel)
     dispatcher.dispatch({ method: x.method as Dispatcher.HttpMethod, path: target(x), headers: headers as Record<string, string | string[]>, body: hasBody ? d.req : null }, {
       onRequestStart(c) {
@@ -107,7 +120,8 @@ export function sendH1<C>(x: Exchange<C>, dispatcher: Dispatcher): Promise<Upstr
         if (cancelled) c.abort(new Error('the request was cancelled'))
       },
       onResponseStart(_c, status, h) {
-        // 1xx other than 101 are not passed on: the client is answered once.
+        // Interim answers (102, 103) are not passed on: the client is answered once, with the final one.
+        if (status < 200) return
         started = true
         resolve({ status, headers: h, body, trailers: () => trailers, abort: cancel })
       },
@@ -135,8 +149,7 @@ export function sendH1Asterisk<C>(x: Exchange<C>, agent: Agent): Promise<Upstrea
   if (d.version !== '1.1') throw new TypeError('sendH1Asterisk needs an HTTP/1.1 exchange')
   return new Promise((resolve, reject) => {
     const req = http.request({ agent, method: x.method, path: target(x), headers: { host: x.authority, ...x.headers }, setHost: false })
-    x.cancelUpstream = () => req.destroy()
-    watchClient(x, x.cancelUpstream)
+    watchClient(x, () => req.destroy())
     req.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
     req.once('response', (res: IncomingMessage) => resolve({
       status: res.statusCode ?? 502, headers: res.headers, body: res,
@@ -159,8 +172,7 @@ export function sendH2<C>(x: Exchange<C>, session: ClientHttp2Session): Promise<
     }
     let requestTrailers: IncomingHttpHeaders | undefined
     let responseTrailers: IncomingHttpHeaders | undefined
-    x.cancelUpstream = () => s.close(http2.constants.NGHTTP2_CANCEL)
-    watchClient(x, x.cancelUpstream)
+    watchClient(x, () => s.close(http2.constants.NGHTTP2_CANCEL))
     d.stream.on('trailers', (t: IncomingHttpHeaders) => { requestTrailers = t })
     s.on('wantTrailers', () => s.sendTrailers(requestTrailers ? responseHeaders(requestTrailers) : {}))
     s.on('trailers', (t: IncomingHttpHeaders) => { responseTrailers = t })
@@ -195,6 +207,11 @@ export function relay<C>(x: Exchange<C>, up: UpstreamResponse, extra?: HeaderMap
   if (grpcHead !== undefined) x.grpcStatus = Number(grpcHead)
   up.body.on('data', (c: Buffer) => { x.responseBytes += c.length })
   return new Promise<void>((resolve) => {
+    // The client left while the response head was on its way: nothing to relay, no 'close' to wait for.
+    if (x.aborted || (d.version === '1.1' ? d.res.closed : d.stream.closed || d.stream.destroyed)) {
+      up.abort()
+      return resolve()
+    }
     if (d.version === '1.1') {
       d.res.once('close', () => resolve())
       d.res.writeHead(up.status, headers)
@@ -210,7 +227,6 @@ export function relay<C>(x: Exchange<C>, up: UpstreamResponse, extra?: HeaderMap
     }
     const s = d.stream
     s.once('close', () => resolve())
-    if (s.destroyed) return up.abort()
     if (up.headersOnly) {
       s.respond({ ...headers, ':status': up.status }, { endStream: true })
       return void up.body.resume()
@@ -282,6 +298,9 @@ export function upgradeH1<C>(x: Exchange<C>, agent: Agent): Promise<void> {
       for (const [k, v] of Object.entries(h)) for (const one of Array.isArray(v) ? v : [String(v)]) raw.push(k, one)
       d.socket.write(head(x.status, res.statusMessage, raw, 'connection: close\r\n'))
       res.on('data', (c: Buffer) => { x.responseBytes += c.length })
+      // An upstream that dies mid-body (or is cancelled by a timeout): the client's connection
+      // is reset, not left open on a truncated answer.
+      res.once('close', () => { if (!res.readableEnded) { x.aborted = true; d.socket.destroy() } })
       res.pipe(d.socket)
       d.socket.once('close', () => { res.destroy(); resolve() })
     })

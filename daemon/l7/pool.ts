@@ -109,6 +109,7 @@ export class UpstreamPool {
       h2.setTimeout(IDLE_MS, () => h2.close())
       h2.once('connect', () => { entry.session = h2; resolve(h2) })
       h2.once('error', reject)
+      h2.once('close', () => reject(new Error('the upstream session closed before it was ready')))
     })).finally(() => { delete entry.opening })
     return entry.opening
   }

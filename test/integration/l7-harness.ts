@@ -159,6 +159,8 @@ export async function origin(t: Test, name: string): Promise<Origin> {
         res.addTrailers({ 'x-custom-trailer': 'yes' })
         return void res.end()
       }
+      // An interim 103 first: the proxy must answer once, with the final status.
+      if (url.startsWith('/hints')) res.writeEarlyHints({ link: '</style.css>; rel=preload' })
       const status = /\/status\/(\d{3})/.exec(url)
       const answer = (): void => {
         const body = describe(name, r)

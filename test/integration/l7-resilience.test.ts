@@ -30,7 +30,7 @@ metadata: {name: web, namespace: t}
 spec:
   parentRefs: [{name: web}]
   rules:
-${rule('request-timeout', '/gate/request', '      timeouts: {request: 300ms}\n')}${rule('backend-timeout', '/gate/backend', '      timeouts: {backendRequest: 200ms}\n')}${rule('no-timeout', '/gate/none', '      timeouts: {request: 0s}\n')}${rule('slow-body', '/slow/body', '      timeouts: {request: 300ms}\n')}${rule('abort', '/fault/abort', '      filters: [{type: Fault, fault: {abort: {httpStatus: 418}}}]\n')}${rule('delay', '/fault/delay', '      filters: [{type: Fault, fault: {delay: {fixedDelay: 200ms}}}]\n')}${rule('delay-timeout', '/gate/delayed', '      filters: [{type: Fault, fault: {delay: {fixedDelay: 2s}}}]\n      timeouts: {request: 250ms}\n')}    - name: breaker\n      matches: [{path: {type: PathPrefix, value: /gate/breaker}}]\n      backendRefs: [{name: narrow, port: 80}]\n${rule('ten-percent', '/fault/ten', '      filters: [{type: Fault, fault: {abort: {httpStatus: 503, percent: 10}, delay: {fixedDelay: 1ms, percent: 10}}}]\n')}`,
+${rule('request-timeout', '/gate/request', '      timeouts: {request: 300ms}\n')}${rule('backend-timeout', '/gate/backend', '      timeouts: {backendRequest: 200ms}\n')}${rule('no-timeout', '/gate/none', '      timeouts: {request: 0s}\n')}${rule('slow-body', '/slow/body', '      timeouts: {request: 300ms}\n')}${rule('hints', '/hints', '')}${rule('abort', '/fault/abort', '      filters: [{type: Fault, fault: {abort: {httpStatus: 418}}}]\n')}${rule('delay', '/fault/delay', '      filters: [{type: Fault, fault: {delay: {fixedDelay: 200ms}}}]\n')}${rule('delay-timeout', '/gate/delayed', '      filters: [{type: Fault, fault: {delay: {fixedDelay: 2s}}}]\n      timeouts: {request: 250ms}\n')}    - name: breaker\n      matches: [{path: {type: PathPrefix, value: /gate/breaker}}]\n      backendRefs: [{name: narrow, port: 80}]\n    - name: delayed-narrow\n      matches: [{path: {type: PathPrefix, value: /narrow/delayed}}]\n      filters: [{type: Fault, fault: {delay: {fixedDelay: 300ms}}}]\n      backendRefs: [{name: narrow, port: 80}]\n${rule('ten-percent', '/fault/ten', '      filters: [{type: Fault, fault: {abort: {httpStatus: 503, percent: 10}, delay: {fixedDelay: 1ms, percent: 10}}}]\n')}`,
   `${V}kind: HTTPRoute
 metadata: {name: rpc, namespace: t}
 spec:
@@ -167,4 +167,26 @@ t.test('circuit breaker: past maxRequests a request gets 503 UO at once; the ori
   await until(() => seen('/gate/breaker/after').length === 1, 'the next request to reach the origin', 3000, 10)
   a.release()
   t.equal((await after).status, 200, 'and the next request goes through')
+})
+
+t.test('a client that leaves during a fault delay: its request never goes upstream, and its breaker slot comes back', async (t) => {
+  const mark = tel.access().length
+  const gone = Array.from({ length: 3 }, () => new Promise<void>((resolve) => {
+    const s = tcpConnect({ host: '127.0.0.1', port: web.port }, () => s.write('GET /narrow/delayed/gone HTTP/1.1\r\nhost: web.t\r\n\r\n'))
+    s.on('error', () => undefined)
+    setTimeout(() => { s.destroy(); resolve() }, 50)
+  }))
+  await Promise.all(gone)
+  const lines = await tel.accessSince(mark, 3)
+  t.ok(lines.every((l) => l.status === 0 && /\bDC\b/.test(String(l.responseFlags)) && /\bDI\b/.test(String(l.responseFlags))), `each logged once, status 0 with DI and DC: ${JSON.stringify(lines.map((l) => [l.status, l.responseFlags]))}`)
+  await new Promise((r) => setTimeout(r, 400))
+  t.equal(seen('/narrow/delayed/gone').length, 0, 'none of them reached the origin')
+  const r = await h1(web.port, false, { path: '/narrow/delayed/ok' })
+  t.equal(r.status, 200, 'the three slots of maxRequests: 3 came back')
+})
+
+t.test('an interim 103 from the upstream is not the answer: the client gets the final 200 and its body', async (t) => {
+  const r = await h1(web.port, false, { path: '/hints/early' })
+  t.equal(r.status, 200)
+  t.match(r.body, /"url":"\/hints\/early"/)
 })

@@ -22,6 +22,8 @@ export interface UpstreamChoice {
 
 export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => UpstreamChoice): Stage<Exchange<C>> {
   return async (x) => {
+    // The client left, or the timeout answered, while earlier stages ran: send nothing.
+    if (x.aborted || x.timedOut) return
     const u = choose(x)
     x.record.update({ upstream: u.address })
     const t0 = performance.now()
