@@ -11,13 +11,13 @@ import type { Protocol, Snapshot } from '../../policy/snapshot.ts'
 import type { ConnectionTelemetry } from '../telemetry/connection.ts'
 import { versionField, type RequestTelemetry } from '../telemetry/request.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
-import { admit, type Admitted } from './admit.ts'
-import { HttpFront, type FrontHandlers } from './detect.ts'
+import type { Admitted } from './admit.ts'
 import { withoutEmptyWrites } from './empty-writes.ts'
 import type { Exchange } from './exchange.ts'
 import type { InboundConn } from './inbound-conn.ts'
 import type { L7Limits } from './limits.ts'
 import { UpstreamPool } from './pool.ts'
+import { RequestPath } from './request-path.ts'
 import { pipeline } from '../../base/stage.ts'
 import { authorize } from './stages/authorize.ts'
 import { clientCert } from './stages/client-cert.ts'
@@ -49,83 +49,64 @@ export interface InboundHttpDeps {
 }
 
 export class InboundHttp {
-  readonly #deps: InboundHttpDeps
   readonly #pool = new UpstreamPool()
-  readonly #front: HttpFront<InboundConn>
-  /** For HBONE streams, whose requests a source hostmesh has already checked and extended. */
-  readonly #peerFront: HttpFront<InboundConn>
-  readonly #peerLimits: L7Limits
-  readonly #run: (x: Exchange<InboundConn>) => Promise<void>
+  readonly #path: RequestPath<InboundConn>
 
   constructor(deps: InboundHttpDeps) {
-    this.#deps = deps
-    this.#run = pipeline<Exchange<InboundConn>>([
-      authorize,
-      rateLimit(deps.limiter),
-      clientCert,
-      upstream(this.#pool, (x) => {
-        const { address, port } = x.conn
-        const a = formatAuthority(address, port)
-        return { key: a, address: a, connect: () => deps.connect(address, port) }
-      }),
-    ])
-    const handlers: FrontHandlers<InboundConn> = {
-      request: (req, res, conn) => this.#handle(admit(conn, { version: '1.1', req, res }, this.#facts(conn))),
-      upgrade: (req, socket, head, conn) => this.#handle(admit(conn, { version: 'upgrade', req, socket, head }, this.#facts(conn))),
-      stream: (stream, headers, conn) => this.#handle(admit(conn, { version: '2', stream, headers }, this.#facts(conn))),
-      rejected: (status, reason, conn) => deps.log.debug({ status, reason, workload: conn?.workload.key, peer: conn?.peer }, 'request refused before authorization'),
-    }
-    this.#peerLimits = { ...deps.limits, maxRequestHeaders: deps.limits.maxRequestHeaders + FROM_PEER.headers, maxRequestHeadersBytes: deps.limits.maxRequestHeadersBytes + FROM_PEER.bytes }
-    this.#front = new HttpFront<InboundConn>(deps.limits, handlers)
-    this.#peerFront = new HttpFront<InboundConn>(this.#peerLimits, handlers)
+    /** For HBONE streams, whose requests a source hostmesh has already checked and extended. */
+    const peerLimits: L7Limits = { ...deps.limits, maxRequestHeaders: deps.limits.maxRequestHeaders + FROM_PEER.headers, maxRequestHeadersBytes: deps.limits.maxRequestHeadersBytes + FROM_PEER.bytes }
+    const limitsOf = (conn: InboundConn): L7Limits => (conn.peer !== undefined ? peerLimits : deps.limits)
+    this.#path = new RequestPath<InboundConn>({
+      limitsOf, connections: deps.connections, log: deps.log,
+      run: pipeline<Exchange<InboundConn>>([
+        authorize,
+        rateLimit(deps.limiter),
+        clientCert,
+        upstream(this.#pool, (x) => {
+          const { address, port } = x.conn
+          const a = formatAuthority(address, port)
+          return { key: a, address: a, connect: () => deps.connect(address, port) }
+        }),
+      ]),
+      facts: (conn) => facts(deps, conn, limitsOf(conn)),
+      describe: (conn) => ({ workload: conn?.workload.key, peer: conn?.peer }),
+      refused: 'request refused before authorization',
+    })
   }
 
-  /** A connection for a local workload's HTTP port; returns how to end it (a policy revoked it). */
+  /** A connection for a local workload's HTTP port. */
   serve(socket: Duplex, conn: InboundConn, protocol: Protocol): void {
-    this.#deps.connections.note()
     // An HBONE stream: responses written by node:http must not end in an empty chunk (empty-writes.ts).
-    const front = conn.peer !== undefined ? this.#peerFront : this.#front
-    front.serve(withoutEmptyWrites(socket), conn, protocol)
+    this.#path.serve(withoutEmptyWrites(socket), conn, protocol)
   }
 
   get connections(): number {
-    return this.#front.connections + this.#peerFront.connections
+    return this.#path.connections
   }
 
   drain(): void {
-    this.#front.drain()
-    this.#peerFront.drain()
+    this.#path.drain()
   }
 
   destroy(): void {
-    this.#front.destroy()
-    this.#peerFront.destroy()
+    this.#path.destroy()
     this.#pool.destroy()
   }
+}
 
-  #facts(conn: InboundConn): Admitted<InboundConn> {
-    const deps = this.#deps
-    const w = conn.workload
-    return {
-      snapshot: deps.snapshot,
-      telemetry: deps.telemetry,
-      traceparent: deps.traceparent,
-      limits: conn.peer !== undefined ? this.#peerLimits : deps.limits,
-      start: () => ({
-        reporter: 'destination', listener: conn.listener,
-        src: conn.src,
-        dst: { address: formatAuthority(conn.address, conn.port), workload: w, principal: w.identity, ...versionField(w.labels), ...(conn.service ? { service: conn.service } : {}) },
-        security: conn.peer !== undefined ? 'mutual_tls' : 'none',
-      }),
-      forwardedFor: conn.clientAddress,
-    }
-  }
-
-  #handle(x: Exchange<InboundConn> | undefined): void {
-    if (!x) return
-    this.#run(x).catch((err: Error) => {
-      this.#deps.log.warn({ err: err.message, workload: x.conn.workload.key }, 'request failed inside hostmesh')
-      x.error = err.message
-    })
+function facts(deps: InboundHttpDeps, conn: InboundConn, limits: L7Limits): Admitted<InboundConn> {
+  const w = conn.workload
+  return {
+    snapshot: deps.snapshot,
+    telemetry: deps.telemetry,
+    traceparent: deps.traceparent,
+    limits,
+    start: () => ({
+      reporter: 'destination', listener: conn.listener,
+      src: conn.src,
+      dst: { address: formatAuthority(conn.address, conn.port), workload: w, principal: w.identity, ...versionField(w.labels), ...(conn.service ? { service: conn.service } : {}) },
+      security: conn.peer !== undefined ? 'mutual_tls' : 'none',
+    }),
+    forwardedFor: conn.clientAddress,
   }
 }

@@ -54,7 +54,7 @@ export class OutboundHttp {
   constructor(deps: OutboundHttpDeps) {
     const pool = this.#pool
     this.#path = new RequestPath<OutboundConn>({
-      limits: deps.limits, connections: deps.connections, log: deps.log,
+      limitsOf: () => deps.limits, connections: deps.connections, log: deps.log,
       run: pipeline<Exchange<OutboundConn>>([
         route,
         filters,
@@ -76,6 +76,7 @@ export class OutboundHttp {
       ]),
       facts: (conn) => facts(deps, conn),
       describe: (conn) => ({ workload: conn?.source.key }),
+      refused: 'request refused before the pipeline',
     })
   }
 

@@ -6,12 +6,17 @@ import type { Logger } from '../../base/logger.ts'
 import type { Protocol } from '../../policy/snapshot.ts'
 import type { ConnectionTelemetry } from '../telemetry/connection.ts'
 import { admit, type Admitted } from './admit.ts'
-import { HttpFront } from './detect.ts'
+import { HttpFront, type FrontHandlers } from './detect.ts'
 import type { Exchange } from './exchange.ts'
 import type { L7Limits } from './limits.ts'
 
 export interface RequestPathOptions<C> {
-  readonly limits: L7Limits
+  /**
+   * The limits a connection's requests are parsed with. Each distinct object gets its own
+   * front (node's HTTP/1.1 server takes its limits when it is made), so return the same
+   * object for connections that share limits.
+   */
+  readonly limitsOf: (conn: C) => L7Limits
   readonly connections: ConnectionTelemetry
   readonly log: Logger
   /** The ordered stages, as one function (stage.ts's pipeline()). */
@@ -19,11 +24,14 @@ export interface RequestPathOptions<C> {
   readonly facts: (conn: C) => Admitted<C>
   /** Log fields that name a connection. */
   readonly describe: (conn: C | undefined) => Record<string, unknown>
+  /** The debug line for a request refused before its first stage. */
+  readonly refused: string
 }
 
 export class RequestPath<C> {
   readonly #opts: RequestPathOptions<C>
-  readonly #front: HttpFront<C>
+  readonly #handlers: FrontHandlers<C>
+  readonly #fronts = new Map<L7Limits, HttpFront<C>>()
 
   constructor(opts: RequestPathOptions<C>) {
     this.#opts = opts
@@ -34,30 +42,35 @@ export class RequestPath<C> {
         x.error = err.message
       })
     }
-    this.#front = new HttpFront<C>(opts.limits, {
+    this.#handlers = {
       request: (req, res, conn) => handle(admit(conn, { version: '1.1', req, res }, opts.facts(conn))),
       upgrade: (req, socket, head, conn) => handle(admit(conn, { version: 'upgrade', req, socket, head }, opts.facts(conn))),
       stream: (stream, headers, conn) => handle(admit(conn, { version: '2', stream, headers }, opts.facts(conn))),
-      rejected: (status, reason, conn) => opts.log.debug({ status, reason, ...opts.describe(conn) }, 'request refused before the pipeline'),
-    })
+      rejected: (status, reason, conn) => opts.log.debug({ status, reason, ...opts.describe(conn) }, opts.refused),
+    }
   }
 
   serve(socket: Duplex, conn: C, protocol: Protocol): void {
     this.#opts.connections.note()
-    this.#front.serve(socket, conn, protocol)
+    const limits = this.#opts.limitsOf(conn)
+    let front = this.#fronts.get(limits)
+    if (!front) this.#fronts.set(limits, (front = new HttpFront<C>(limits, this.#handlers)))
+    front.serve(socket, conn, protocol)
   }
 
   /** Open downstream connections. */
   get connections(): number {
-    return this.#front.connections
+    let n = 0
+    for (const f of this.#fronts.values()) n += f.connections
+    return n
   }
 
   /** HTTP/1.1: `Connection: close` on the next response (idle ones close now); HTTP/2: GOAWAY. */
   drain(): void {
-    this.#front.drain()
+    for (const f of this.#fronts.values()) f.drain()
   }
 
   destroy(): void {
-    this.#front.destroy()
+    for (const f of this.#fronts.values()) f.destroy()
   }
 }
