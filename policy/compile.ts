@@ -142,17 +142,20 @@ function portProtocols(ports: Iterable<ServicePortInfo>, workloads: ReadonlyMap<
   const out = new Map<string, Protocol>()
   const rank: Record<Protocol, number> = { tcp: 3, http: 2, http2: 1, grpc: 1 }
   for (const sp of ports) {
-    for (const ep of sp.endpoints) {
-      const w = ep.workload ? workloads.get(ep.workload) : undefined
-      if (!w) continue
-      for (const a of w.addresses) {
-        const k = addressKey(a, ep.port)
-        const had = out.get(k)
-        if (had === undefined || rank[sp.protocol] > rank[had]) out.set(k, sp.protocol)
-      }
+    for (const k of workloadPortKeys(sp, workloads)) {
+      const had = out.get(k)
+      if (had === undefined || rank[sp.protocol] > rank[had]) out.set(k, sp.protocol)
     }
   }
   return out
+}
+
+/** addressKey of every workload address and port that a service port's mesh endpoints stand for. */
+function* workloadPortKeys(sp: ServicePortInfo, workloads: ReadonlyMap<string, WorkloadInfo>): Generator<string> {
+  for (const ep of sp.endpoints) {
+    const w = ep.workload ? workloads.get(ep.workload) : undefined
+    if (w) for (const a of w.addresses) yield addressKey(a, ep.port)
+  }
 }
 
 /**
@@ -166,13 +169,8 @@ function rateLimits(ports: Iterable<ServicePortInfo>, services: ReadonlyMap<stri
     const svc = services.get(sp.service)
     const limit = svc?.destination.rateLimit
     if (!svc || !limit) continue
-    for (const ep of sp.endpoints) {
-      const w = ep.workload ? workloads.get(ep.workload) : undefined
-      if (!w) continue
-      for (const a of w.addresses) {
-        const k = addressKey(a, ep.port)
-        if (!out.has(k)) out.set(k, { policy: svc.destination.source, service: `${svc.name}.${svc.namespace}`, limit })
-      }
+    for (const k of workloadPortKeys(sp, workloads)) {
+      if (!out.has(k)) out.set(k, { policy: svc.destination.source, service: `${svc.name}.${svc.namespace}`, limit })
     }
   }
   return out
