@@ -197,11 +197,10 @@ function outgoing(headers: IncomingHttpHeaders, modifier: HeaderModifier | undef
 }
 
 /** Streams `up` to the client; resolves when the exchange is over either way. */
-export function relay<C>(x: Exchange<C>, up: UpstreamResponse, extra?: HeaderMap): Promise<void> {
+export function relay<C>(x: Exchange<C>, up: UpstreamResponse): Promise<void> {
   const d = x.down
   if (d.version === 'upgrade') throw new TypeError('relay needs an HTTP/1.1 or HTTP/2 exchange')
   const headers = outgoing(up.headers, x.responseModifier)
-  if (extra) Object.assign(headers, extra)
   x.status = up.status
   const grpcHead = up.headers['grpc-status']
   if (grpcHead !== undefined) x.grpcStatus = Number(grpcHead)

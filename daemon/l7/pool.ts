@@ -3,7 +3,7 @@
 // on the destination side the key is the local workload's address, and a connection is TCP.
 // HTTP/1.1 goes through an undici Pool whose connections come from the caller's connect
 // function; HTTP/2 through one h2c session per key. A request usually costs no new stream.
-import http, { type Agent, type AgentOptions } from 'node:http'
+import http, { type Agent } from 'node:http'
 import http2, { type ClientHttp2Session } from 'node:http2'
 import { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -17,37 +17,21 @@ const IDLE_MS = 60_000
 /** Pools with nothing open are dropped this often, so endpoints that come and go leave nothing behind. */
 const SWEEP_MS = 30_000
 
-/** An Agent whose new connections come from `connect` (an HBONE stream or a TCP socket). */
-class ConnectAgent extends http.Agent {
+/**
+ * An Agent for one request on a connection of its own, made by `connect` (an HBONE stream or a
+ * TCP socket) and never kept: an Upgrade takes it over, or `OPTIONS *` is its only request.
+ */
+class OneShotAgent extends http.Agent {
   readonly #connect: Connect
-  constructor(connect: Connect, opts: AgentOptions) {
-    super(opts)
+  constructor(connect: Connect) {
+    super({ keepAlive: false })
     this.#connect = connect
   }
 
   override createConnection(_opts: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined {
-    this.#connect().then((s) => done(null, refless(withoutEmptyWrites(noDelay(s)))), (err: Error) => done(err))
+    this.#connect().then((s) => done(null, withoutEmptyWrites(noDelay(s))), (err: Error) => done(err))
     return undefined
   }
-
-  // node's version calls setKeepAlive() and unref(), which an HTTP/2 stream does not have;
-  // the connection's own keepalive (HBONE PINGs, TCP keepalive) already covers it.
-  override keepSocketAlive(socket: Socket): boolean {
-    socket.setTimeout(IDLE_MS)
-    return true
-  }
-}
-
-/**
- * node's Agent calls ref() on a free connection it reuses (reuseSocket), which an HTTP/2 stream
- * (an HBONE CONNECT stream) does not have: every reuse failed with "socket.ref is not a
- * function". A stream holds no handle of its own (its session's socket does), so no-ops are right.
- */
-function refless(s: Duplex): Duplex {
-  const r = s as Duplex & { ref?: () => unknown; unref?: () => unknown }
-  if (typeof r.ref !== 'function') r.ref = () => r
-  if (typeof r.unref !== 'function') r.unref = () => r
-  return r
 }
 
 /**
@@ -62,7 +46,7 @@ function noDelay(s: Duplex): Duplex {
 
 /** An agent for one connection that is not pooled afterwards (an Upgrade takes it over). */
 export function oneShotAgent(connect: Connect): Agent {
-  return new ConnectAgent(connect, { keepAlive: false })
+  return new OneShotAgent(connect)
 }
 
 /** The Pool's connector: undici's types promise a net.Socket; it uses only the Duplex API of what it gets. */
