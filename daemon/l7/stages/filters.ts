@@ -3,7 +3,7 @@
 // kept); ResponseHeaderModifier is applied when the response comes back (forward.ts).
 import type { Exchange } from '../exchange.ts'
 import { reply } from '../exchange.ts'
-import { applyHeaderModifier, redirectLocation, rewriteUrl } from '../filters.ts'
+import { applyHeaderModifier, prefixOf, redirectLocation, rewriteUrl } from '../filters.ts'
 import type { OutboundConn } from '../outbound-conn.ts'
 
 export async function filters(x: Exchange<OutboundConn>, next: () => Promise<void>): Promise<void> {
@@ -11,7 +11,7 @@ export async function filters(x: Exchange<OutboundConn>, next: () => Promise<voi
   if (rule) {
     if (rule.redirect) {
       const { host, port } = splitHost(x.authority)
-      const r = redirectLocation(rule.redirect, { scheme: 'http', host, ...(port !== undefined ? { port } : {}), path: x.path, query: x.query }, rule.match.path.type === 'PathPrefix' ? rule.match.path.value : undefined)
+      const r = redirectLocation(rule.redirect, { scheme: 'http', host, ...(port !== undefined ? { port } : {}), path: x.path, query: x.query }, prefixOf(rule))
       return reply(x, { status: r.status, headers: { location: r.location } })
     }
     if (rule.requestHeaders) applyHeaderModifier(rule.requestHeaders, x.headers)
