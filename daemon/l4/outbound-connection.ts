@@ -5,7 +5,8 @@
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import type { Logger } from '../../base/logger.ts'
-import type { DestinationSettings, Endpoint, ServicePortInfo, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import type { ServicePortInfo, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import type { Target } from '../balance/target.ts'
 import type { ConnectionRecord } from '../telemetry/connection.ts'
 
 export interface OutboundConnection {
@@ -23,7 +24,7 @@ export interface OutboundConnection {
   snapshot?: Snapshot
   destination?: Destination
   /** tcp-route (or lookup, for a workload dialled directly): the endpoints to choose from. */
-  target?: MeshTarget
+  target?: Target
   /** endpoint, or passthrough: the connection to splice with. */
   upstream?: Duplex
 }
@@ -36,16 +37,6 @@ export type Destination =
   | { readonly kind: 'workload' }
   /** Not in the mesh (or no policy yet): outboundTrafficPolicy decides. */
   | { readonly kind: 'unknown' }
-
-/** Where a mesh connection goes: the endpoints to choose from, and how. */
-export interface MeshTarget {
-  /** Balancer key: the service port, or the workload dialled directly. */
-  readonly key: string
-  /** `<name>.<namespace>`, for telemetry. */
-  readonly service: string
-  readonly endpoints: readonly Endpoint[]
-  readonly settings: DestinationSettings
-}
 
 /** A connection that is no workload's to make, or goes nowhere: NR, and closed. */
 export function drop(x: OutboundConnection, why: string): void {

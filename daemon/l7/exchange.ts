@@ -4,7 +4,8 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
-import type { CompiledHTTPRule, DestinationSettings, Endpoint, HeaderModifier, Snapshot } from '../../policy/snapshot.ts'
+import type { CompiledHTTPRule, Endpoint, HeaderModifier, Snapshot } from '../../policy/snapshot.ts'
+import type { Target } from '../balance/target.ts'
 import type { ResponseFlag } from '../telemetry/connection.ts'
 import type { RequestRecord } from '../telemetry/request.ts'
 import { GRPC, grpcMessage, grpcStatusOf } from './grpc.ts'
@@ -15,16 +16,6 @@ export type Down =
   | { readonly version: '2'; readonly stream: ServerHttp2Stream; readonly headers: IncomingHttpHeaders }
   /** An HTTP/1.1 Upgrade (WebSocket): answered on the raw connection, then a tunnel. */
   | { readonly version: 'upgrade'; readonly req: IncomingMessage; readonly socket: Duplex; readonly head: Buffer }
-
-/** Where a request goes after the split: one service port's endpoints, and how to use them. */
-export interface Target {
-  /** Balancer key: the service port. */
-  readonly key: string
-  /** `<name>.<namespace>`, for telemetry. */
-  readonly service: string
-  readonly endpoints: readonly Endpoint[]
-  readonly settings: DestinationSettings
-}
 
 export interface Exchange<C> {
   readonly down: Down
