@@ -21,6 +21,7 @@ export interface RequestPathOptions<C> {
   readonly log: Logger
   /** The ordered stages, as one function (stage.ts's pipeline()). */
   readonly run: (x: Exchange<C>) => Promise<void>
+  /** Asked once per connection: what every request on it is admitted with. */
   readonly facts: (conn: C) => Admitted<C>
   /** Log fields that name a connection. */
   readonly describe: (conn: C | undefined) => Record<string, unknown>
@@ -28,7 +29,7 @@ export interface RequestPathOptions<C> {
   readonly refused: string
 }
 
-export class RequestPath<C> {
+export class RequestPath<C extends object> {
   readonly #opts: RequestPathOptions<C>
   readonly #handlers: FrontHandlers<C>
   readonly #fronts = new Map<L7Limits, HttpFront<C>>()
@@ -42,10 +43,16 @@ export class RequestPath<C> {
         x.error = err.message
       })
     }
+    const known = new WeakMap<C, Admitted<C>>()
+    const facts = (conn: C): Admitted<C> => {
+      let f = known.get(conn)
+      if (!f) known.set(conn, (f = opts.facts(conn)))
+      return f
+    }
     this.#handlers = {
-      request: (req, res, conn) => handle(admit(conn, { version: '1.1', req, res }, opts.facts(conn))),
-      upgrade: (req, socket, head, conn) => handle(admit(conn, { version: 'upgrade', req, socket, head }, opts.facts(conn))),
-      stream: (stream, headers, conn) => handle(admit(conn, { version: '2', stream, headers }, opts.facts(conn))),
+      request: (req, res, conn) => handle(admit(conn, { version: '1.1', req, res }, facts(conn))),
+      upgrade: (req, socket, head, conn) => handle(admit(conn, { version: 'upgrade', req, socket, head }, facts(conn))),
+      stream: (stream, headers, conn) => handle(admit(conn, { version: '2', stream, headers }, facts(conn))),
       rejected: (status, reason, conn) => opts.log.debug({ status, reason, ...opts.describe(conn) }, opts.refused),
     }
   }
