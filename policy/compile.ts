@@ -11,6 +11,7 @@ import { patternSet, principalOf } from './patterns.ts'
 import { checkRegex } from './regex.ts'
 import { isHttpProtocol, labelsMatch, resolveServiceRef, selectedWorkloads, serviceKeyOf, servicePortKey, workloadAddresses } from './resolve.ts'
 import { DestinationSpecSchema } from './schema/destination-policy.ts'
+import { GRPC_STATUS } from './schema/http-route.ts'
 import type { Kind } from './schema/documents.ts'
 import type {
   CompiledAuthzPolicy, CompiledAuthzRule, CompiledHTTPRule, CompiledMatch, DestinationSettings, Endpoint, HeaderModifier, HTTPPathModifier,
@@ -300,13 +301,17 @@ type RuleSpec = LoadedDoc<'HTTPRoute'>['doc']['spec']['rules'][number]
 function compileHttpRule(index: PolicyIndex, route: string, ns: string, rule: RuleSpec, i: number): CompiledHTTPRule[] {
   const base: Mutable<Omit<CompiledHTTPRule, 'match'>> = {
     route, rule: i,
+    ...(rule.name !== undefined ? { name: rule.name } : {}),
     backends: weighted(index, ns, rule.backendRefs),
     timeouts: {
       ...(rule.timeouts?.request !== undefined ? { requestMs: rule.timeouts.request } : {}),
       ...(rule.timeouts?.backendRequest !== undefined ? { backendRequestMs: rule.timeouts.backendRequest } : {}),
     },
   }
-  if (rule.retry) base.retry = { attempts: rule.retry.attempts, codes: rule.retry.codes, backoffMs: rule.retry.backoff }
+  if (rule.retry) {
+    const r = rule.retry
+    base.retry = { attempts: r.attempts, codes: new Set(r.codes), grpcStatuses: new Set(r.grpcStatuses.map((n) => GRPC_STATUS[n])), backoffMs: r.backoff, allowNonIdempotent: r.allowNonIdempotent }
+  }
   for (const f of rule.filters) {
     if (f.type === 'RequestHeaderModifier') base.requestHeaders = modifier(f.requestHeaderModifier)
     else if (f.type === 'ResponseHeaderModifier') base.responseHeaders = modifier(f.responseHeaderModifier)

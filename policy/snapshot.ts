@@ -123,10 +123,22 @@ export interface HTTPRequestRedirect {
   readonly statusCode: 301 | 302
 }
 
+export interface CompiledRetry {
+  /** Retries after the first try. */
+  readonly attempts: number
+  readonly codes: ReadonlySet<number>
+  /** gRPC status numbers retried when a trailers-only answer carries one. */
+  readonly grpcStatuses: ReadonlySet<number>
+  readonly backoffMs: number
+  readonly allowNonIdempotent: boolean
+}
+
 export interface CompiledHTTPRule {
   /** `HTTPRoute/<ns>/<name>` and rule index: for logs, metrics and /config_dump. */
   readonly route: string
   readonly rule: number
+  /** The rule's `name`, when it has one. */
+  readonly name?: string
   /** One compiled rule per match of the source rule, so each sorts by its own precedence. */
   readonly match: CompiledMatch
   readonly requestHeaders?: HeaderModifier
@@ -139,7 +151,7 @@ export interface CompiledHTTPRule {
   /** No backends: answer 500 (Gateway API). */
   readonly backends: WeightedBackends
   readonly timeouts: { readonly requestMs?: number; readonly backendRequestMs?: number }
-  readonly retry?: { readonly attempts: number; readonly codes: readonly number[]; readonly backoffMs: number }
+  readonly retry?: CompiledRetry
 }
 
 export type PortRoute =

@@ -1,10 +1,12 @@
 // /clusters: what Envoy's /clusters shows, as JSON. One cluster per service port of the
 // snapshot in force (named by its key, `<namespace>/<service>:<port>`, the balancer key and
 // the `service_port` label of hostmesh_outlier_ejections_total), with its load-balancing and
-// outlier settings, the open connections it carries, and each endpoint ("host") with the
-// balancer's state: health (ejected or not), consecutive failures, connect-latency EWMA,
-// open connections, connect totals, request-rtt peak-EWMA and requests in flight.
+// outlier settings, its destination service's circuit breakers and retry budget, the open
+// connections it carries, and each endpoint ("host") with the balancer's state: health
+// (ejected or not), consecutive connect failures, 5xx and gateway errors, connect-latency
+// EWMA, open connections, connect totals, request-rtt peak-EWMA and requests in flight.
 import type { Balancer } from '../balance/balancer.ts'
+import type { BreakerResource, CircuitBreakers } from '../limits/circuit-breaker.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
 import { defaultDestination } from '../../policy/compile.ts'
 import type { DestinationSettings, Endpoint, ServicePortInfo, Snapshot } from '../../policy/snapshot.ts'
@@ -23,7 +25,12 @@ export interface HostView {
   readonly ejectedUntil: string | null
   /** How many times it was ejected, less the decay of healthy spells (the ejection-time multiplier). */
   readonly ejections: number
+  /** Consecutive connect failures (TCP ports). */
   readonly consecutiveFailures: number
+  /** Consecutive requests answered 5xx or not answered (consecutive5xxErrors counts these). */
+  readonly consecutive5xx: number
+  /** Consecutive requests answered 502, 503, 504 or not answered (consecutiveGatewayErrors counts these). */
+  readonly consecutiveGatewayErrors: number
   /** Connect-latency EWMA in ms (P2C_EWMA's cost); null before the first connect. */
   readonly ewmaConnectMs: number | null
   /** Open connections to this endpoint, over every service port that uses it. */
@@ -35,6 +42,18 @@ export interface HostView {
   /** Requests in flight to this endpoint, over every service port that uses it. */
   readonly pending: number
 }
+
+/** One circuit breaker of the destination service on this host. */
+export interface BreakerView {
+  readonly limit: number
+  /** In use now, over every port and caller of the service on this host. */
+  readonly current: number
+  /** At its limit: the next one is refused (UO). */
+  readonly open: boolean
+}
+
+/** DestinationPolicy connectionPool field ← circuit-breaker resource. */
+const BREAKERS = { maxConnections: 'connections', maxPendingRequests: 'pending', maxRequests: 'requests' } as const satisfies Record<string, BreakerResource>
 
 export interface ClusterView {
   readonly name: string
@@ -51,6 +70,10 @@ export interface ClusterView {
   /** The DestinationPolicy in force, or "default". */
   readonly destinationPolicy: string
   readonly outlierDetection: DestinationSettings['outlierDetection']
+  /** The destination service's breakers on this host: shared by all its ports, so the same in each of its clusters. */
+  readonly circuitBreakers: { readonly [F in keyof typeof BREAKERS]: BreakerView }
+  /** The destination service's retry budget; `remaining` is null while unknown (no request yet). */
+  readonly retryBudget: { readonly percent: number; readonly minRetriesPerSecond: number; readonly ttlMs: number; readonly remaining: number | null }
   /** Where connections to this port go instead of its own hosts: a TCPRoute's weighted backends. */
   readonly route: { readonly kind: 'tcp'; readonly name: string; readonly backends: readonly { readonly cluster: string; readonly weight: number }[] } | { readonly kind: 'http'; readonly rules: number } | null
   /** Open connections balanced over this cluster's hosts. */
@@ -71,27 +94,43 @@ export interface ClustersView {
   readonly otherConnections: readonly { readonly name: string; readonly activeConnections: number }[]
 }
 
-export function registerClusters(admin: AdminServer, snapshot: () => Snapshot | undefined, balancer: Balancer): void {
-  admin.route('GET', '/clusters', () => ({ status: 200, body: clustersView(snapshot(), balancer) }))
+/** Per destination service (`<name>.<namespace>`), what is live besides the balancer's state. */
+export interface ServiceCounts {
+  readonly breakers: Pick<CircuitBreakers, 'current'>
+  /** Retries the service's budget allows now; null when unknown. */
+  readonly retryBudgetRemaining?: (service: string) => number | null
 }
 
-export function clustersView(snapshot: Snapshot | undefined, balancer: Balancer, now = Date.now()): ClustersView {
+export function registerClusters(admin: AdminServer, snapshot: () => Snapshot | undefined, balancer: Balancer, breakers: Pick<CircuitBreakers, 'current'>, retryBudgetRemaining?: (service: string) => number | null): void {
+  const counts: ServiceCounts = { breakers, retryBudgetRemaining }
+  admin.route('GET', '/clusters', () => ({ status: 200, body: clustersView(snapshot(), balancer, counts) }))
+}
+
+export function clustersView(snapshot: Snapshot | undefined, balancer: Balancer, counts: ServiceCounts, now = Date.now()): ClustersView {
   const active = balancer.activeByPort()
   const pending = balancer.pendingByPort()
   const clusters = [...(snapshot?.servicePorts.values() ?? [])]
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-    .map((sp) => clusterView(snapshot!, sp, balancer, active.get(sp.key) ?? 0, pending.get(sp.key) ?? 0, now))
+    .map((sp) => clusterView(snapshot!, sp, balancer, counts, active.get(sp.key) ?? 0, pending.get(sp.key) ?? 0, now))
   const otherConnections = [...active].filter(([k]) => !snapshot?.servicePorts.has(k)).sort().map(([name, n]) => ({ name, activeConnections: n }))
   return { generation: snapshot?.generation ?? 0, clusters, otherConnections }
 }
 
-function clusterView(snapshot: Snapshot, sp: ServicePortInfo, balancer: Balancer, activeConnections: number, pendingRequests: number, now: number): ClusterView {
+function clusterView(snapshot: Snapshot, sp: ServicePortInfo, balancer: Balancer, counts: ServiceCounts, activeConnections: number, pendingRequests: number, now: number): ClusterView {
   const svc = snapshot.services.get(sp.service)
   const settings = svc?.destination ?? defaultDestination()
   const route = sp.route
+  const rb = settings.retryBudget
+  // The name the breakers and budgets are kept under (Target.service).
+  const service = svc ? `${svc.name}.${svc.namespace}` : sp.service
+  const breaker = (field: keyof typeof BREAKERS): BreakerView => {
+    const limit = settings.connectionPool[field]
+    const current = counts.breakers.current(service, BREAKERS[field])
+    return { limit, current, open: current >= limit }
+  }
   return {
     name: sp.key,
-    service: svc ? `${svc.name}.${svc.namespace}` : sp.service,
+    service,
     port: sp.port,
     portName: sp.name ?? null,
     protocol: sp.protocol,
@@ -100,6 +139,8 @@ function clusterView(snapshot: Snapshot, sp: ServicePortInfo, balancer: Balancer
     loadBalancer: settings.loadBalancer,
     destinationPolicy: settings.source,
     outlierDetection: settings.outlierDetection,
+    circuitBreakers: { maxConnections: breaker('maxConnections'), maxPendingRequests: breaker('maxPendingRequests'), maxRequests: breaker('maxRequests') },
+    retryBudget: { percent: rb.percent, minRetriesPerSecond: rb.minRetriesPerSecond, ttlMs: rb.ttlMs, remaining: counts.retryBudgetRemaining?.(service) ?? null },
     route: route === undefined ? null
       : route.kind === 'tcp' ? { kind: 'tcp', name: route.route, backends: route.backends.backends.map((b) => ({ cluster: b.servicePort, weight: b.weight })) }
         : { kind: 'http', rules: route.rules.length },
@@ -122,6 +163,8 @@ function hostView(e: Endpoint, balancer: Balancer, now: number): HostView {
     ejectedUntil: ejected ? new Date(s.ejectedUntil).toISOString() : null,
     ejections: s?.ejections ?? 0,
     consecutiveFailures: s?.failures ?? 0,
+    consecutive5xx: s?.consecutive5xx ?? 0,
+    consecutiveGatewayErrors: s?.consecutiveGatewayErrors ?? 0,
     ewmaConnectMs: s && s.connects > 0 ? Math.round(s.ewmaMs * 100) / 100 : null,
     activeConnections: s?.active ?? 0,
     connects: s?.connects ?? 0,

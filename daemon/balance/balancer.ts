@@ -9,11 +9,17 @@
 //   ROUND_ROBIN: a cursor per service port.  RANDOM: uniform.
 // The two modes keep separate load and latency because an endpoint may serve a TCP port and an
 // L7 port at once: pooled connections to an L7 endpoint are not its load, its requests are.
-// Outlier detection (Envoy's, for TCP): consecutive connect failures reaching
-// consecutiveGatewayErrors or consecutive5xxErrors (the lower one that is not 0) eject the endpoint
-// for baseEjectionTime × times ejected; at most maxEjectionPercent of a port's endpoints (but
-// at least one, as Envoy) are ejected, and never all of them. State is keyed by endpoint address, so it survives a
-// snapshot swap; retain() forgets the endpoints a new snapshot no longer has.
+// Outlier detection (Envoy's), one ejection state per endpoint for both paths:
+//   TCP: consecutive connect failures reaching consecutiveGatewayErrors or consecutive5xxErrors
+//     (the lower one that is not 0).
+//   L7: per-request results, as Envoy's consecutive_5xx and consecutive_gateway_failure with
+//     split_external_local_origin_errors off (no response counts as a gateway error): 5xx and
+//     no response feed consecutive5xxErrors; 502, 503, 504 and no response feed
+//     consecutiveGatewayErrors, which another 5xx breaks; a response under 500 resets both.
+// Either ejects the endpoint for baseEjectionTime × times ejected (at most MAX_EJECTION_MS); at
+// most maxEjectionPercent of a port's endpoints (but at least one, as Envoy) are ejected, and
+// never all of them. State is keyed by endpoint address, so it survives a snapshot swap;
+// retain() forgets the endpoints a new snapshot no longer has.
 import type { DestinationSettings, Endpoint, Snapshot } from '../../policy/snapshot.ts'
 
 export interface EndpointState {
@@ -23,6 +29,10 @@ export interface EndpointState {
   ewmaMs: number
   /** Consecutive connect failures (reset by a success or an ejection). */
   failures: number
+  /** Consecutive requests with a 5xx or no response (reset by a response under 500, or an ejection they caused). */
+  consecutive5xx: number
+  /** Consecutive requests with a 502, 503, 504 or no response (reset by any other response, or an ejection they caused). */
+  consecutiveGatewayErrors: number
   ejections: number
   ejectedUntil: number
   /** Totals since the endpoint was first used: connects that succeeded, and that failed. */
@@ -34,7 +44,7 @@ export interface EndpointState {
   requestEwmaMs: number
   /** When `requestEwmaMs` was last observed (the balancer's clock); -1 before the first. */
   requestAt: number
-  /** Totals since the endpoint was first used: requests that completed, and that failed. */
+  /** Totals since the endpoint was first used: requests that completed, and those with a 5xx or no response. */
   requests: number
   requestFailures: number
   /** No longer in the snapshot: forgotten when its last connection and request end. */
@@ -52,10 +62,17 @@ export const REQUEST_EWMA_DECAY_MS = 10_000
 
 export type PickMode = 'connection' | 'request'
 
+type OutlierSettings = DestinationSettings['outlierDetection']
+
 export interface RequestOutcome {
   /** From the request's start to its response headers, or to its failure. */
   latencyMs: number
-  ok: boolean
+  /**
+   * The response status; 0 when none came (connect failure, reset before headers, per-try
+   * timeout); undefined when the try says nothing about the endpoint (the client left, the
+   * destination's authorization refused the tunnel): it then counts for latency only.
+   */
+  status: number | undefined
 }
 
 export interface BalancerEvents {
@@ -124,16 +141,17 @@ export class Balancer {
   }
 
   /**
-   * A request to `e` for `portKey` starts; call the returned function when its response headers
-   * arrived (ok) or it failed. Only the first call counts.
+   * A request to `e` for `portKey` (one of `all`) starts; call the returned function when its
+   * response headers arrived or it failed. Only the first call counts. The outcome feeds
+   * outlier detection under `settings`.
    */
-  request(e: Endpoint, portKey: string): (outcome: RequestOutcome) => void {
+  request(e: Endpoint, portKey: string, all: readonly Endpoint[], settings: DestinationSettings): (outcome: RequestOutcome) => void {
     const k = keyOf(e)
     const s = this.#get(e)
     s.pending++
     this.#pendingByPort.set(portKey, (this.#pendingByPort.get(portKey) ?? 0) + 1)
     let done = false
-    return ({ latencyMs, ok }) => {
+    return ({ latencyMs, status }) => {
       if (done) return
       done = true
       s.pending--
@@ -142,10 +160,9 @@ export class Balancer {
       else this.#pendingByPort.delete(portKey)
       s.requests++
       // A failure's latency counts too: tower drops the request's load handle, which records
-      // its rtt, whether the response future resolved or failed. Failures do not count towards
-      // ejection here: L7 outlier detection (consecutive 5xx / gateway errors) is its own stage.
-      if (!ok) s.requestFailures++
+      // its rtt, whether the response future resolved or failed.
       this.#observe(s, latencyMs)
+      if (status !== undefined) this.#outcome(e, s, portKey, all, settings.outlierDetection, status)
       this.#forgetIfDone(k, s)
     }
   }
@@ -164,8 +181,7 @@ export class Balancer {
     const s = this.#get(e)
     s.connects++
     s.failures = 0
-    // Healthy again after an ejection: the next one starts shorter (Envoy decays it too).
-    if (s.ejections > 0 && this.#now() >= s.ejectedUntil) s.ejections--
+    this.#healthy(s)
     s.ewmaMs = s.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA
   }
 
@@ -175,19 +191,8 @@ export class Balancer {
     s.failures++
     s.connectFailures++
     const od = settings.outlierDetection
-    // 0 turns a detector off (Envoy); for TCP both count connect failures.
-    const thresholds = [od.consecutiveGatewayErrors, od.consecutive5xxErrors].filter((n) => n > 0)
-    if (thresholds.length === 0 || s.failures < Math.min(...thresholds)) return
-    const now = this.#now()
-    if (s.ejectedUntil > now) return
-    const ejected = all.filter((x) => x !== e && (this.#state.get(keyOf(x))?.ejectedUntil ?? 0) > now).length
-    // maxEjectionPercent of the endpoints, but at least one (as Envoy), and never the last healthy one.
-    const allowed = Math.max(1, Math.floor((all.length * od.maxEjectionPercent) / 100))
-    if (ejected + 1 > allowed || ejected + 1 >= all.length) return
-    s.ejections++
-    s.failures = 0
-    s.ejectedUntil = now + Math.min(MAX_EJECTION_MS, od.baseEjectionTimeMs * s.ejections)
-    this.#events?.ejected(keyOf(e), portKey, s.ejectedUntil)
+    // For TCP both detectors count connect failures.
+    if ((reached(s.failures, od.consecutiveGatewayErrors) || reached(s.failures, od.consecutive5xxErrors)) && this.#eject(e, s, portKey, all, od)) s.failures = 0
   }
 
   /** For /clusters and tests. */
@@ -224,6 +229,50 @@ export class Balancer {
       if (s.retired && s.active === 0 && s.pending === 0) this.#state.delete(k)
     }
     for (const k of this.#cursors.keys()) if (!snapshot.servicePorts.has(k)) this.#cursors.delete(k)
+  }
+
+  /**
+   * One request's result, as Envoy's putHttpResponseCode: a 500 counts for consecutive5xxErrors
+   * and breaks a run of gateway errors; 502, 503, 504 and no response count for both. The
+   * counter that reached its threshold starts over when it ejects (Envoy resets only that one).
+   */
+  #outcome(e: Endpoint, s: EndpointState, portKey: string, all: readonly Endpoint[], od: OutlierSettings, status: number): void {
+    if (status > 0 && status < 500) {
+      s.consecutive5xx = 0
+      s.consecutiveGatewayErrors = 0
+      this.#healthy(s)
+      return
+    }
+    s.requestFailures++
+    s.consecutive5xx++
+    s.consecutiveGatewayErrors = status === 0 || status === 502 || status === 503 || status === 504 ? s.consecutiveGatewayErrors + 1 : 0
+    const fivexx = reached(s.consecutive5xx, od.consecutive5xxErrors)
+    const gateway = reached(s.consecutiveGatewayErrors, od.consecutiveGatewayErrors)
+    if (!(fivexx || gateway) || !this.#eject(e, s, portKey, all, od)) return
+    if (fivexx) s.consecutive5xx = 0
+    if (gateway) s.consecutiveGatewayErrors = 0
+  }
+
+  /**
+   * Ejects `e` (one of `all`, for `portKey`) unless it is out already, maxEjectionPercent of
+   * `all` are out (but one may always be, as Envoy), or it is the last one in: true when ejected.
+   * Refused, the caller's count stays at its threshold, so the next failure tries again.
+   */
+  #eject(e: Endpoint, s: EndpointState, portKey: string, all: readonly Endpoint[], od: OutlierSettings): boolean {
+    const now = this.#now()
+    if (s.ejectedUntil > now) return false
+    const ejected = all.filter((x) => x !== e && (this.#state.get(keyOf(x))?.ejectedUntil ?? 0) > now).length
+    const allowed = Math.max(1, Math.floor((all.length * od.maxEjectionPercent) / 100))
+    if (ejected + 1 > allowed || ejected + 1 >= all.length) return false
+    s.ejections++
+    s.ejectedUntil = now + Math.min(MAX_EJECTION_MS, od.baseEjectionTimeMs * s.ejections)
+    this.#events?.ejected(keyOf(e), portKey, s.ejectedUntil)
+    return true
+  }
+
+  /** A connect or a response that went well: after an ejection, the next one starts shorter (Envoy decays it too). */
+  #healthy(s: EndpointState): void {
+    if (s.ejections > 0 && this.#now() >= s.ejectedUntil) s.ejections--
   }
 
   #forgetIfDone(k: string, s: EndpointState): void {
@@ -263,7 +312,7 @@ export class Balancer {
     let s = this.#state.get(k)
     if (!s) {
       s = {
-        active: 0, ewmaMs: INITIAL_EWMA_MS, failures: 0, ejections: 0, ejectedUntil: 0, connects: 0, connectFailures: 0,
+        active: 0, ewmaMs: INITIAL_EWMA_MS, failures: 0, consecutive5xx: 0, consecutiveGatewayErrors: 0, ejections: 0, ejectedUntil: 0, connects: 0, connectFailures: 0,
         pending: 0, requestEwmaMs: REQUEST_DEFAULT_RTT_MS, requestAt: -1, requests: 0, requestFailures: 0, retired: false,
       }
       this.#state.set(k, s)
@@ -281,6 +330,11 @@ export class Balancer {
 function requestRtt(s: EndpointState, now: number): number {
   if (s.requestAt < 0) return s.requestEwmaMs
   return s.requestEwmaMs * Math.exp(-Math.max(0, now - s.requestAt) / REQUEST_EWMA_DECAY_MS)
+}
+
+/** 0 turns a detector off (Envoy). */
+function reached(count: number, threshold: number): boolean {
+  return threshold > 0 && count >= threshold
 }
 
 function keyOf(e: Endpoint): string {

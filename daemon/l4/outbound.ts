@@ -9,6 +9,8 @@
 //   → http-service (an http/http2/grpc port: the connection goes to the request path,
 //     l7/outbound.ts, which routes each request)
 //   → tcp-route (TCPRoute weights, once per connection)
+//   → breaker (a Service port: maxConnections per destination service, a slot held until the
+//     connection ends; over: reset, UO)
 //   → endpoint (load balancer; HBONE tunnel as the source workload, or plain TCP to an
 //     endpoint outside the mesh; a failed connect tries another, up to MAX_CONNECT_ATTEMPTS;
 //     the destination's 401: UAEX, else UF)
@@ -21,9 +23,11 @@ import { fork, pipeline } from '../../base/stage.ts'
 import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import type { Balancer } from '../balance/balancer.ts'
 import type { OutboundHttp } from '../l7/outbound.ts'
+import type { CircuitBreakers } from '../limits/circuit-breaker.ts'
 import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
 import type { HboneClientPool } from '../tunnel/client-pool.ts'
 import type { OutboundConnection } from './outbound-connection.ts'
+import { breaker } from './stages/breaker.ts'
 import { endpoint } from './stages/endpoint.ts'
 import { fromWorkload } from './stages/from-workload.ts'
 import { httpService } from './stages/http-service.ts'
@@ -38,6 +42,8 @@ export interface OutboundPathDeps {
   readonly snapshot: () => Snapshot | undefined
   readonly pool: HboneClientPool
   readonly balancer: Balancer
+  /** Per destination service on this host (DestinationPolicy connectionPool), shared with the request path. */
+  readonly breakers: CircuitBreakers
   readonly outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY'
   readonly log: Logger
   readonly telemetry: ConnectionTelemetry
@@ -61,6 +67,7 @@ export function outboundPath(deps: OutboundPathDeps): OutboundPath {
     ]),
     httpService(deps.http),
     tcpRoute,
+    breaker(deps.breakers, deps.log),
     endpoint(deps.balancer, deps.pool),
     splice,
   ])

@@ -42,7 +42,7 @@ export function admit<C>(conn: C, down: Down, a: Admitted<C>): Exchange<C> | und
       protocol: grpc ? 'grpc' : 'http', method, authority, path, requestId: ids.requestId, ...(ids.traceId ? { traceId: ids.traceId } : {}), startedAt,
     }),
     method, authority, path, query, headers,
-    requestBytes: 0, responseBytes: 0, flags: [], tried: new Set(), aborted: false, timedOut: false, status: 0,
+    requestBytes: 0, responseBytes: 0, flags: [], tried: new Set(), attempt: 0, tryTimedOut: false, aborted: false, timedOut: false, status: 0,
   }
   // On the next tick: the other 'close' listeners (forward.ts's, which flags a client that left
   // mid-response DC) run first, whatever order they were added in.

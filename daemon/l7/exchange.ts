@@ -10,12 +10,26 @@ import type { ResponseFlag } from '../telemetry/connection.ts'
 import type { RequestRecord } from '../telemetry/request.ts'
 import { GRPC, grpcMessage, grpcStatusOf } from './grpc.ts'
 import type { HeaderMap } from './headers.ts'
+import type { ReplayBody } from './replay-body.ts'
 
 export type Down =
   | { readonly version: '1.1'; readonly req: IncomingMessage; readonly res: ServerResponse }
   | { readonly version: '2'; readonly stream: ServerHttp2Stream; readonly headers: IncomingHttpHeaders }
   /** An HTTP/1.1 Upgrade (WebSocket): answered on the raw connection, then a tunnel. */
   | { readonly version: 'upgrade'; readonly req: IncomingMessage; readonly socket: Duplex; readonly head: Buffer }
+
+/** Why a try got no response. connect and refused mean the upstream never saw the request. */
+export type TryFailure = 'connect' | 'refused' | 'reset' | 'timeout'
+
+/** What a try ended with, as the retry stage judges it. */
+export type TryOutcome =
+  | { readonly status: number; readonly grpcStatus?: number }
+  | { readonly failure: TryFailure }
+
+export interface Retrier {
+  /** True: this outcome is retried, and the caller abandons the try without answering. */
+  again(outcome: TryOutcome): boolean
+}
 
 export interface Exchange<C> {
   readonly down: Down
@@ -45,6 +59,14 @@ export interface Exchange<C> {
   endpoint?: Endpoint
   /** Endpoints already tried for this request. */
   readonly tried: Set<Endpoint>
+  /** The try being sent, from 1: `x-hostmesh-attempt-count` upstream. */
+  attempt: number
+  /** The request body when it may be sent more than once (a retry, a mirror). */
+  body?: ReplayBody
+  /** Set by the retry stage: whether a try's outcome is retried (the try is then abandoned). */
+  retry?: Retrier
+  /** The current try's own timeout (`backendRequest`) fired before its response started. */
+  tryTimedOut: boolean
   /** The client went away: nothing more is sent. */
   aborted: boolean
   /** The route's timeout fired (timeouts.ts): the client has its 504, or its reset. */

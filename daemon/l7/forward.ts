@@ -9,7 +9,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import { Readable, type Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { HeaderModifier } from '../../policy/snapshot.ts'
-import type { Exchange } from './exchange.ts'
+import type { Exchange, TryFailure } from './exchange.ts'
 import { applyHeaderModifier } from './filters.ts'
 import { responseHeaders, type HeaderMap } from './headers.ts'
 
@@ -42,6 +42,13 @@ function cut<C>(x: Exchange<C>, cutOff: () => void): void {
 /** The upstream failed before a response head: nothing reached the client yet. */
 export class UpstreamFailure extends Error {
   override readonly name = 'UpstreamFailure'
+  /** What the retry stage needs to know: whether the upstream can have seen the request. */
+  readonly kind: TryFailure
+
+  constructor(message: string, kind: TryFailure, options?: ErrorOptions) {
+    super(message, options)
+    this.kind = kind
+  }
 }
 
 function target<C>(x: Exchange<C>): string {
@@ -69,11 +76,14 @@ export function watchDownstream<C>(x: Exchange<C>): void {
   else d.stream.once('close', closed)
 }
 
-/** Counts the request body as it goes; `cancel` is what a client that leaves (or a timeout) calls. */
+/**
+ * Counts the request body as it goes (once per exchange: a body that may be sent again is
+ * counted by its ReplayBody); `cancel` is what a client that leaves (or a timeout) calls.
+ */
 function watchClient<C>(x: Exchange<C>, cancel: () => void): void {
   x.cancelUpstream = cancel
   const d = x.down
-  if (d.version === 'upgrade') return
+  if (d.version === 'upgrade' || x.body || x.attempt > 1) return
   const body: Readable = d.version === '1.1' ? d.req : d.stream
   body.on('data', (c: Buffer) => { x.requestBytes += c.length })
   // A 'data' listener makes the body flow at once; whoever sends it upstream resumes it once
@@ -87,54 +97,59 @@ function watchClient<C>(x: Exchange<C>, cancel: () => void): void {
  * paused while the client is not reading. `Expect: 100-continue` is answered here, as Envoy
  * does by default (undici does not send Expect): the body then flows upstream as it comes.
  */
-export function sendH1<C>(x: Exchange<C>, dispatcher: Dispatcher): Promise<UpstreamResponse> {
+export function sendH1<C>(x: Exchange<C>, dispatcher: Dispatcher, sent?: () => void): Promise<UpstreamResponse> {
   const d = x.down
   if (d.version !== '1.1') throw new TypeError('sendH1 needs an HTTP/1.1 exchange')
   const headers: HeaderMap = { host: x.authority, ...x.headers }
   delete headers.te
   if (headers.expect !== undefined) {
     delete headers.expect
-    if (/^100-continue$/i.test(String(d.req.headers.expect)) && !d.res.headersSent) d.res.writeContinue()
+    if (x.attempt <= 1 && /^100-continue$/i.test(String(d.req.headers.expect)) && !d.res.headersSent) d.res.writeContinue()
   }
-  const incoming = d.req.headers
-  const hasBody = incoming['transfer-encoding'] !== undefined || (incoming['content-length'] !== undefined && incoming['content-length'] !== '0')
+  // A body held for another try goes as one buffer once complete (undici then sets its length).
+  const held = x.body?.complete
+  const body = !hasRequestBody(x) ? null : held ?? x.body?.attempt() ?? d.req
+  if (held) delete headers['transfer-encoding']
   return new Promise((resolve, reject) => {
     let controller: Dispatcher.DispatchController | undefined
     let cancelled = false
     let trailers: IncomingHttpHeaders | undefined
     let started = false
-    const body = new Readable({ read() { controller?.resume() } })
+    const response = new Readable({ read() { controller?.resume() } })
     // A body cut short is seen by relay() as a close before its end; the error itself is ours.
-    body.on('error', () => undefined)
+    response.on('error', () => undefined)
     const cancel = (): void => {
       cancelled = true
       // Not sent yet (undici hands the controller over once connected): it never will be, and
       // the caller need not wait for the connection to learn that.
       if (controller) controller.abort(new Error('the request was cancelled'))
-      else reject(new UpstreamFailure('the request was cancelled before it was sent'))
+      else reject(new UpstreamFailure('the request was cancelled before it was sent', 'connect'))
     }
     watchClient(x, cancel)
-    dispatcher.dispatch({ method: x.method as Dispatcher.HttpMethod, path: target(x), headers: headers as Record<string, string | string[]>, body: hasBody ? d.req : null }, {
+    dispatcher.dispatch({ method: x.method as Dispatcher.HttpMethod, path: target(x), headers: headers as Record<string, string | string[]>, body }, {
       onRequestStart(c) {
         controller = c
+        // On a connection now: no longer waiting for one (maxPendingRequests).
+        sent?.()
         if (cancelled) c.abort(new Error('the request was cancelled'))
       },
       onResponseStart(_c, status, h) {
         // Interim answers (102, 103) are not passed on: the client is answered once, with the final one.
         if (status < 200) return
         started = true
-        resolve({ status, headers: h, body, trailers: () => trailers, abort: cancel })
+        resolve({ status, headers: h, body: response, trailers: () => trailers, abort: cancel })
       },
       onResponseData(c, chunk) {
-        if (!body.push(chunk)) c.pause()
+        if (!response.push(chunk)) c.pause()
       },
       onResponseEnd(_c, t) {
         if (Object.keys(t).length > 0) trailers = t
-        body.push(null)
+        response.push(null)
       },
       onResponseError(_c, err) {
-        if (!started) return reject(new UpstreamFailure(err.message, { cause: err }))
-        body.destroy(err)
+        // Before undici handed over its controller the request was not written: a connect failure.
+        if (!started) return reject(new UpstreamFailure(err.message, controller ? 'reset' : 'connect', { cause: err }))
+        response.destroy(err)
       },
     })
   })
@@ -150,7 +165,7 @@ export function sendH1Asterisk<C>(x: Exchange<C>, agent: Agent): Promise<Upstrea
   return new Promise((resolve, reject) => {
     const req = http.request({ agent, method: x.method, path: target(x), headers: { host: x.authority, ...x.headers }, setHost: false })
     watchClient(x, () => req.destroy())
-    req.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
+    req.once('error', (err) => reject(new UpstreamFailure(err.message, 'reset', { cause: err })))
     req.once('response', (res: IncomingMessage) => resolve({
       status: res.statusCode ?? 502, headers: res.headers, body: res,
       trailers: () => (Object.keys(res.trailers).length > 0 ? res.trailers : undefined),
@@ -168,16 +183,23 @@ export function sendH2<C>(x: Exchange<C>, session: ClientHttp2Session): Promise<
     try {
       s = session.request({ ...x.headers, ':method': x.method, ':path': target(x), ':authority': x.authority, ':scheme': 'http' }, { waitForTrailers: true })
     } catch (err) {
-      return reject(new UpstreamFailure((err as Error).message, { cause: err }))
+      // The session is gone: nothing was sent on it.
+      return reject(new UpstreamFailure((err as Error).message, 'connect', { cause: err }))
     }
     let requestTrailers: IncomingHttpHeaders | undefined
     let responseTrailers: IncomingHttpHeaders | undefined
     watchClient(x, () => s.close(http2.constants.NGHTTP2_CANCEL))
-    d.stream.on('trailers', (t: IncomingHttpHeaders) => { requestTrailers = t })
-    s.on('wantTrailers', () => s.sendTrailers(requestTrailers ? responseHeaders(requestTrailers) : {}))
+    const held = x.body
+    if (!held) d.stream.on('trailers', (t: IncomingHttpHeaders) => { requestTrailers = t })
+    s.on('wantTrailers', () => {
+      const t = held ? held.trailers : requestTrailers
+      s.sendTrailers(t ? responseHeaders(t) : {})
+    })
     s.on('trailers', (t: IncomingHttpHeaders) => { responseTrailers = t })
-    s.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
-    s.once('close', () => reject(new UpstreamFailure(`upstream stream closed before a response (code ${s.rstCode})`)))
+    // REFUSED_STREAM: the server did not process the stream (RFC 9113 §8.7), so any method may go again.
+    const kind = (): TryFailure => (s.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ? 'refused' : 'reset')
+    s.once('error', (err) => reject(new UpstreamFailure(err.message, kind(), { cause: err })))
+    s.once('close', () => reject(new UpstreamFailure(`upstream stream closed before a response (code ${s.rstCode})`, kind())))
     s.once('response', (headers, flags) => resolve({
       status: Number(headers[':status']), headers, body: s,
       headersOnly: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0,
@@ -185,8 +207,18 @@ export function sendH2<C>(x: Exchange<C>, session: ClientHttp2Session): Promise<
       abort: () => s.close(http2.constants.NGHTTP2_CANCEL),
       reset: () => s.rstCode !== undefined && s.rstCode !== http2.constants.NGHTTP2_NO_ERROR,
     }))
-    d.stream.pipe(s)
+    if (held) held.attempt().pipe(s)
+    else d.stream.pipe(s)
   })
+}
+
+/** Whether the client's request has a body to send (HTTP/1.1 framing, or an HTTP/2 stream still open). */
+export function hasRequestBody<C>(x: Exchange<C>): boolean {
+  const d = x.down
+  if (d.version === '2') return !d.stream.endAfterHeaders
+  if (d.version === 'upgrade') return false
+  const h = d.req.headers
+  return h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')
 }
 
 /** Response fields for the client: hop-by-hop removed, the route's ResponseHeaderModifier applied. */
@@ -261,7 +293,7 @@ export function upgradeH1<C>(x: Exchange<C>, agent: Agent): Promise<void> {
     x.cancelUpstream = () => req.destroy()
     const gone = (): void => { x.aborted = true; req.destroy() }
     d.socket.once('close', gone)
-    req.once('error', (err) => reject(new UpstreamFailure(err.message, { cause: err })))
+    req.once('error', (err) => reject(new UpstreamFailure(err.message, 'reset', { cause: err })))
     const head = (status: number, message: string | undefined, raw: readonly string[], extra: string): string => {
       let s = `HTTP/1.1 ${status} ${message ?? STATUS_CODES[status] ?? ''}\r\n`
       for (let i = 0; i + 1 < raw.length; i += 2) s += `${raw[i]}: ${raw[i + 1]}\r\n`

@@ -1,21 +1,30 @@
 // The source host's request path, for connections a local workload opened to an http, http2
 // or grpc service port. Per connection: detect (detect.ts). Per request, in this order:
 //   route (HTTPRoute match; none: 404 NR) → filters (redirect, header modifiers, URL rewrite)
-//   → fault (delay DI, abort FI) → timeouts (504 UT) → split (weighted backendRefs)
+//   → fault (delay DI, abort FI)
+//   → mirror (RequestMirror: a copy to the mirror service, never waited for; stages/mirror.ts)
+//   → timeouts (request: 504 UT) → split (weighted backendRefs)
+//   → retry (each try under backendRequest; retries within attempts and the service's budget, URX)
 //   → breaker (maxRequests per destination service; over: 503 UO)
 //   → endpoint (load balancer; none: 503 UH)
-//   → upstream (pooled HBONE stream to that endpoint, per source workload and endpoint).
-// #13's other stages go in DESIGN.md's order: mirror after fault, retry after timeouts.
+//   → upstream (pooled HBONE stream to that endpoint, per source workload and endpoint; the
+//     service's maxPendingRequests while a request waits for a connection, and maxConnections
+//     for the connections the pools open: over either, 503 UO).
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../../base/logger.ts'
-import type { Endpoint, Protocol, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import { defaultDestination } from '../../policy/compile.ts'
+import type { DestinationSettings, Endpoint, Protocol, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import { countedConnect } from '../limits/counted-connect.ts'
 import type { Balancer } from '../balance/balancer.ts'
+import type { Target } from '../balance/target.ts'
 import type { ConnectionTelemetry } from '../telemetry/connection.ts'
 import type { RequestTelemetry } from '../telemetry/request.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
 import type { Admitted } from './admit.ts'
 import type { Exchange } from './exchange.ts'
 import type { L7Limits } from './limits.ts'
+import type { MirrorMetrics } from './mirror-metrics.ts'
+import { MirrorSlots } from './mirror-slots.ts'
 import type { OutboundConn } from './outbound-conn.ts'
 import { UpstreamPool } from './pool.ts'
 import { RequestPath } from './request-path.ts'
@@ -23,12 +32,16 @@ import { pipeline } from '../../base/stage.ts'
 import { breaker } from './stages/breaker.ts'
 import { endpoint } from './stages/endpoint.ts'
 import type { CircuitBreakers } from '../limits/circuit-breaker.ts'
+import type { RetryBudgets } from '../limits/retry-budget.ts'
+import type { RetryMetrics } from './retry-metrics.ts'
 import { fault } from './stages/fault.ts'
 import { filters } from './stages/filters.ts'
+import { mirror } from './stages/mirror.ts'
 import { route } from './stages/route.ts'
+import { retry } from './stages/retry.ts'
 import { split } from './stages/split.ts'
 import { timeouts } from './stages/timeouts.ts'
-import { upstream } from './stages/upstream.ts'
+import { upstream, type UpstreamChoice } from './stages/upstream.ts'
 
 /** Opens a connection to an endpoint as the source workload: an HBONE stream, or TCP outside the mesh. */
 export type EndpointConnect = (source: WorkloadInfo, ep: Endpoint, service: string, timeoutMs: number) => Promise<Duplex>
@@ -38,6 +51,11 @@ export interface OutboundHttpDeps {
   readonly balancer: Balancer
   /** Per destination service on this host (DestinationPolicy connectionPool). */
   readonly breakers: CircuitBreakers
+  /** Per destination service on this host (DestinationPolicy retryBudget). */
+  readonly retryBudgets: RetryBudgets
+  readonly retries: RetryMetrics
+  /** hostmesh_mirror_requests_total (RequestMirror copies). */
+  readonly mirrors: MirrorMetrics
   readonly connect: EndpointConnect
   readonly telemetry: RequestTelemetry
   readonly connections: ConnectionTelemetry
@@ -53,26 +71,30 @@ export class OutboundHttp {
 
   constructor(deps: OutboundHttpDeps) {
     const pool = this.#pool
+    const via = (source: WorkloadInfo, ep: Endpoint, t: Target): UpstreamChoice => ({
+      // Per service too: the pool's connections count against that service's maxConnections.
+      key: `${source.key}|${t.service}|${formatAuthority(ep.address, ep.port)}`,
+      address: formatAuthority(ep.address, ep.port),
+      // The pool keeps the connect function of its first request for every connection it opens
+      // to this key, across reloads: the limits are read from the snapshot in force at each dial.
+      connect: countedConnect(deps.breakers, t.service, () => connectionPoolOf(deps.snapshot(), t.key).maxConnections,
+        () => deps.connect(source, ep, t.service, connectionPoolOf(deps.snapshot(), t.key).connectTimeoutMs)),
+      observe: deps.balancer.request(ep, t.key, t.endpoints, t.settings),
+      pending: () => deps.breakers.acquire(t.service, 'pending', t.settings.connectionPool.maxPendingRequests),
+    })
     this.#path = new RequestPath<OutboundConn>({
       limitsOf: () => deps.limits, connections: deps.connections, log: deps.log,
       run: pipeline<Exchange<OutboundConn>>([
         route,
         filters,
         fault,
+        mirror({ pool, balancer: deps.balancer, slots: new MirrorSlots(), metrics: deps.mirrors, log: deps.log, via }),
         timeouts,
         split,
+        retry(deps.retryBudgets, deps.retries),
         breaker(deps.breakers),
         endpoint(deps.balancer),
-        upstream(pool, (x) => {
-          const ep = x.endpoint!
-          const t = x.target!
-          return {
-            key: `${x.conn.source.key}|${formatAuthority(ep.address, ep.port)}`,
-            address: formatAuthority(ep.address, ep.port),
-            connect: () => deps.connect(x.conn.source, ep, t.service, t.settings.connectionPool.connectTimeoutMs),
-            observe: deps.balancer.request(ep, t.key),
-          }
-        }),
+        upstream(pool, (x) => via(x.conn.source, x.endpoint!, x.target!)),
       ]),
       facts: (conn) => facts(deps, conn),
       describe: (conn) => ({ workload: conn?.source.key }),
@@ -98,6 +120,14 @@ export class OutboundHttp {
     this.#pool.destroy()
   }
 }
+
+/** The connectionPool settings of a service port's Service now (Envoy's defaults when it is gone). */
+function connectionPoolOf(snap: Snapshot | undefined, servicePort: string): DestinationSettings['connectionPool'] {
+  const sp = snap?.servicePorts.get(servicePort)
+  return (sp && snap?.services.get(sp.service)?.destination.connectionPool) ?? DEFAULT_POOL
+}
+
+const DEFAULT_POOL = defaultDestination().connectionPool
 
 function facts(deps: OutboundHttpDeps, conn: OutboundConn): Admitted<OutboundConn> {
   return {

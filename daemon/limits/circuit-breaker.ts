@@ -1,11 +1,17 @@
-// Envoy's circuit breakers, per destination service on this host: past a limit the request is
-// refused at once (503 UO), never queued. The counts live in the HostState, so the limit holds
-// for the host, not per worker. hostmesh_circuit_breaker_open says which breakers are at their
-// limit now; hostmesh_circuit_breaker_overflow_total counts what they refused.
+// Envoy's circuit breakers, per destination service on this host: past a limit the request or
+// connection is refused at once (UO: a 503, or a reset TCP connection), never queued. The
+// counts live in the HostState, so the limit holds for the host, not per worker.
+// hostmesh_circuit_breaker_open says which breakers are at their limit now;
+// hostmesh_circuit_breaker_overflow_total counts what they refused.
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { HostState } from './host-state.ts'
 
-export type BreakerResource = 'requests'
+/**
+ * Envoy's resources: `requests` in flight (maxRequests), open upstream `connections` (TCP
+ * connections of TCP ports and the L7 pools' upstream connections, maxConnections), and
+ * `pending` requests waiting for a connection (maxPendingRequests).
+ */
+export type BreakerResource = 'requests' | 'connections' | 'pending'
 
 type Labels = 'destination_service' | 'resource'
 
@@ -20,7 +26,7 @@ export class CircuitBreakers {
     this.#open = (registry.getSingleMetric('hostmesh_circuit_breaker_open') as Gauge<Labels> | undefined)
       ?? new Gauge({ name: 'hostmesh_circuit_breaker_open', help: '1 while a destination service\'s circuit breaker is at its limit on this host (DestinationPolicy connectionPool), by resource.', labelNames: ['destination_service', 'resource'], registers: [registry] })
     this.#overflow = (registry.getSingleMetric('hostmesh_circuit_breaker_overflow_total') as Counter<Labels> | undefined)
-      ?? new Counter({ name: 'hostmesh_circuit_breaker_overflow_total', help: 'Requests refused (503 UO) because a destination service\'s circuit breaker was at its limit, by resource.', labelNames: ['destination_service', 'resource'], registers: [registry] })
+      ?? new Counter({ name: 'hostmesh_circuit_breaker_overflow_total', help: 'Requests and connections refused (UO) because a destination service\'s circuit breaker was at its limit, by resource.', labelNames: ['destination_service', 'resource'], registers: [registry] })
   }
 
   /** A slot for one `resource` of `service` (`<name>.<namespace>`); its release, or undefined when the breaker is open. */
@@ -38,6 +44,11 @@ export class CircuitBreakers {
       release()
       if (count.value < limit) this.#mark(key, service, resource, false)
     }
+  }
+
+  /** How many of `resource` of `service` are in use now on this host (for /clusters). */
+  current(service: string, resource: BreakerResource): number {
+    return this.#state.count(`breaker|${resource}|${service}`).value
   }
 
   /** The gauge changes only when a breaker opens or closes: no label hashing per request. */

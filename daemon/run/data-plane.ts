@@ -27,6 +27,9 @@ import { OutboundHttp } from '../l7/outbound.ts'
 import { LocalHostState } from '../limits/host-state.ts'
 import { RateLimiter } from '../l7/rate-limiter.ts'
 import { CircuitBreakers } from '../limits/circuit-breaker.ts'
+import { RetryBudgets } from '../limits/retry-budget.ts'
+import { RetryMetrics } from '../l7/retry-metrics.ts'
+import { MirrorMetrics } from '../l7/mirror-metrics.ts'
 import { dialTcp } from '../net/dial.ts'
 import { connectEndpoint } from '../net/connect-endpoint.ts'
 import type { Activity } from './memory.ts'
@@ -44,6 +47,9 @@ export class DataPlane {
   readonly #outboundHttp: OutboundHttp
   readonly #inboundHttp: InboundHttp
   readonly #balancer: Balancer
+  readonly #retryBudgets: RetryBudgets
+  /** One count per destination service for both paths: maxConnections holds TCP ports and L7 upstream connections together. */
+  readonly #breakers: CircuitBreakers
   readonly #sockets: ListenerSockets
   readonly #bound: (ok: boolean) => void
   /** Listeners that made way (removed, or edited in place) while connections are still open. */
@@ -77,11 +83,14 @@ export class DataPlane {
     this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, keepaliveOf(limits))
     // Limits that must hold for the whole host (rate limits, circuit breakers).
     const hostState = new LocalHostState()
+    this.#breakers = new CircuitBreakers(hostState, metrics.registry)
+    this.#retryBudgets = new RetryBudgets()
     const requests = new RequestTelemetry(httpMetrics(metrics.registry), log, this.#telemetry.activity)
     const l7 = { limits: l7Limits(config), traceparent: config.http.traceparent, telemetry: requests, connections: this.#telemetry, snapshot }
     const pool = this.#pool
     this.#outboundHttp = new OutboundHttp({
-      ...l7, balancer: this.#balancer, breakers: new CircuitBreakers(hostState, metrics.registry), log: log.child({ listener: 'outbound', l7: true }),
+      ...l7, balancer: this.#balancer, breakers: this.#breakers, retryBudgets: this.#retryBudgets, retries: new RetryMetrics(metrics.registry), mirrors: new MirrorMetrics(metrics.registry),
+      log: log.child({ listener: 'outbound', l7: true }),
       connect: (source, ep, service, timeoutMs) => connectEndpoint(pool, source, ep, service, timeoutMs, snapshot()?.workloads.get(ep.workload ?? '')),
     })
     this.#inboundHttp = new InboundHttp({
@@ -124,6 +133,7 @@ export class DataPlane {
       // Draining: no new listener may start accepting.
       if (this.#closed) return
       this.#balancer.retain(snapshot)
+      this.#retryBudgets.retain(new Set([...snapshot.services.values()].map((svc) => `${svc.name}.${svc.namespace}`)))
       const want = this.#wanted(snapshot)
       try {
         await this.#add(want)
@@ -157,7 +167,7 @@ export class DataPlane {
     for (const [k, { workload, outboundPort }] of want) {
       if (this.#outbound.has(k)) continue
       const l = new OutboundListener(workload, outboundPort, {
-        snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, outboundTrafficPolicy: this.#config.outboundTrafficPolicy, http: this.#outboundHttp,
+        snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, breakers: this.#breakers, outboundTrafficPolicy: this.#config.outboundTrafficPolicy, http: this.#outboundHttp,
         log: this.#log.child({ listener: 'outbound', workload: workload.key }), telemetry: this.#telemetry,
       })
       // The same workload edited in place keeps its port. Its new listener takes over the old
@@ -202,9 +212,19 @@ export class DataPlane {
     return this.#telemetry.activity
   }
 
+  /** The destination services' retry budgets, for /clusters. */
+  get retryBudgets(): RetryBudgets {
+    return this.#retryBudgets
+  }
+
   /** Endpoint state and open connections per service port, for /clusters. */
   get balancer(): Balancer {
     return this.#balancer
+  }
+
+  /** The destination services' circuit-breaker counts on this host, for /clusters. */
+  get breakers(): CircuitBreakers {
+    return this.#breakers
   }
 
   /** Every mesh listener with its addresses and open connections (outbound ones by port), for /stats. */

@@ -118,7 +118,7 @@ export class Daemon {
       handover.releaseOutbound()
       dataPlane.storeAll()
     }
-    registerClusters(admin, () => policy.current, dataPlane.balancer)
+    registerClusters(admin, () => policy.current, dataPlane.balancer, dataPlane.breakers, (service) => dataPlane.retryBudgets.remaining(service))
     registerStats(admin, { node: config.node.name, policy, certs: certificates.manager, registry: metrics.registry, listeners: () => dataPlane.listeners() })
     const iptables = new IptablesSync(config, metrics.registry, log.component('iptables'), readiness)
     try {

@@ -69,14 +69,12 @@ export function notEnforced(s: Snapshot): string[] {
     for (const r of sp.route.rules) {
       const at = `${r.route}#${r.rule}`
       if (r.retry) out.add(`${at}.retry`)
-      if (r.mirror) out.add(`${at}.RequestMirror`)
     }
   }
-  // Circuit breaking enforces maxRequests; the other two limits are not yet (their
-  // defaults, Envoy's 1024, are not named).
+  // Circuit breaking enforces maxRequests and maxConnections; maxPendingRequests not yet (its
+  // default, Envoy's 1024, is not named).
   for (const svc of s.services.values()) {
     const { source, connectionPool: cp } = svc.destination
-    if (cp.maxConnections !== DEFAULT_DESTINATION.connectionPool.maxConnections) out.add(`${source}.connectionPool.maxConnections`)
     if (cp.maxPendingRequests !== DEFAULT_DESTINATION.connectionPool.maxPendingRequests) out.add(`${source}.connectionPool.maxPendingRequests`)
   }
   return [...out].sort()

@@ -45,6 +45,8 @@ export interface RequestFacts {
   readonly route?: string
   /** Index of the matched rule in that route's `rules`. */
   readonly rule?: number
+  /** That rule's `name`, when it has one. */
+  readonly ruleName?: string
   /** The endpoint `ip:port` the request was sent to (the last one tried). */
   readonly upstream?: string
   readonly security?: Security
@@ -151,6 +153,7 @@ export class RequestRecord {
   #security: Security
   #route: string | undefined
   #rule: number | undefined
+  #ruleName: string | undefined
   #upstream: string | undefined
   #requestId: string | undefined
   #traceId: string | undefined
@@ -179,6 +182,7 @@ export class RequestRecord {
     if (f.dst) this.#dst = { ...this.#dst, ...f.dst }
     if (f.route !== undefined) this.#route = f.route
     if (f.rule !== undefined) this.#rule = f.rule
+    if (f.ruleName !== undefined) this.#ruleName = f.ruleName
     if (f.upstream !== undefined) this.#upstream = f.upstream
     if (f.security) this.#security = f.security
     if (f.requestId !== undefined) this.#requestId = f.requestId
@@ -235,6 +239,7 @@ export class RequestRecord {
       responseFlags: flags,
       route: this.#route ?? null,
       rule: this.#rule ?? null,
+      ruleName: this.#ruleName ?? null,
       upstream: this.#upstream ?? null,
       src: { address: src.address ?? null, workload: src.workload?.name ?? UNKNOWN, namespace: src.workload?.namespace ?? UNKNOWN, principal: src.principal ?? UNKNOWN },
       dst: { address: dst.address ?? null, service: dst.service ?? UNKNOWN, workload: dst.workload?.name ?? UNKNOWN, namespace: dst.workload?.namespace ?? UNKNOWN, principal: dst.principal ?? UNKNOWN, version: dst.version ?? UNKNOWN },

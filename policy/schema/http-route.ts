@@ -89,6 +89,12 @@ export const HTTPRouteFilterSchema = z.discriminatedUnion('type', [
   }),
 ], { error: `expected a filter type: one of ${FILTER_TYPES.join(', ')}` })
 
+/** The gRPC statuses a retry may be asked for: those Envoy's retry_on can name. */
+export const GRPC_RETRYABLE = ['CANCELLED', 'DEADLINE_EXCEEDED', 'RESOURCE_EXHAUSTED', 'UNAVAILABLE'] as const
+
+/** Their numbers (gRPC's status codes). */
+export const GRPC_STATUS: Readonly<Record<typeof GRPC_RETRYABLE[number], number>> = { CANCELLED: 1, DEADLINE_EXCEEDED: 4, RESOURCE_EXHAUSTED: 8, UNAVAILABLE: 14 }
+
 export const HTTPRouteRuleSchema = z.strictObject({
   name: z.string().max(253).optional(),
   // No matches: everything (PathPrefix "/"), as in Gateway API.
@@ -97,11 +103,16 @@ export const HTTPRouteRuleSchema = z.strictObject({
   // No backendRefs: requests get 500, as in Gateway API.
   backendRefs: z.array(BackendRefSchema).max(64).default([]),
   timeouts: z.strictObject({ request: duration.optional(), backendRequest: duration.optional() }).optional(),
-  // Gateway API HTTPRouteRetry (GEP-1731).
+  // Gateway API HTTPRouteRetry (GEP-1731), plus two fields of hostmesh's own.
   retry: z.strictObject({
+    // Retries after the first try (GEP-1731's meaning), so at most attempts + 1 tries.
     attempts: z.number().int().min(0).max(10).default(2),
-    codes: z.array(z.number().int().min(400).max(599)).max(32).default([503]),
+    codes: z.array(z.number().int().min(400).max(599)).max(32).default([500, 502, 503, 504]),
     backoff: duration.prefault('25ms'),
+    // Trailers-only gRPC answers with one of these statuses are retried (Envoy's retry_on names).
+    grpcStatuses: z.array(z.enum(GRPC_RETRYABLE)).max(4).default(['UNAVAILABLE']),
+    // Methods that are not idempotent (POST, PATCH, CONNECT) are retried only when this is true.
+    allowNonIdempotent: z.boolean().default(false),
   }).optional(),
 })
 

@@ -14,7 +14,8 @@ const here = (f: string): string => new URL(f, import.meta.url).pathname
 
 interface Result { conns: number; failed: number; seconds: number; rate: number; p50ms: number; p99ms: number }
 
-const benches: Record<string, () => Promise<void>> = {
+// Words after the name go to that benchmark (`npm run bench -- http-mesh --only stages`).
+const benches: Record<string, (args: readonly string[]) => Promise<void>> = {
   /** Reload pipeline cost for 1,000 and 10,000 services with routes. Goal: 10,000 in <= 1 s. */
   'policy-compile': benchPolicyCompile,
   /** File write → new snapshot in force, 1,000 services. Goal: p99 <= 100 ms. */
@@ -73,6 +74,6 @@ for (const name of names) {
     continue
   }
   console.log(`\n## ${name}\n`)
-  await bench()
+  await bench(process.argv.slice(3))
 }
 console.log(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`)

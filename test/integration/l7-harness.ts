@@ -119,11 +119,21 @@ function describe(name: string, r: OriginRequest): string {
  *   /trailers…    a chunked (HTTP/1.1) or gRPC-style (HTTP/2) answer with trailers
  *   /grpc-status/<n>  HTTP/2: a trailers-only gRPC answer with that grpc-status
  *   /status/<n>…  that status
+ *   …/flaky/<k>/…  (anywhere in the path) 503 to the first k requests for that url (over every origin sharing `flaky`), then as below
+ *   /sleepy/<ms>/<k>/…  the first k requests for that url wait ms before they are answered
+ *   /grpc-flaky/<k>/…  HTTP/2: trailers-only UNAVAILABLE to the first k, then a gRPC-style answer
  *   anything else the JSON description of the request, once its body is in
  * Upgrade: /ws… answers 101 and echoes bytes (prefixed `<name>:`); /gate… waits for release()
  * and drops the connection; other paths answer 400.
  */
-export async function origin(t: Test, name: string): Promise<Origin> {
+export async function origin(t: Test, name: string, flaky: Map<string, number> = new Map()): Promise<Origin> {
+  /** How many requests for `url` came before this one (over the origins sharing `flaky`). */
+  const nth = (url: string): number => {
+    const n = flaky.get(url) ?? 0
+    flaky.set(url, n + 1)
+    return n
+  }
+  const firstK = (url: string, prefix: string): number => Number(new RegExp(`/${prefix}/(\\d+)/`).exec(url)?.[1] ?? -1)
   const gates: Array<() => void> = []
   let released = false
   const o: Origin = {
@@ -133,6 +143,13 @@ export async function origin(t: Test, name: string): Promise<Origin> {
   }
   const tcpOf = new WeakMap<object, Socket>()
   const gate = (fn: () => void): void => { if (released) fn(); else gates.push(fn) }
+  const sleepy = (url: string, answer: () => void): void => {
+    const m = /^\/sleepy\/(\d+)\/(\d+)\//.exec(url)
+    if (!m || nth(url) >= Number(m[2])) return answer()
+    const timer = setTimeout(answer, Number(m[1]))
+    sleepers.add(timer)
+  }
+  const sleepers = new Set<NodeJS.Timeout>()
 
   const h1 = http.createServer((req: IncomingMessage, res: ServerResponse) => {
     const r: OriginRequest = { version: '1.1', method: req.method ?? '', url: req.url ?? '', headers: req.headers, tcp: req.socket as Socket, bytes: 0 }
@@ -162,12 +179,14 @@ export async function origin(t: Test, name: string): Promise<Origin> {
       // An interim 103 first: the proxy must answer once, with the final status.
       if (url.startsWith('/hints')) res.writeEarlyHints({ link: '</style.css>; rel=preload' })
       const status = /\/status\/(\d{3})/.exec(url)
+      const failing = url.includes('/flaky/') && nth(url) < firstK(url, 'flaky')
       const answer = (): void => {
         const body = describe(name, r)
-        res.writeHead(status ? Number(status[1]) : 200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'x-server': name, 'x-origin-only': 'o' })
+        res.writeHead(failing ? 503 : status ? Number(status[1]) : 200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'x-server': name, 'x-origin-only': 'o' })
         res.end(body)
       }
       if (url.startsWith('/gate')) gate(answer)
+      else if (url.startsWith('/sleepy/')) sleepy(url, answer)
       else answer()
     })
   })
@@ -212,20 +231,25 @@ export async function origin(t: Test, name: string): Promise<Origin> {
         stream.write(Buffer.alloc(1024, 100))
         return void setTimeout(() => stream.session?.destroy(), 20)
       }
+      if (url.startsWith('/grpc-flaky/') && nth(url) < firstK(url, 'grpc-flaky')) {
+        return void stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'flaky' }, { endStream: true })
+      }
       const grpcStatus = /^\/grpc-status\/(\d+)/.exec(url)
       if (grpcStatus) return void stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': grpcStatus[1]!, 'grpc-message': 'from the origin' }, { endStream: true })
-      if (url.startsWith('/trailers')) {
+      if (url.startsWith('/trailers') || url.startsWith('/grpc-flaky/')) {
         stream.respond({ ':status': 200, 'content-type': String(headers['content-type'] ?? 'application/json'), 'x-server': name }, { waitForTrailers: true })
         stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'ok', 'x-custom-trailer': 'yes' }))
         return void stream.end(describe(name, r))
       }
       const status = /\/status\/(\d{3})/.exec(url)
+      const failing = url.includes('/flaky/') && nth(url) < firstK(url, 'flaky')
       const answer = (): void => {
         if (stream.destroyed) return
-        stream.respond({ ':status': status ? Number(status[1]) : 200, 'content-type': 'application/json', 'x-server': name, 'x-origin-only': 'o' })
+        stream.respond({ ':status': failing ? 503 : status ? Number(status[1]) : 200, 'content-type': 'application/json', 'x-server': name, 'x-origin-only': 'o' })
         stream.end(describe(name, r))
       }
       if (url.startsWith('/gate')) gate(answer)
+      else if (url.startsWith('/sleepy/')) sleepy(url, answer)
       else answer()
     })
   })
@@ -257,6 +281,7 @@ export async function origin(t: Test, name: string): Promise<Origin> {
   t.teardown(() => {
     released = true
     o.release()
+    for (const timer of sleepers) clearTimeout(timer)
     for (const s of o.open) s.destroy()
     server.close()
     h1.close()

@@ -12,6 +12,9 @@ import { connect as tcpConnect } from 'node:net'
 import t, { type Test } from 'tap'
 import { Balancer } from '../../daemon/balance/balancer.ts'
 import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
+import { RetryBudgets } from '../../daemon/limits/retry-budget.ts'
+import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
+import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
 import { LocalHostState } from '../../daemon/limits/host-state.ts'
 import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
 import type { OutboundConn } from '../../daemon/l7/outbound-conn.ts'
@@ -123,7 +126,7 @@ interface Rig {
 async function rig(t: Test, snap: () => Snapshot | undefined = () => snapshot): Promise<Rig> {
   const tel = telemetry()
   const outbound = new OutboundHttp({
-    snapshot: snap, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
+    snapshot: snap, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
     limits: DEFAULT_L7_LIMITS, traceparent: false,
     // Endpoints outside the mesh: plain TCP, as the daemon's connect does for them.
     connect: (_source, ep) => new Promise((resolve, reject) => {

@@ -8,6 +8,9 @@ import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import { Balancer } from '../../daemon/balance/balancer.ts'
 import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
+import { RetryBudgets } from '../../daemon/limits/retry-budget.ts'
+import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
+import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
 import { LocalHostState } from '../../daemon/limits/host-state.ts'
 import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
 import { OutboundHttp } from '../../daemon/l7/outbound.ts'
@@ -41,7 +44,7 @@ ${rule('rpc', '/gate.Svc', '      timeouts: {request: 2s}\n')}${rule('rpc-abort'
 const client = snapshot.workloads.get('t/client')!
 const tel = telemetry()
 const outbound = new OutboundHttp({
-  snapshot: () => snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
+  snapshot: () => snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
   limits: DEFAULT_L7_LIMITS, traceparent: false,
   connect: (_source, ep) => new Promise((resolve, reject) => {
     const s = tcpConnect({ host: ep.address, port: ep.port }, () => resolve(s))

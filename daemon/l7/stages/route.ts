@@ -21,7 +21,7 @@ export async function route(x: Exchange<OutboundConn>, next: () => Promise<void>
     })
     if (!rule) return reply(x, { status: 404, flag: 'NR', message: 'no route matched' })
     x.rule = rule
-    x.record.update({ route: rule.route, rule: rule.rule })
+    x.record.update({ route: rule.route, rule: rule.rule, ...(rule.name !== undefined ? { ruleName: rule.name } : {}) })
   }
   await next()
 }

@@ -1,7 +1,6 @@
-// HTTPRoute `timeouts` (Gateway API GEP-1742): `request` bounds the whole exchange from the
-// request's arrival to the end of its response, fault delays included; `backendRequest` bounds
-// one try (until retries arrive in this pipeline, the one try is the exchange, so the shorter
-// of the two applies). `0s` or absent: no bound. A gRPC call's `grpc-timeout` shortens the bound,
+// HTTPRoute `timeouts.request` (Gateway API GEP-1742) bounds the whole exchange from the
+// request's arrival to the end of its response, fault delays, retries and backoff included
+// (`backendRequest`, one try, is the retry stage's). `0s` or absent: no bound. A gRPC call's `grpc-timeout` shortens the bound,
 // never lengthens it. On expiry before the response has started, the client gets 504 `upstream
 // request timeout` with flag UT (gRPC: DEADLINE_EXCEEDED); after, its connection or stream is
 // reset. Either way the upstream request is cancelled, so the server sees it end.
@@ -14,7 +13,6 @@ export function deadlineOf<C>(x: Exchange<C>): number | undefined {
   const t = x.rule?.timeouts
   let ms = Infinity
   if (t?.requestMs) ms = Math.min(ms, t.requestMs)
-  if (t?.backendRequestMs) ms = Math.min(ms, t.backendRequestMs)
   if (x.grpc) {
     const g = grpcTimeoutMs(x.down.version === '2' ? x.down.headers['grpc-timeout'] : undefined)
     if (g !== undefined) ms = Math.min(ms, g)

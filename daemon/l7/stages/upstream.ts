@@ -2,11 +2,16 @@
 // stream to the endpoint on the source host, a pooled TCP connection to the local workload on
 // the destination), in the protocol the client spoke, and the response comes back.
 //   failure before a response head: 503 UF (Envoy's "upstream connect error or disconnect/
-//   reset before headers"); the destination's CONNECT refusal (401): 403 UAEX.
+//   reset before headers"), or 504 UT when the try's own timeout cut it; the destination's
+//   CONNECT refusal (401): 403 UAEX. A try's outcome goes to the retry stage's judge first
+//   (x.retry): a retried try ends here, unanswered, and the retry stage sends the next.
 import { causeChain } from '../../../base/errors.ts'
+import type { RequestOutcome } from '../../balance/balancer.ts'
 import type { Exchange } from '../exchange.ts'
+import { GRPC } from '../grpc.ts'
+import { UpstreamOverflow } from '../../limits/errors.ts'
 import { reply } from '../exchange.ts'
-import { relay, sendH1, sendH1Asterisk, sendH2, upgradeH1, type UpstreamResponse } from '../forward.ts'
+import { relay, sendH1, sendH1Asterisk, sendH2, upgradeH1, UpstreamFailure, type UpstreamResponse } from '../forward.ts'
 import { oneShotAgent, type Connect, type UpstreamPool } from '../pool.ts'
 import type { Stage } from '../../../base/stage.ts'
 
@@ -16,8 +21,13 @@ export interface UpstreamChoice {
   /** `ip:port` of the upstream, for :authority of the h2c session and the access log. */
   readonly address: string
   readonly connect: Connect
-  /** What the request's outcome tells the balancer (source side). */
-  readonly observe?: (outcome: { latencyMs: number; ok: boolean }) => void
+  /** What the try's outcome tells the balancer (source side): status 0 when there was no response. */
+  readonly observe?: (outcome: RequestOutcome) => void
+  /**
+   * A slot of the destination service's maxPendingRequests, held while the request waits for
+   * a connection; undefined when the breaker is open (503 UO). Absent: no such limit.
+   */
+  readonly pending?: () => (() => void) | undefined
 }
 
 export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => UpstreamChoice): Stage<Exchange<C>> {
@@ -26,34 +36,90 @@ export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => Upst
     if (x.aborted || x.timedOut) return
     const u = choose(x)
     x.record.update({ upstream: u.address })
+    x.headers['x-hostmesh-attempt-count'] = String(x.attempt)
+    const sent = u.pending?.()
+    if (u.pending && !sent) return overflow(x, new UpstreamOverflow(x.target?.service ?? u.address, 'pending', x.target?.settings.connectionPool.maxPendingRequests ?? 0))
     const t0 = performance.now()
     let up: UpstreamResponse
     try {
       const d = x.down
       if (d.version === 'upgrade') return await upgradeH1(x, oneShotAgent(u.connect))
       if (d.version === '1.1') {
-        up = await (x.path === '*' ? sendH1Asterisk(x, oneShotAgent(u.connect)) : sendH1(x, pool.dispatcher(u.key, u.address, u.connect)))
+        up = await (x.path === '*' ? sendH1Asterisk(x, oneShotAgent(u.connect)) : sendH1(x, pool.dispatcher(u.key, u.address, u.connect), sent))
       } else {
         const session = await pool.session(u.key, u.address, u.connect)
-        // The route's timeout may have answered while the session was being opened.
+        sent?.()
+        // A timeout may have fired while the session was being opened.
         if (x.timedOut || x.aborted) return
+        if (x.tryTimedOut) throw new UpstreamFailure('the try\'s timeout expired', 'timeout')
         up = await sendH2(x, session)
       }
     } catch (err) {
-      u.observe?.({ latencyMs: performance.now() - t0, ok: false })
+      sent?.()
+      const latencyMs = performance.now() - t0
       // timeouts.ts answered (504) and cancelled this try: nothing more to say.
-      if (x.timedOut) return
+      if (x.timedOut) return u.observe?.({ latencyMs, status: 0 })
+      // The client left: that says nothing about the endpoint (Envoy does not count it either).
       if (x.aborted) {
+        u.observe?.({ latencyMs, status: undefined })
         if (!x.flags.includes('DC')) x.flags.push('DC')
         return
       }
       x.error = (err as Error).message
       const status = causeChain(err).map((e) => (e as { status?: unknown }).status).find((s) => typeof s === 'number')
+      // The destination's authorization refused the tunnel, or our own breaker did: a policy
+      // answer, not an unhealthy endpoint.
+      const overflowed = causeChain(err).some((e) => e instanceof UpstreamOverflow)
+      u.observe?.({ latencyMs, status: status === 401 || overflowed ? undefined : 0 })
       if (status === 401) return reply(x, { status: 403, flag: 'UAEX', message: 'RBAC: access denied' })
+      // The pool could not open one more connection within maxConnections: nothing was sent.
+      const over = causeChain(err).find((e) => e instanceof UpstreamOverflow)
+      if (over) return overflow(x, over)
+      const failure = x.tryTimedOut ? 'timeout' : err instanceof UpstreamFailure ? err.kind : 'connect'
+      if (x.retry?.again({ failure })) return
+      if (failure === 'timeout') return reply(x, { status: 504, flag: 'UT', message: 'upstream request timeout' })
       return reply(x, { status: 503, flag: 'UF', message: 'upstream connect error or disconnect/reset before headers' })
     }
-    u.observe?.({ latencyMs: performance.now() - t0, ok: up.status < 500 })
+    const grpc = up.headersOnly ? grpcOf(up) : {}
+    u.observe?.({ latencyMs: performance.now() - t0, status: grpc.grpcStatus === undefined ? up.status : httpOfGrpc(grpc.grpcStatus) })
+    // A retried answer is dropped before any of it reaches the client.
+    if (x.retry?.again({ status: up.status, ...grpc })) return discard(up)
     x.record.responseStarted()
     await relay(x, up)
   }
 }
+
+/** Envoy's upstream overflow: 503 at once, flag UO, `x-hostmesh-overloaded: true` (gRPC: UNAVAILABLE). */
+function overflow<C>(x: Exchange<C>, err: UpstreamOverflow): void {
+  x.error = err.message
+  reply(x, { status: 503, flag: 'UO', message: 'upstream overflow', headers: { 'x-hostmesh-overloaded': 'true' } })
+}
+
+function grpcOf(up: UpstreamResponse): { grpcStatus?: number } {
+  const g = up.headers['grpc-status']
+  return g === undefined ? {} : { grpcStatus: Number(g) }
+}
+
+/**
+ * What a trailers-only gRPC status means for outlier detection: Envoy's grpcToHttpStatus for
+ * the statuses that count as errors (UNAVAILABLE 503, DEADLINE_EXCEEDED 504, UNKNOWN and
+ * INTERNAL 500); any other status is the call's own business, not the endpoint's health.
+ */
+function httpOfGrpc(code: number): number {
+  switch (code) {
+    case GRPC.UNAVAILABLE: return 503
+    case GRPC.DEADLINE_EXCEEDED: return 504
+    case GRPC.UNKNOWN: case GRPC.INTERNAL: return 500
+    default: return 200
+  }
+}
+
+/** Reads a small answer to its end, so its connection stays in the pool; cancels a large one. */
+function discard(up: UpstreamResponse): void {
+  const length = Number(up.headers['content-length'])
+  if (up.headersOnly || (length >= 0 && length <= DRAIN_LIMIT)) up.body.resume()
+  else up.abort()
+}
+
+/** Envoy resets a retried upstream request; a body this small costs less to read than a new connection. */
+const DRAIN_LIMIT = 16 * 1024

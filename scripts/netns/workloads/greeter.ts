@@ -20,4 +20,6 @@ export const GREETER = {
   Count: method('Count', true),
   Fail: method('Fail', false),
   Forbidden: method('Forbidden', false),
+  Flaky: method('Flaky', false),
+  Slow: method('Slow', false),
 } satisfies grpc.ServiceDefinition

@@ -71,7 +71,9 @@ t.test('/stats shows a failed reload; /clusters follows the snapshot', async (t)
   t.same(clusters.clusters.map((c) => c.name), ['t/echo:80'])
   t.match(clusters.clusters[0], {
     service: 'echo.t', port: 80, addresses: ['10.96.0.99:80'], external: false, loadBalancer: 'P2C_EWMA', destinationPolicy: 'default', route: null, activeConnections: 0,
-    hosts: [{ workload: 't/echo', identity: ID('echo'), node: 'node-a', health: 'HEALTHY', ejectedUntil: null, consecutiveFailures: 0, activeConnections: 0, connects: 0, ewmaConnectMs: null }],
+    circuitBreakers: { maxConnections: { limit: 1024, current: 0, open: false }, maxPendingRequests: { limit: 1024, current: 0, open: false }, maxRequests: { limit: 1024, current: 0, open: false } },
+    retryBudget: { percent: 20, minRetriesPerSecond: 10, ttlMs: 10_000, remaining: null },
+    hosts: [{ workload: 't/echo', identity: ID('echo'), node: 'node-a', health: 'HEALTHY', ejectedUntil: null, consecutiveFailures: 0, consecutive5xx: 0, consecutiveGatewayErrors: 0, activeConnections: 0, connects: 0, ewmaConnectMs: null }],
   })
   t.same(clusters.otherConnections, [])
 
@@ -136,4 +138,29 @@ t.test('/logging: a bad or missing level is a 400 naming the parameter and the a
     t.match(res.body, { error, parameter: 'level', allowed: [...LOG_LEVELS] })
   }
   t.equal((await live.getJson<{ level: string }>('/logging')).body.level, 'info', 'unchanged')
+})
+
+t.test('/config_dump shows each resilience stage with its defaults filled in', async (t) => {
+  const live = await liveDaemon(t)
+  const V = 'apiVersion: hostmesh.io/v1alpha1\n'
+  writeFileSync(join(live.policyDir, 'web.yaml'), [
+    `${V}kind: Service\nmetadata: {name: web, namespace: t}\nspec: {addresses: [10.96.0.7], ports: [{name: http, port: 80, protocol: http}], endpoints: [{address: 127.0.0.1, port: 9}]}\n`,
+    `${V}kind: DestinationPolicy\nmetadata: {name: web, namespace: t}\nspec: {targetRefs: [{name: web}], connectionPool: {maxRequests: 20}, rateLimit: {maxTokens: 100, fillInterval: 1s}}\n`,
+    `${V}kind: HTTPRoute\nmetadata: {name: web, namespace: t}\nspec:\n  parentRefs: [{name: web}]\n  rules:\n    - retry: {}\n      timeouts: {request: 2s}\n      filters: [{type: Fault, fault: {delay: {fixedDelay: 10ms}}}]\n      backendRefs: [{name: web, port: 80}]\n`,
+  ].join('---\n'))
+  await live.daemon.policy.reload('test')
+  type Dump = { policy: { generation: number; snapshot: { services: Record<string, { destination: unknown }>; servicePorts: Record<string, { route: { rules: unknown[] } }> } } }
+  const dump = (await live.getJson<Dump>('/config_dump')).body
+  t.equal(dump.policy.generation, 2)
+  t.match(dump.policy.snapshot.services['t/web']?.destination, {
+    connectionPool: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 20, connectTimeoutMs: 10_000 },
+    outlierDetection: { consecutive5xxErrors: 5, consecutiveGatewayErrors: 0, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 },
+    retryBudget: { percent: 20, minRetriesPerSecond: 10, ttlMs: 10_000 },
+    rateLimit: { maxTokens: 100, tokensPerFill: 1, fillIntervalMs: 1000 },
+  })
+  t.match(dump.policy.snapshot.servicePorts['t/web:80']?.route.rules[0], {
+    timeouts: { requestMs: 2000 },
+    retry: { attempts: 2, codes: [500, 502, 503, 504], grpcStatuses: [14], backoffMs: 25, allowNonIdempotent: false },
+    fault: { delay: { fixedDelayMs: 10, percent: 100 } },
+  })
 })

@@ -78,7 +78,7 @@ t.test('routes: TCPRoute weights, and HTTPRoute rules in Gateway API precedence'
   t.same(http.rules[1]!.timeouts, { requestMs: 5000, backendRequestMs: 2000 })
   t.same(http.rules[1]!.requestHeaders, { set: [{ name: 'x-routed-by', value: 'hostmesh' }], add: [], remove: [] })
   const fraud = s.servicePorts.get('shop/fraud:80')!.route
-  t.same(fraud?.kind === 'http' && fraud.rules[0]!.retry, { attempts: 3, codes: [502, 503, 504], backoffMs: 50 })
+  t.same(fraud?.kind === 'http' && fraud.rules[0]!.retry, { attempts: 3, codes: new Set([502, 503, 504]), grpcStatuses: new Set([14]), backoffMs: 50, allowNonIdempotent: false })
   t.equal(s.servicePorts.get('shop/checkout:80')!.route, undefined, 'no route: the port\'s own endpoints')
 })
 

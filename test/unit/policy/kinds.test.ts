@@ -67,7 +67,7 @@ spec:
       ],
       backendRefs: [{ kind: 'Service', name: 'api-v1', port: 80, weight: 90 }, { kind: 'Service', name: 'api-v2', namespace: 'shop', port: 80, weight: 10 }],
       timeouts: { request: 10000, backendRequest: 2000 },
-      retry: { attempts: 3, codes: [502, 503], backoff: 100 },
+      retry: { attempts: 3, codes: [502, 503], backoff: 100, grpcStatuses: ['UNAVAILABLE'], allowNonIdempotent: false },
     }, {
       name: 'moved',
       matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
@@ -96,7 +96,7 @@ t.test('defaults follow Linkerd and Envoy', async (t) => {
   t.same(w.metadata, { name: 'w', namespace: 'default', labels: {} })
   t.same(w.spec, { node: 'n', serviceAccount: 'default', match: { uid: 1 }, ports: [], mtls: { mode: 'STRICT' } })
   const r = parseOne(`${V}kind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{name: s}], rules: [{retry: {}}]}\n`) as { spec: { rules: unknown[] } }
-  t.same(r.spec.rules[0], { matches: [{}], filters: [], backendRefs: [], retry: { attempts: 2, codes: [503], backoff: 25 } })
+  t.same(r.spec.rules[0], { matches: [{}], filters: [], backendRefs: [], retry: { attempts: 2, codes: [500, 502, 503, 504], backoff: 25, grpcStatuses: ['UNAVAILABLE'], allowNonIdempotent: false } }, 'retry: GEP-1731 codes and attempts, Envoy backoff, idempotent methods only')
   const redirect = parseOne(`${V}kind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{name: s}], rules: [{filters: [{type: RequestRedirect, requestRedirect: {}}]}]}\n`) as { spec: { rules: { filters: unknown[] }[] } }
   t.same(redirect.spec.rules[0]!.filters, [{ type: 'RequestRedirect', requestRedirect: { statusCode: 302 } }], 'a redirect is 302 unless told (Gateway API)')
 })

@@ -79,18 +79,18 @@ t.test('labels from the names the record is given; unknown when it has none', as
 t.test('the access-log line has every field, the query stripped', async (t) => {
   const { sink, telemetry } = setup()
   const r = telemetry.begin(start({ path: '/search?q=secret-token&page=2', startedAt: performance.now() - 40 }))
-  r.update({ dst: { workload: API, principal: 'spiffe://td/ns/shop/sa/api', version: 'v2' }, route: 'shop/api', rule: 0, upstream: '10.1.1.2:8080' })
+  r.update({ dst: { workload: API, principal: 'spiffe://td/ns/shop/sa/api', version: 'v2' }, route: 'shop/api', rule: 0, ruleName: 'search', upstream: '10.1.1.2:8080' })
   r.responseStarted()
   r.responseStarted() // only the first counts
   r.finish({ status: 200, requestBytes: 321, responseBytes: 4567 })
   const [line] = sink.lines()
   t.same(Object.keys(line!).filter((k) => !['level', 'time', 'node', 'component', 'msg'].includes(k)).sort(), [
     'access', 'authority', 'dst', 'durationMs', 'error', 'grpcStatus', 'listener', 'method', 'path', 'protocol', 'reporter', 'requestBytes',
-    'requestId', 'responseBytes', 'responseFlags', 'responseMs', 'route', 'rule', 'security', 'src', 'status', 'traceId', 'upstream',
+    'requestId', 'responseBytes', 'responseFlags', 'responseMs', 'route', 'rule', 'ruleName', 'security', 'src', 'status', 'traceId', 'upstream',
   ])
   t.match(line, {
     access: 'http', reporter: 'source', listener: 'outbound', protocol: 'http', method: 'GET', authority: 'api.shop:80', path: '/search',
-    status: 200, grpcStatus: null, responseFlags: '-', route: 'shop/api', rule: 0, upstream: '10.1.1.2:8080',
+    status: 200, grpcStatus: null, responseFlags: '-', route: 'shop/api', rule: 0, ruleName: 'search', upstream: '10.1.1.2:8080',
     src: { address: '10.0.0.5:41000', workload: 'client', namespace: 'shop', principal: 'spiffe://td/ns/shop/sa/client' },
     dst: { address: '10.96.0.10:80', service: 'api.shop', workload: 'api-v2', namespace: 'shop', principal: 'spiffe://td/ns/shop/sa/api', version: 'v2' },
     security: 'mutual_tls', requestBytes: 321, responseBytes: 4567, requestId: 'req-1', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', error: null,
