@@ -7,8 +7,6 @@ import type { Logger } from '../../base/logger.ts'
 import type { Metrics } from '../metrics/registry.ts'
 import { formatProblem } from '../../policy/errors.ts'
 import { PolicyWatcher } from '../../policy/watcher.ts'
-import { DEFAULT_DESTINATION } from '../../policy/schema/destination-policy.ts'
-import type { Snapshot } from '../../policy/snapshot.ts'
 import type { Readiness } from './readiness.ts'
 
 export const POLICY_RESYNC_MS = 10_000
@@ -45,8 +43,6 @@ export function createPolicyWatcher(config: NodeConfig, metrics: Metrics, log: L
     if (e.result === 'success') {
       const s = watcher.current!
       log.info({ reason: e.reason, generation: s.generation, hash: s.hash, files: s.files.length, durationMs: Math.round(e.durationMs * 10) / 10 }, 'policy loaded')
-      const waiting = notEnforced(s)
-      if (waiting.length > 0) log.warn({ generation: s.generation, fields: waiting.slice(0, 20), more: Math.max(0, waiting.length - 20) }, 'these policy fields are validated but not enforced yet (issue #13): docs/l7.md "Not enforced yet"')
     } else {
       log.error({ reason: e.reason, problems: e.problems.length, keptGeneration: watcher.current?.generation ?? null }, `policy reload failed; ${watcher.current ? 'the last good policy stays in force' : 'no policy is in force yet'}`)
       // `path`, not `key`: "key" is redacted everywhere, as it may be key material.
@@ -55,27 +51,4 @@ export function createPolicyWatcher(config: NodeConfig, metrics: Metrics, log: L
   })
   watcher.on('watchError', (err) => log.warn({ err }, 'policy file watching failed; changes are still picked up by the periodic re-read'))
   return watcher
-}
-
-/**
- * The resilience fields a snapshot sets that the data path does not apply yet, as
- * `<HTTPRoute>#<rule>.<field>` and `<Service>.<field>`: said at every reload, so the gap is
- * never silent.
- */
-export function notEnforced(s: Snapshot): string[] {
-  const out = new Set<string>()
-  for (const sp of s.servicePorts.values()) {
-    if (sp.route?.kind !== 'http') continue
-    for (const r of sp.route.rules) {
-      const at = `${r.route}#${r.rule}`
-      if (r.retry) out.add(`${at}.retry`)
-    }
-  }
-  // Circuit breaking enforces maxRequests and maxConnections; maxPendingRequests not yet (its
-  // default, Envoy's 1024, is not named).
-  for (const svc of s.services.values()) {
-    const { source, connectionPool: cp } = svc.destination
-    if (cp.maxPendingRequests !== DEFAULT_DESTINATION.connectionPool.maxPendingRequests) out.add(`${source}.connectionPool.maxPendingRequests`)
-  }
-  return [...out].sort()
 }

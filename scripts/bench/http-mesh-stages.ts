@@ -208,40 +208,48 @@ export async function profileStages(deps: { bareVip: string; profile: (url: stri
   return { method, seconds, runs: { bare, stages } }
 }
 
-interface Diff { name: string; bareUs: number; stagesUs: number; diffUs: number }
+interface Diff { name: string; bareShare: number; stagesShare: number; bareUs: number; stagesUs: number; diffUs: number }
 
 /**
- * Prints where the stages' extra CPU goes: per daemon, self time per request (V8's samples
- * over the requests in the same span) by owner, by hostmesh file and by function, bare against
- * stages, largest increase first. Returns the tables for the raw JSON.
+ * Prints where the stages' extra CPU goes: per daemon, by owner, by hostmesh file and by
+ * function, bare against stages, largest increase first, each as a share of the profile's busy
+ * samples during the load and as µs of CPU per request: that share of the daemon's CPU time
+ * (/proc) over the load's requests. V8 samples on a wall-clock timer, so a daemon preempted on
+ * a busy machine piles samples on whatever it was doing (the socket writes most of all); the
+ * CPU time from /proc is not inflated that way, so the µs add up to what the daemon spent.
+ * Returns the tables for the raw JSON.
  */
 export function reportStageProfiles(p: StageProfiles): Record<string, unknown> {
   const requests = (v: Variant): number => p.runs[v].load.requests + p.runs[v].warmRequests
-  const perReq = (v: Variant, ms: number): number => (ms * 1000) / requests(v)
-  const diff = (pick: (v: Variant) => readonly SelfTime[], keep: (name: string) => boolean, n: number): Diff[] => {
-    const names = new Set([...pick('bare'), ...pick('stages')].map((x) => x.name).filter(keep))
-    const us = (v: Variant, name: string): number => perReq(v, pick(v).find((x) => x.name === name)?.ms ?? 0)
-    return [...names].map((name) => ({ name, bareUs: us('bare', name), stagesUs: us('stages', name), diffUs: us('stages', name) - us('bare', name) }))
-      .sort((a, b) => b.diffUs - a.diffUs).slice(0, n).map((d) => ({ name: d.name, bareUs: round2(d.bareUs), stagesUs: round2(d.stagesUs), diffUs: round2(d.diffUs) }))
-  }
+  const cpuUs = (v: Variant, who: Daemon): number => (p.runs[v].loadCpuSeconds[who] * 1e6) / requests(v)
   const hostmesh = (name: string): boolean => /^(daemon|base|policy|certs)\//.test(name)
   const out: Record<string, unknown> = {
     method: p.method, seconds: p.seconds,
-    loads: Object.fromEntries(VARIANTS.map((v) => [v, { reqPerSec: Math.round(rate(p.runs[v].load)), requests: requests(v) }])),
+    loads: Object.fromEntries(VARIANTS.map((v) => [v, { reqPerSec: Math.round(rate(p.runs[v].load)), requests: requests(v), cpuSeconds: p.runs[v].loadCpuSeconds }])),
   }
-  console.log(`\nstage cost, profiled: ${p.method}, each route on both daemons started afresh under --cpu-prof, 1 s warm-up, then ${p.seconds} s of wrk -c64; self time of the samples taken during those ${p.seconds} s, in µs per request:`)
+  const pct = (x: number): string => `${(x * 100).toFixed(1)}%`
+  console.log(`\nstage cost, profiled: ${p.method}, each route on both daemons started afresh under --cpu-prof, 1 s warm-up, then ${p.seconds} s of wrk -c64; samples taken during those ${p.seconds} s; µs = share of busy samples × the daemon's CPU µs per request (/proc):`)
   console.log(`bare ${rate(p.runs.bare.load).toFixed(0)} req/s, stages ${rate(p.runs.stages.load).toFixed(0)} req/s`)
   for (const who of ['source', 'destination'] as const) {
-    const prof = (v: Variant) => p.runs[v].profiles[who]
-    const busy = { bare: perReq('bare', prof('bare').busyMs), stages: perReq('stages', prof('stages').busyMs) }
+    const prof = (v: Variant): Profiled['profiles'][Daemon] => p.runs[v].profiles[who]
+    const diff = (pick: (v: Variant) => readonly SelfTime[], keep: (name: string) => boolean, n: number): Diff[] => {
+      const names = new Set([...pick('bare'), ...pick('stages')].map((x) => x.name).filter(keep))
+      const share = (v: Variant, name: string): number => pick(v).find((x) => x.name === name)?.share ?? 0
+      return [...names].map((name) => {
+        const [bs, ss] = [share('bare', name), share('stages', name)]
+        const [bu, su] = [bs * cpuUs('bare', who), ss * cpuUs('stages', who)]
+        return { name, bareShare: bs, stagesShare: ss, bareUs: round2(bu), stagesUs: round2(su), diffUs: round2(su - bu) }
+      }).sort((a, b) => b.diffUs - a.diffUs).slice(0, n)
+    }
     const owners = diff((v) => prof(v).owners, () => true, 10)
     const files = diff((v) => prof(v).files, hostmesh, 12)
     const functions = diff((v) => prof(v).functions, () => true, 15)
-    out[who] = { busyUsPerRequest: { bare: round2(busy.bare), stages: round2(busy.stages) }, files: { bare: prof('bare').file, stages: prof('stages').file }, owners, hostmeshFiles: files, functions }
-    console.log(`\n${who} daemon: busy ${busy.bare.toFixed(1)} µs per request bare, ${busy.stages.toFixed(1)} stages (${(busy.stages / busy.bare).toFixed(3)}x); profiles ${prof('bare').file}, ${prof('stages').file}`)
+    const cpu = { bare: round2(cpuUs('bare', who)), stages: round2(cpuUs('stages', who)) }
+    out[who] = { cpuUsPerRequest: cpu, busyMs: { bare: prof('bare').busyMs, stages: prof('stages').busyMs }, profiles: { bare: prof('bare').file, stages: prof('stages').file }, owners, hostmeshFiles: files, functions }
+    console.log(`\n${who} daemon: CPU ${cpu.bare.toFixed(1)} µs per request bare, ${cpu.stages.toFixed(1)} stages (${(cpu.stages / cpu.bare).toFixed(3)}x); profiles ${prof('bare').file}, ${prof('stages').file}`)
     for (const [title, rows] of [['owner', owners], ['hostmesh file', files], ['function', functions]] as const) {
-      console.log(`\n| ${title} (self) | bare µs/req | stages µs/req | stages − bare |\n|---|---|---|---|`)
-      for (const r of rows) console.log(`| ${r.name} | ${r.bareUs.toFixed(2)} | ${r.stagesUs.toFixed(2)} | ${r.diffUs >= 0 ? '+' : ''}${r.diffUs.toFixed(2)} |`)
+      console.log(`\n| ${title} (self) | bare | stages | bare µs/req | stages µs/req | stages − bare µs |\n|---|---|---|---|---|---|`)
+      for (const r of rows) console.log(`| ${r.name} | ${pct(r.bareShare)} | ${pct(r.stagesShare)} | ${r.bareUs.toFixed(2)} | ${r.stagesUs.toFixed(2)} | ${r.diffUs >= 0 ? '+' : ''}${r.diffUs.toFixed(2)} |`)
     }
   }
   return out

@@ -126,7 +126,7 @@ export function httpMeshOptions(args: readonly string[]): HttpMeshOptions {
 }
 export type Profile = ProfileSummary & { file: string }
 /** A load on daemons started afresh under --cpu-prof, and each daemon's profile: of the whole session (and then warmRequests is the warm-up's requests), or of the load alone (warmRequests 0). */
-export interface Profiled { load: Wrk; warmRequests: number; profiles: Record<Daemon, Profile> }
+export interface Profiled { load: Wrk; warmRequests: number; profiles: Record<Daemon, Profile>; /** Each daemon's CPU time (/proc) during the load. */ loadCpuSeconds: Record<Daemon, number> }
 interface Metrics { requests: number; ok: number; /** by "code flags" */ other: Record<string, number>; heapUsedMiB: number; heapTotalMiB: number }
 
 async function version(cmd: string, args: string[]): Promise<string | undefined> {
@@ -286,9 +286,12 @@ export async function benchHttpMesh(args: readonly string[] = []): Promise<void>
         src = await start(a, ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'source')}`])
         dst = await start(b, ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'destination')}`])
         const warm = await wrkAt(target, 1, as('mesh'), method)
+        const profiledPids = { source: await daemonPid(src), destination: await daemonPid(dst) }
+        const cpu0 = { source: await cpuSeconds(profiledPids.source), destination: await cpuSeconds(profiledPids.destination) }
         const startUs = Number(process.hrtime.bigint() / 1000n)
         const load = await wrkAt(target, seconds, as('mesh'), method)
         const window = { startUs, endUs: Number(process.hrtime.bigint() / 1000n) }
+        const cpu1 = { source: await cpuSeconds(profiledPids.source), destination: await cpuSeconds(profiledPids.destination) }
         const exits = { source: await src.stop('SIGTERM', 20_000), destination: await dst.stop('SIGTERM', 20_000) }
         const profile = async (who: Daemon): Promise<Profile> => {
           const d = join(profDir, who)
@@ -296,7 +299,10 @@ export async function benchHttpMesh(args: readonly string[] = []): Promise<void>
           if (!f) throw new Error(`no .cpuprofile from the ${who} daemon (exit ${JSON.stringify(exits[who])})`)
           return { file: join(d, f), ...(await summariseFile(join(d, f), top, loadOnly ? window : undefined)) }
         }
-        return { load, warmRequests: loadOnly ? 0 : warm.requests, profiles: { source: await profile('source'), destination: await profile('destination') } }
+        return {
+          load, warmRequests: loadOnly ? 0 : warm.requests, profiles: { source: await profile('source'), destination: await profile('destination') },
+          loadCpuSeconds: { source: cpu1.source.all - cpu0.source.all, destination: cpu1.destination.all - cpu0.destination.all },
+        }
       }
       const runStageProfiles = (method: Method): Promise<StageProfiles> => profileStages({ bareVip: VIP, profile: (target, seconds) => profiledRun(target, method, seconds, 400, true) }, method, opts.profileSeconds || 10)
 

@@ -258,11 +258,11 @@ t.test('L7 resilience through the mesh', { skip: e2eSkip() }, async (t) => {
     t.same(s.byStatus, {}, 'the server never answered them')
     const log = logLines(daemons.get('node-a')!.output).filter((l) => l['access'] === 'http' && l['reporter'] === 'source' && String(l['path']).startsWith('/timeout/'))
     t.equal(log.length, N, 'one source access-log line per request')
-    // The log names a rule by its index in the route: 0 is `timeout`.
-    for (const l of log) t.match(l, { status: 504, responseFlags: 'UT', route: 'HTTPRoute/res/backend', rule: 0 }, `${String(l['path'])}: 504 UT`)
+    // The log names the rule by its index in the route and by its name.
+    for (const l of log) t.match(l, { status: 504, responseFlags: 'UT', route: 'HTTPRoute/res/backend', rule: 0, ruleName: 'timeout' }, `${String(l['path'])}: 504 UT`)
     // The heavy subtests after this one need no access log: off, so that thousands of lines
     // piped to this process do not load the two CPUs the latencies are measured on.
-    for (const h of [a, b]) await h.mustExec(['curl', '-sS', '-m', '2', '-X', 'POST', 'http://127.0.0.1:15000/logging?level=warn'])
+    for (const h of [a, b]) await h.mustExec(['curl', '-fsS', '-m', '2', '--unix-socket', join(dir, h.name, 'admin.sock'), '-X', 'POST', 'http://localhost/logging?level=warn'])
   })
 
   await t.test('fault delay at 10% over 2,000 requests: the delayed share, and only they are slow', async (t) => {

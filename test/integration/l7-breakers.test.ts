@@ -3,19 +3,10 @@
 // pipeline, a local origin): the upstream connections the pools open to a service stay within
 // maxConnections, requests waiting for a connection within maxPendingRequests; past either the
 // client gets 503 UO with x-hostmesh-overloaded at once, and nothing queues.
-import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import type { Counter } from 'prom-client'
-import { Balancer } from '../../daemon/balance/balancer.ts'
-import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
-import { LocalHostState } from '../../daemon/limits/host-state.ts'
-import { RetryBudgets } from '../../daemon/limits/retry-budget.ts'
-import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
-import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
-import { OutboundHttp } from '../../daemon/l7/outbound.ts'
-import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
 import { until } from '../helpers/admin.ts'
-import { compile, front, h1, origin, telemetry, V } from './l7-harness.ts'
+import { compile, front, h1, origin, outboundHttp, tcpEndpoint, telemetry, V } from './l7-harness.ts'
 
 const a = await origin(t, 'a')
 const slow = await origin(t, 'slow')
@@ -29,21 +20,10 @@ const snapshot = compile([
 ])
 const client = snapshot.workloads.get('t/client')!
 const tel = telemetry()
-const outbound = new OutboundHttp({
-  snapshot: () => snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry),
-  retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry),
-  log: tel.log, telemetry: tel.requests, connections: tel.connections, limits: DEFAULT_L7_LIMITS, traceparent: false,
-  // Connections to `slow` take 300 ms to open: its requests wait for them.
-  connect: (_source, e) => new Promise((resolve, reject) => {
-    const go = (): void => {
-      const s = tcpConnect({ host: e.address, port: e.port }, () => resolve(s))
-      s.once('error', reject)
-    }
-    if (e.port === slow.port) setTimeout(go, 300)
-    else go()
-  }),
-})
-t.teardown(() => outbound.destroy())
+// Connections to `slow` take 300 ms to open: its requests wait for them.
+const outbound = outboundHttp(t, () => snapshot, tel, (source, e) => e.port === slow.port
+  ? new Promise((resolve) => setTimeout(resolve, 300)).then(() => tcpEndpoint(source, e))
+  : tcpEndpoint(source, e))
 const few = await front(t, (s) => outbound.serve(s, { source: client, servicePort: 't/few:80', clientAddress: '127.0.0.1', dialled: '10.96.0.1:80' }, 'http'))
 const waits = await front(t, (s) => outbound.serve(s, { source: client, servicePort: 't/waits:80', clientAddress: '127.0.0.1', dialled: '10.96.0.2:80' }, 'http'))
 const overflows = async (service: string, resource: string): Promise<number> => {

@@ -1,5 +1,5 @@
-// Shared parts of the in-process L7 tests (l7-inbound.test.ts, l7-outbound.test.ts): policy
-// compiled by the real pipeline, real telemetry into a log sink and a prom-client registry, a
+// Shared parts of the in-process L7 tests (l7-*.test.ts): policy compiled by the real
+// pipeline, the source host's request path (outboundHttp), real telemetry into a log sink and a prom-client registry, a
 // local origin that speaks HTTP/1.1 and h2c on one port and records what reached it, TCP
 // listeners that hand each connection to a request path, and small real clients.
 import { replay } from '../../daemon/l7/detect.ts'
@@ -19,11 +19,38 @@ import { RequestTelemetry } from '../../daemon/telemetry/request.ts'
 import { formatProblem } from '../../policy/errors.ts'
 import { hashFiles } from '../../policy/load.ts'
 import { buildSnapshot } from '../../policy/pipeline.ts'
-import type { Snapshot } from '../../policy/snapshot.ts'
+import type { Endpoint, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
+import { Balancer } from '../../daemon/balance/balancer.ts'
+import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
+import { LocalHostState } from '../../daemon/limits/host-state.ts'
+import { RetryBudgets } from '../../daemon/limits/retry-budget.ts'
+import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
+import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
+import { OutboundHttp, type EndpointConnect } from '../../daemon/l7/outbound.ts'
+import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
 import { until } from '../helpers/admin.ts'
 import { logSink } from '../helpers/log-sink.ts'
 
 export const V = 'apiVersion: hostmesh.io/v1alpha1\n'
+
+/** Plain TCP to the endpoint, as the daemon's connect does for endpoints outside the mesh. */
+export function tcpEndpoint(_source: WorkloadInfo, ep: Endpoint): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: ep.address, port: ep.port }, () => resolve(s))
+    s.once('error', reject)
+  })
+}
+
+/** The source host's request path with fresh balancer, breakers and budgets, torn down with `t`. */
+export function outboundHttp(t: Test, snapshot: () => Snapshot | undefined, tel: Telemetry, connect: EndpointConnect = tcpEndpoint): OutboundHttp {
+  const outbound = new OutboundHttp({
+    snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry),
+    retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry),
+    log: tel.log, telemetry: tel.requests, connections: tel.connections, limits: DEFAULT_L7_LIMITS, traceparent: false, connect,
+  })
+  t.teardown(() => outbound.destroy())
+  return outbound
+}
 
 /** `docs` (YAML documents, joined with ---) compiled for node-a, as the daemon would. */
 export function compile(docs: readonly string[]): Snapshot {

@@ -7,19 +7,11 @@
 // copies are dropped; hostmesh_mirror_requests_total counts each outcome.
 import { createHash, randomBytes } from 'node:crypto'
 import http from 'node:http'
-import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import type { Counter } from 'prom-client'
 import t from 'tap'
-import { Balancer } from '../../daemon/balance/balancer.ts'
-import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
-import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
-import { OutboundHttp } from '../../daemon/l7/outbound.ts'
-import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
-import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
-import { LocalHostState } from '../../daemon/limits/host-state.ts'
-import { RetryBudgets } from '../../daemon/limits/retry-budget.ts'
 import { until } from '../helpers/admin.ts'
-import { compile, front, h1, h2, h2session, origin, telemetry, V, within } from './l7-harness.ts'
+import { compile, front, h1, h2, h2session, origin, outboundHttp, telemetry, V, within } from './l7-harness.ts'
 
 const a = await origin(t, 'a')
 const m = await origin(t, 'mirror')
@@ -64,6 +56,7 @@ const snapshot = compile([
   svc('narrow-sink', sinkPort),
   `${V}kind: DestinationPolicy\nmetadata: {name: narrow-sink, namespace: t}\nspec: {targetRefs: [{name: narrow-sink}], connectionPool: {maxRequests: 3}}\n`,
   svc('refused', closedPort),
+  `${V}kind: Service\nmetadata: {name: empty, namespace: t}\nspec: {ports: [{name: http, port: 80, protocol: http}], selector: {app: nobody}}\n`,
   `${V}kind: Service\nmetadata: {name: web, namespace: t}\nspec: {addresses: [10.96.0.1], ports: [{name: http, port: 80, protocol: http}], endpoints: [{address: 127.0.0.1, port: ${a.port}}]}\n`,
   `${V}kind: HTTPRoute
 metadata: {name: web, namespace: t}
@@ -73,19 +66,15 @@ spec:
 ${rule('all', '/m/all', `        - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-env, value: mirrored}]}}\n${mirrorTo('shadow')}`)}${rule('half', '/m/half', mirrorTo('shadow', 50))}${rule('sink', '/m/sink', mirrorTo('sink'))}${rule('refused', '/m/refused', mirrorTo('refused'))}${rule('narrow', '/m/narrow', mirrorTo('narrow-sink'))}${rule('timeout', '/m/timeout', mirrorTo('sink'), '      timeouts: {request: 300ms}\n')}    - name: none
       matches: [{path: {type: PathPrefix, value: /m/none}}]
       backendRefs: [{name: a, port: 80}]
+    - name: no-endpoint
+      matches: [{path: {type: PathPrefix, value: /m/unrouted}}]
+      filters:
+${mirrorTo('shadow')}      backendRefs: [{name: empty, port: 80}]
 `,
 ])
 const client = snapshot.workloads.get('t/client')!
 const tel = telemetry()
-const outbound = new OutboundHttp({
-  snapshot: () => snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
-  limits: DEFAULT_L7_LIMITS, traceparent: false,
-  connect: (_source, ep) => new Promise((resolve, reject) => {
-    const s = tcpConnect({ host: ep.address, port: ep.port }, () => resolve(s))
-    s.once('error', reject)
-  }),
-})
-t.teardown(() => outbound.destroy())
+const outbound = outboundHttp(t, () => snapshot, tel)
 const web = await front(t, (s) => outbound.serve(s, { source: client, servicePort: 't/web:80', clientAddress: '127.0.0.1', dialled: '10.96.0.1:80' }, 'http'))
 
 /** hostmesh_mirror_requests_total for one mirror service and result. */
@@ -162,6 +151,21 @@ t.test('bodies up to 64 KiB are copied whole (content-length and chunked); large
   await until(async () => await mirrored('shadow.t', 'dropped') === droppedBefore + 2, 'both copies counted as dropped', 3000, 10)
   await new Promise((r) => setTimeout(r, 100))
   t.equal(m.seen('/m/all/post-big').length, 0, 'the mirror never saw a body past 64 KiB')
+})
+
+t.test('an original answered locally (503 UH) before any try read its body: the copy is dropped, not sent without its body', async (t) => {
+  const before = await mirrored('shadow.t', 'dropped')
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const r1 = await h1(web.port, agent, { method: 'POST', path: '/m/unrouted/1', body: randomBytes(8 * 1024) })
+  t.equal(r1.status, 503)
+  t.equal(r1.body, 'no healthy upstream\n')
+  const r2 = await h1(web.port, agent, { path: '/m/unrouted/2' })
+  t.equal(r2.status, 503)
+  t.equal(r2.localPort, r1.localPort, 'the next request on the same keep-alive connection is served')
+  await until(async () => await mirrored('shadow.t', 'dropped') === before + 1, 'the copy with a body counted as dropped', 3000, 10)
+  await until(() => m.seen('/m/unrouted/2').length === 1, 'the bodyless copy to reach the mirror', 3000, 10)
+  t.equal(m.seen('/m/unrouted/1').length, 0, 'the mirror never got a copy without its body')
 })
 
 t.test('a copy answered 5xx counts as failed; the original\'s own answer is untouched', async (t) => {

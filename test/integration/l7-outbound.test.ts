@@ -8,22 +8,14 @@
 // trailers-only answers, protocol detection, and what admit() refuses.
 import http from 'node:http'
 import http2 from 'node:http2'
-import { connect as tcpConnect } from 'node:net'
 import t, { type Test } from 'tap'
-import { Balancer } from '../../daemon/balance/balancer.ts'
-import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
-import { RetryBudgets } from '../../daemon/limits/retry-budget.ts'
-import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
-import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
-import { LocalHostState } from '../../daemon/limits/host-state.ts'
-import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
 import type { OutboundConn } from '../../daemon/l7/outbound-conn.ts'
 import { OutboundHttp } from '../../daemon/l7/outbound.ts'
 import { TunnelError } from '../../daemon/tunnel/client-pool.ts'
 import type { Protocol, Snapshot } from '../../policy/snapshot.ts'
 import { until } from '../helpers/admin.ts'
 import { freePort } from '../helpers/ports.ts'
-import { closed, compile, front, h1, h2, h2session, origin, readUntil, tcp, telemetry, V, within, type Front, type Telemetry } from './l7-harness.ts'
+import { closed, compile, front, h1, h2, h2session, origin, outboundHttp, readUntil, tcp, tcpEndpoint, telemetry, type Front, type Telemetry, V, within } from './l7-harness.ts'
 
 const UF = 'upstream connect error or disconnect/reset before headers\n'
 
@@ -125,18 +117,11 @@ interface Rig {
 
 async function rig(t: Test, snap: () => Snapshot | undefined = () => snapshot): Promise<Rig> {
   const tel = telemetry()
-  const outbound = new OutboundHttp({
-    snapshot: snap, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
-    limits: DEFAULT_L7_LIMITS, traceparent: false,
-    // Endpoints outside the mesh: plain TCP, as the daemon's connect does for them.
-    connect: (_source, ep) => new Promise((resolve, reject) => {
-      // What the HBONE pool throws when the destination refuses the CONNECT.
-      if (ep.port === refusedPort) return reject(new TunnelError(`CONNECT 127.0.0.1:${ep.port} via 127.0.0.1:15008: 401`, 401))
-      const s = tcpConnect({ host: ep.address, port: ep.port }, () => resolve(s))
-      s.once('error', reject)
-    }),
-  })
-  t.teardown(() => outbound.destroy())
+  // Endpoints outside the mesh: plain TCP, as the daemon's connect does for them; what the
+  // HBONE pool throws when the destination refuses the CONNECT.
+  const outbound = outboundHttp(t, snap, tel, (source, ep) => ep.port === refusedPort
+    ? Promise.reject(new TunnelError(`CONNECT 127.0.0.1:${ep.port} via 127.0.0.1:15008: 401`, 401))
+    : tcpEndpoint(source, ep))
   const connOf = (servicePort: string, dialled: string): OutboundConn => ({ source: client, servicePort, clientAddress: '127.0.0.1', dialled })
   return { outbound, tel, front: (sp, dialled, protocol) => front(t, (s) => outbound.serve(s, connOf(sp, dialled), protocol)) }
 }

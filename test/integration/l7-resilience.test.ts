@@ -6,16 +6,8 @@
 // circuit breaker (maxRequests: 503 UO at once, never a queue).
 import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
-import { Balancer } from '../../daemon/balance/balancer.ts'
-import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
-import { RetryBudgets } from '../../daemon/limits/retry-budget.ts'
-import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
-import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
-import { LocalHostState } from '../../daemon/limits/host-state.ts'
-import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
-import { OutboundHttp } from '../../daemon/l7/outbound.ts'
 import { until } from '../helpers/admin.ts'
-import { compile, front, h1, h2, h2session, origin, telemetry, V, within } from './l7-harness.ts'
+import { compile, front, h1, h2, h2session, origin, outboundHttp, telemetry, V, within } from './l7-harness.ts'
 
 const a = await origin(t, 'a')
 const svc = `${V}kind: Service\nmetadata: {name: a, namespace: t}\nspec: {ports: [{name: http, port: 80, protocol: http}], endpoints: [{address: 127.0.0.1, port: ${a.port}}]}\n`
@@ -43,15 +35,7 @@ ${rule('rpc', '/gate.Svc', '      timeouts: {request: 2s}\n')}${rule('rpc-abort'
 ])
 const client = snapshot.workloads.get('t/client')!
 const tel = telemetry()
-const outbound = new OutboundHttp({
-  snapshot: () => snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry), retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
-  limits: DEFAULT_L7_LIMITS, traceparent: false,
-  connect: (_source, ep) => new Promise((resolve, reject) => {
-    const s = tcpConnect({ host: ep.address, port: ep.port }, () => resolve(s))
-    s.once('error', reject)
-  }),
-})
-t.teardown(() => outbound.destroy())
+const outbound = outboundHttp(t, () => snapshot, tel)
 const web = await front(t, (s) => outbound.serve(s, { source: client, servicePort: 't/web:80', clientAddress: '127.0.0.1', dialled: '10.96.0.1:80' }, 'http'))
 const rpc = await front(t, (s) => outbound.serve(s, { source: client, servicePort: 't/rpc:9000', clientAddress: '127.0.0.1', dialled: '10.96.0.4:9000' }, 'grpc'))
 const seen = (path: string) => a.requests.filter((r) => r.url === path)

@@ -4,20 +4,13 @@
 // with which bodies, to which endpoint, within the attempts and the service's retry budget
 // (URX when refused), x-hostmesh-attempt-count, hostmesh_retries_total, per-try timeouts.
 import { createHash } from 'node:crypto'
-import { connect as tcpConnect, createServer } from 'node:net'
+import http from 'node:http'
+import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import type { Counter } from 'prom-client'
-import { Balancer } from '../../daemon/balance/balancer.ts'
-import { CircuitBreakers } from '../../daemon/limits/circuit-breaker.ts'
-import { LocalHostState } from '../../daemon/limits/host-state.ts'
-import { RetryBudgets } from '../../daemon/limits/retry-budget.ts'
-import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
-import { OutboundHttp } from '../../daemon/l7/outbound.ts'
-import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
-import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
 import { until } from '../helpers/admin.ts'
-import { compile, front, h1, h2, h2session, origin, telemetry, V } from './l7-harness.ts'
+import { compile, front, h1, h2, h2session, origin, outboundHttp, telemetry, V } from './l7-harness.ts'
 
 const flaky = new Map<string, number>()
 const a = await origin(t, 'a', flaky)
@@ -43,13 +36,14 @@ const snapshot = compile([
   `${V}kind: DestinationPolicy\nmetadata: {name: half-dead, namespace: t}\nspec: {targetRefs: [{name: half-dead}], loadBalancer: {type: ROUND_ROBIN}, outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 0}}\n`,
   `${V}kind: Service\nmetadata: {name: stingy, namespace: t}\nspec: {ports: [{name: http, port: 80, protocol: http}], endpoints: [${ep(a.port)}]}\n`,
   `${V}kind: DestinationPolicy\nmetadata: {name: stingy, namespace: t}\nspec: {targetRefs: [{name: stingy}], outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 0}, retryBudget: {percent: 0, minRetriesPerSecond: 1, ttl: 2s}}\n`,
+  `${V}kind: Service\nmetadata: {name: nobody, namespace: t}\nspec: {selector: {app: nobody}, ports: [{name: http, port: 80, protocol: http}]}\n`,
   `${V}kind: Service\nmetadata: {name: rpc, namespace: t}\nspec: {addresses: [10.96.0.4], ports: [{name: grpc, port: 9000, protocol: grpc}], endpoints: [${ep(a.port)}]}\n`,
   `${V}kind: HTTPRoute
 metadata: {name: web, namespace: t}
 spec:
   parentRefs: [{name: web}]
   rules:
-${rule('default', '/flaky', '      retry: {attempts: 2, backoff: 1ms}\n')}${rule('any-method', '/post', '      retry: {attempts: 2, backoff: 1ms, allowNonIdempotent: true}\n')}${rule('limit', '/limit', '      retry: {attempts: 2, backoff: 1ms}\n')}${rule('codes', '/codes', '      retry: {attempts: 2, backoff: 1ms, codes: [502]}\n')}${rule('per-try', '/sleepy', '      timeouts: {request: 3s, backendRequest: 150ms}\n      retry: {attempts: 2, backoff: 1ms}\n')}${rule('bounded', '/bounded', '      timeouts: {request: 300ms}\n      retry: {attempts: 10, backoff: 100ms}\n')}${rule('none', '/no-retry', '')}${rule('dead', '/dead', '      retry: {attempts: 1, backoff: 1ms}\n', 'half-dead')}${rule('stingy', '/stingy', '      retry: {attempts: 3, backoff: 1ms}\n', 'stingy')}`,
+${rule('default', '/flaky', '      retry: {attempts: 2, backoff: 1ms}\n')}${rule('any-method', '/post', '      retry: {attempts: 2, backoff: 1ms, allowNonIdempotent: true}\n')}${rule('limit', '/limit', '      retry: {attempts: 2, backoff: 1ms}\n')}${rule('codes', '/codes', '      retry: {attempts: 2, backoff: 1ms, codes: [502]}\n')}${rule('per-try', '/sleepy', '      timeouts: {request: 3s, backendRequest: 150ms}\n      retry: {attempts: 2, backoff: 1ms}\n')}${rule('bounded', '/bounded', '      timeouts: {request: 300ms}\n      retry: {attempts: 10, backoff: 100ms}\n')}${rule('none', '/no-retry', '')}${rule('dead', '/dead', '      retry: {attempts: 1, backoff: 1ms}\n', 'half-dead')}${rule('stingy', '/stingy', '      retry: {attempts: 3, backoff: 1ms}\n', 'stingy')}${rule('nobody', '/nobody', '      retry: {attempts: 3, backoff: 1ms, allowNonIdempotent: true}\n', 'nobody')}`,
   `${V}kind: HTTPRoute
 metadata: {name: rpc, namespace: t}
 spec:
@@ -59,16 +53,7 @@ ${rule('rpc', '/grpc-flaky', '      retry: {attempts: 2, backoff: 1ms}\n', 'rpc'
 ])
 const client = snapshot.workloads.get('t/client')!
 const tel = telemetry()
-const outbound = new OutboundHttp({
-  snapshot: () => snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry),
-  retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry), log: tel.log, telemetry: tel.requests, connections: tel.connections,
-  limits: DEFAULT_L7_LIMITS, traceparent: false,
-  connect: (_source, e) => new Promise((resolve, reject) => {
-    const s = tcpConnect({ host: e.address, port: e.port }, () => resolve(s))
-    s.once('error', reject)
-  }),
-})
-t.teardown(() => outbound.destroy())
+const outbound = outboundHttp(t, () => snapshot, tel)
 const web = await front(t, (s) => outbound.serve(s, { source: client, servicePort: 't/web:80', clientAddress: '127.0.0.1', dialled: '10.96.0.1:80' }, 'http'))
 const rpc = await front(t, (s) => outbound.serve(s, { source: client, servicePort: 't/rpc:9000', clientAddress: '127.0.0.1', dialled: '10.96.0.4:9000' }, 'grpc'))
 const tries = (url: string) => [...a.requests, ...b.requests].filter((r) => r.url === url)
@@ -200,4 +185,14 @@ t.test('no retry policy: one try', async (t) => {
   t.equal((await h1(web.port, false, { path: '/no-retry/status/503' })).status, 503)
   t.equal(tries('/no-retry/status/503').length, 1)
   t.same(tries('/no-retry/status/503')[0]!.headers['x-hostmesh-attempt-count'], '1')
+})
+
+t.test('a body held for retries but answered locally (no endpoint) leaves the keep-alive connection usable', async (t) => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const refused = await h1(web.port, agent, { method: 'POST', path: '/nobody/1', body: Buffer.alloc(4096, 1) })
+  t.equal(refused.status, 503)
+  const next = await h1(web.port, agent, { method: 'POST', path: '/post/after-local', body: 'abc' })
+  t.equal(next.status, 200, 'the next request on the same connection is read and answered')
+  t.equal(next.localPort, refused.localPort, 'on the same connection')
 })

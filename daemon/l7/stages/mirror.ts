@@ -13,7 +13,8 @@
 //     breaker); over either the copy is dropped, never queued;
 //   - a body goes along only when it fits the replay buffer (64 KiB, replay-body.ts): the
 //     copy waits for the whole body, read as fast as the original's try takes it, and is
-//     dropped when the body outgrows the buffer or the client cuts it short.
+//     dropped when the body outgrows the buffer, the client cuts it short, or the original
+//     was answered here (503 UH, 504 UT...) before any try read it.
 // Upgrades and `OPTIONS *` are not mirrored. Results: hostmesh_mirror_requests_total; copies
 // are not in the access log; copies that fail or are dropped get a debug line at most every 10 s.
 import type { Logger } from '../../../base/logger.ts'

@@ -36,7 +36,8 @@ export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => Upst
     if (x.aborted || x.timedOut) return
     const u = choose(x)
     x.record.update({ upstream: u.address })
-    x.headers['x-hostmesh-attempt-count'] = String(x.attempt)
+    // Set by the source host's retry stage; the destination passes on what the source sent.
+    if (x.attempt > 0) x.headers['x-hostmesh-attempt-count'] = String(x.attempt)
     const sent = u.pending?.()
     if (u.pending && !sent) return overflow(x, new UpstreamOverflow(x.target?.service ?? u.address, 'pending', x.target?.settings.connectionPool.maxPendingRequests ?? 0))
     const t0 = performance.now()
@@ -83,7 +84,7 @@ export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => Upst
     const grpc = up.headersOnly ? grpcOf(up) : {}
     u.observe?.({ latencyMs: performance.now() - t0, status: grpc.grpcStatus === undefined ? up.status : httpOfGrpc(grpc.grpcStatus) })
     // A retried answer is dropped before any of it reaches the client.
-    if (x.retry?.again({ status: up.status, ...grpc })) return discard(up)
+    if (x.retry?.again({ status: up.status, ...grpc })) return discard(up, x.down.version === '2')
     x.record.responseStarted()
     await relay(x, up)
   }
@@ -114,10 +115,14 @@ function httpOfGrpc(code: number): number {
   }
 }
 
-/** Reads a small answer to its end, so its connection stays in the pool; cancels a large one. */
-function discard(up: UpstreamResponse): void {
+/**
+ * Drops a retried answer. HTTP/1.1: a small one is read to its end, so its connection stays in
+ * the pool; a large one is cancelled. HTTP/2: the stream is always reset, which costs nothing
+ * and also ends our side of it (a request body still streaming would keep it open).
+ */
+function discard(up: UpstreamResponse, h2: boolean): void {
   const length = Number(up.headers['content-length'])
-  if (up.headersOnly || (length >= 0 && length <= DRAIN_LIMIT)) up.body.resume()
+  if (!h2 && length >= 0 && length <= DRAIN_LIMIT) up.body.resume()
   else up.abort()
 }
 

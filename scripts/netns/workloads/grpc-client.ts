@@ -1,5 +1,6 @@
 // A gRPC client workload for the end-to-end tests: one Greeter call (greeter.ts), then one
-// JSON line: {code, details, messages, metadata (response headers), trailers, ms}.
+// JSON line: {code, details, messages, metadata (response headers), trailers, ms}. The channel
+// connects first: ms and the deadline run from the call's start, not from the connect.
 //   node grpc-client.ts HOST:PORT METHOD [REQUEST_JSON] [METADATA_JSON] [DEADLINE_MS]
 import grpc from '@grpc/grpc-js'
 import { GREETER } from './greeter.ts'
@@ -13,6 +14,8 @@ const Greeter = grpc.makeGenericClientConstructor(GREETER, 'Greeter')
 const client = new Greeter(target, grpc.credentials.createInsecure())
 const metadata = new grpc.Metadata()
 for (const [k, v] of Object.entries(sent)) metadata.set(k, v)
+// Not connected in time: the call itself then reports why.
+await new Promise<void>((resolve) => client.waitForReady(Date.now() + deadlineMs, () => resolve()))
 const started = Date.now()
 const messages: unknown[] = []
 let headers: Record<string, unknown> | undefined

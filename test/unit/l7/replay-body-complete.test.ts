@@ -64,3 +64,14 @@ t.test('an empty body completes as an empty buffer', async (t) => {
   t.ok(Buffer.isBuffer(b))
   t.equal(b?.length, 0)
 })
+
+t.test('undefined when the body is thrown away unread (node\'s server dumps it: data listeners removed, then its end)', async (t) => {
+  const src = new PassThrough()
+  const body = new ReplayBody(src, () => undefined)
+  const done = body.whenComplete()
+  src.end('never read by a try')
+  // What IncomingMessage._dump() does once a response is finished without the body read.
+  src.removeAllListeners('data')
+  src.resume()
+  t.equal(await done, undefined)
+})
