@@ -9,15 +9,13 @@
 //           shadow (uid 2003): a server of this file's own on 8090 that prints each request
 //           (method, target, Host, body length and sha256) and answers 5 s later; nothing on 8091
 import { createHash } from 'node:crypto'
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { testNet, type HostProcess, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
-import { meshNodeConfigs, untilReady } from '../../scripts/netns/mesh-nodes.ts'
 import { parseMetrics, type Sample } from '../../scripts/demo/telemetry.ts'
-import { CLI } from '../helpers/cli.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
+import { startMesh } from '../helpers/mesh-e2e.ts'
 
 const SERVER = new URL('../../scripts/netns/workloads/http-server.ts', import.meta.url).pathname
 const LOAD = new URL('../../scripts/netns/workloads/http-load.ts', import.meta.url).pathname
@@ -28,17 +26,8 @@ const SHADOW: RunAs = { uid: 2003, gid: 2003 }
 const VIP = { backend: '10.96.3.10', shadow: '10.96.3.11', down: '10.96.3.12' } as const
 const SLOW_MS = 5000
 
+// The hosts' Node documents come from startMesh().
 const POLICY = `apiVersion: hostmesh.io/v1alpha1
-kind: Node
-metadata: {name: node-a}
-spec: {addresses: [10.77.0.11, "fd77::11"]}
----
-apiVersion: hostmesh.io/v1alpha1
-kind: Node
-metadata: {name: node-b}
-spec: {addresses: [10.77.0.12, "fd77::12"]}
----
-apiVersion: hostmesh.io/v1alpha1
 kind: Workload
 metadata: {name: client, namespace: mir, labels: {app: client}}
 spec: {node: node-a, serviceAccount: client, match: {uid: 2001}}
@@ -135,26 +124,16 @@ const loadBody = (size: number): Buffer => {
 
 t.test('RequestMirror through the mesh', { skip: e2eSkip() }, async (t) => {
   const net = await testNet(t, { hosts: ['node-a', 'node-b'] })
-  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-l7-mirror-'))
-  const policyDir = join(dir, 'policy.d')
-  mkdirSync(policyDir)
-  writeFileSync(join(policyDir, '10-mirror.yaml'), POLICY)
+  const mesh = await startMesh(t, net, 'l7-mirror', POLICY)
+  const { dir } = mesh
   const shadowScript = join(dir, 'shadow-server.mjs')
   writeFileSync(shadowScript, SHADOW_SERVER)
   chmodSync(shadowScript, 0o644)
-  const configs = await meshNodeConfigs(net.hosts, dir, { policyDir, extra: 'drainSeconds: 1\n' })
-  const daemons = new Map<string, HostProcess>()
-  for (const h of net.hosts) daemons.set(h.name, h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!]))
-  for (const h of net.hosts) await untilReady(h, daemons.get(h.name)!)
   const [a, b] = [net.host('node-a'), net.host('node-b')]
   const backend = b.spawn([NODE, SERVER, 'backend', '8080'], BACKEND)
   const shadow = b.spawn([NODE, shadowScript, '8090', String(SLOW_MS)], SHADOW)
   await backend.waitFor(/listening/)
   await shadow.waitFor(/listening/)
-  t.teardown(() => {
-    if (t.passing()) return
-    for (const [name, d] of daemons) t.comment(`--- ${name}\n${d.output.slice(-4000)}`)
-  })
 
   const curl = (args: string[]) => a.exec(['curl', '-sS', '-m', '10', ...args], { ...CLIENT, timeoutMs: 20_000 })
   const load = async (opts: Record<string, unknown>): Promise<Load> => {

@@ -9,15 +9,13 @@
 // The subtest that reads the daemons' access log runs first; then the access log is turned
 // off (POST /logging?level=warn), as the heavy subtests need only metrics and counters. Latency
 // bounds are loose where two CPUs carry both daemons, the server and the clients.
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { testNet, type HostProcess, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
-import { meshNodeConfigs, untilReady } from '../../scripts/netns/mesh-nodes.ts'
+import { testNet, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
 import { logLines, parseMetrics, type Sample } from '../../scripts/demo/telemetry.ts'
-import { CLI } from '../helpers/cli.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
+import { startMesh } from '../helpers/mesh-e2e.ts'
 
 const SERVER = new URL('../../scripts/netns/workloads/http-server.ts', import.meta.url).pathname
 const LOAD = new URL('../../scripts/netns/workloads/http-load.ts', import.meta.url).pathname
@@ -40,17 +38,8 @@ const RL = { perSecond: 100, burst: 10 }
 /** rlid: 100/s for the workload port, 50/s (burst 10) for each calling identity. */
 const RLID = { perSecond: 100, burst: 100, identityPerSecond: 50, identityBurst: 10 }
 
+// The hosts' Node documents come from startMesh().
 const POLICY = `apiVersion: hostmesh.io/v1alpha1
-kind: Node
-metadata: {name: node-a}
-spec: {addresses: [10.77.0.11, "fd77::11"]}
----
-apiVersion: hostmesh.io/v1alpha1
-kind: Node
-metadata: {name: node-b}
-spec: {addresses: [10.77.0.12, "fd77::12"]}
----
-apiVersion: hostmesh.io/v1alpha1
 kind: Workload
 metadata: {name: client, namespace: res, labels: {app: client}}
 spec: {node: node-a, serviceAccount: client, match: {uid: 2001}}
@@ -199,24 +188,14 @@ const total = (samples: readonly Sample[], name: string, labels: Record<string, 
 
 t.test('L7 resilience through the mesh', { skip: e2eSkip() }, async (t) => {
   const net = await testNet(t, { hosts: ['node-a', 'node-b'] })
-  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-l7-res-'))
-  const policyDir = join(dir, 'policy.d')
-  mkdirSync(policyDir)
-  writeFileSync(join(policyDir, '10-resilience.yaml'), POLICY)
+  const mesh = await startMesh(t, net, 'l7-res', POLICY)
+  const { dir, daemons } = mesh
   const wrkScript = join(dir, 'count.lua')
   writeFileSync(wrkScript, WRK_COUNT)
   chmodSync(wrkScript, 0o644)
-  const configs = await meshNodeConfigs(net.hosts, dir, { policyDir, extra: 'drainSeconds: 1\n' })
-  const daemons = new Map<string, HostProcess>()
-  for (const h of net.hosts) daemons.set(h.name, h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!]))
-  for (const h of net.hosts) await untilReady(h, daemons.get(h.name)!)
   const [a, b] = [net.host('node-a'), net.host('node-b')]
   const servers = [b.spawn([NODE, SERVER, 'backend', '8080'], BACKEND), b.spawn([NODE, SERVER, 'rl', '8081'], BACKEND), b.spawn([NODE, SERVER, 'rlid', '8082'], BACKEND)]
   for (const s of servers) await s.waitFor(/listening/)
-  t.teardown(() => {
-    if (t.passing()) return
-    for (const [name, d] of daemons) t.comment(`--- ${name}\n${d.output.slice(-4000)}`)
-  })
 
   const curl = (args: string[], as: RunAs = CLIENT) => a.exec(['curl', '-sS', '-m', '10', ...args], { ...as, timeoutMs: 20_000 })
   /** A server's control endpoint, from inside node-b as root: not captured, not in the mesh. */
@@ -262,7 +241,7 @@ t.test('L7 resilience through the mesh', { skip: e2eSkip() }, async (t) => {
     for (const l of log) t.match(l, { status: 504, responseFlags: 'UT', route: 'HTTPRoute/res/backend', rule: 0, ruleName: 'timeout' }, `${String(l['path'])}: 504 UT`)
     // The heavy subtests after this one need no access log: off, so that thousands of lines
     // piped to this process do not load the two CPUs the latencies are measured on.
-    for (const h of [a, b]) await h.mustExec(['curl', '-fsS', '-m', '2', '--unix-socket', join(dir, h.name, 'admin.sock'), '-X', 'POST', 'http://localhost/logging?level=warn'])
+    await mesh.quiet()
   })
 
   await t.test('fault delay at 10% over 2,000 requests: the delayed share, and only they are slow', async (t) => {

@@ -11,16 +11,15 @@
 // service reached it, so the subtests that depend on it say how they start clean. The greeter
 // Service is web-1's `grpc` port.
 import { createHash } from 'node:crypto'
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { testNet, type HostProcess, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
-import { meshNodeConfigs, untilReady } from '../../scripts/netns/mesh-nodes.ts'
+import { testNet, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
 import { othersCanRead } from '../../scripts/netns/readable.ts'
 import { parseMetrics, total, type Sample } from '../../scripts/demo/telemetry.ts'
-import { CLI } from '../helpers/cli.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
+import { startMesh } from '../helpers/mesh-e2e.ts'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 const WORKLOADS = join(ROOT, 'scripts/netns/workloads')
@@ -50,17 +49,8 @@ const EJECT = { consecutive: 3, baseS: 2 }
 const GRPC_ROUTE_TIMEOUT_MS = 300
 const GRPC_DEADLINE_MS = 200
 
+// The hosts' Node documents come from startMesh().
 const POLICY = `apiVersion: hostmesh.io/v1alpha1
-kind: Node
-metadata: {name: node-a}
-spec: {addresses: [10.77.0.11, "fd77::11"]}
----
-apiVersion: hostmesh.io/v1alpha1
-kind: Node
-metadata: {name: node-b}
-spec: {addresses: [10.77.0.12, "fd77::12"]}
----
-apiVersion: hostmesh.io/v1alpha1
 kind: Workload
 metadata: {name: client, namespace: rt, labels: {app: client}}
 spec: {node: node-a, serviceAccount: client, match: {uid: 2001}}
@@ -272,14 +262,7 @@ function chmodTree(path: string): void {
 
 t.test('retries, budgets, per-try timeouts, L7 ejection and gRPC through the mesh', { skip: e2eSkip() }, async (t) => {
   const net = await testNet(t, { hosts: ['node-a', 'node-b'] })
-  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-l7-retry-'))
-  const policyDir = join(dir, 'policy.d')
-  mkdirSync(policyDir)
-  writeFileSync(join(policyDir, '10-retry.yaml'), POLICY)
-  const configs = await meshNodeConfigs(net.hosts, dir, { policyDir, extra: 'drainSeconds: 1\n' })
-  const daemons = new Map<string, HostProcess>()
-  for (const h of net.hosts) daemons.set(h.name, h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!]))
-  await Promise.all(net.hosts.map((h) => untilReady(h, daemons.get(h.name)!)))
+  const mesh = await startMesh(t, net, 'l7-retry', POLICY)
   const [a, b] = [net.host('node-a'), net.host('node-b')]
   const bin = grpcWorkloads()
   if (bin !== WORKLOADS) t.teardown(() => rmSync(bin, { recursive: true, force: true }))
@@ -288,11 +271,7 @@ t.test('retries, budgets, per-try timeouts, L7 ejection and gRPC through the mes
   for (const s of [...servers, greeter]) await s.waitFor(/listening/)
   // Thousands of access-log lines piped to this process would load the CPUs latencies are
   // measured on. The level changes on the admin socket only (docs/admin.md).
-  for (const h of [a, b]) await h.mustExec(['curl', '-fsS', '-m', '2', '--unix-socket', join(dir, h.name, 'admin.sock'), '-X', 'POST', 'http://localhost/logging?level=warn'])
-  t.teardown(() => {
-    if (t.passing()) return
-    for (const [name, d] of daemons) t.comment(`--- ${name}\n${d.output.slice(-4000)}`)
-  })
+  await mesh.quiet()
 
   /** A server's control endpoint, from inside node-b as root: not captured, not in the mesh. */
   const control = async (port: number, what: '_stats' | '_reset' | '_config', query = ''): Promise<ServerStats> => {
