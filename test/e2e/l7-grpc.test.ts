@@ -2,19 +2,18 @@
 // node-a) calls the Greeter at the VIP 10.96.0.50:50051 (a `grpc` Service port); an HTTPRoute
 // sends `x-version: v2` to greeter-v2 (node-c) and everything else to greeter-v1 (node-b); the
 // destination hostmesh authorizes each call by its path.
-import { chmodSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { testNet, type HostProcess, type TestHost } from '../../scripts/netns/hosts.ts'
 import { meshNodeConfigs, untilReady } from '../../scripts/netns/mesh-nodes.ts'
-import { othersCanRead } from '../../scripts/netns/readable.ts'
 import { CLI } from '../helpers/cli.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
+import { grpcWorkloads } from '../helpers/grpc-workloads.ts'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 const EXAMPLES = join(ROOT, 'policy/examples')
-const WORKLOADS = join(ROOT, 'scripts/netns/workloads')
 const NODE = process.execPath
 const VIP = '10.96.0.50:50051'
 const CHECKOUT = { uid: 2001, gid: 2001 }
@@ -87,30 +86,6 @@ interface CallResult {
   readonly ms: number
 }
 
-/**
- * Where the gRPC workloads run from: in place when other uids can read them and
- * @grpc/grpc-js, else a world-readable copy of them with the two packages they load
- * (grpc-js requires @grpc/proto-loader only for channelz and ORCA, which they do not use).
- */
-function grpcWorkloads(): string {
-  const pkgs = ['@grpc/grpc-js', '@js-sdsl/ordered-map']
-  const modules = join(ROOT, 'node_modules')
-  const files = ['greeter.ts', 'grpc-server.ts', 'grpc-client.ts']
-  if (files.every((f) => othersCanRead(join(WORKLOADS, f))) && pkgs.every((p) => othersCanRead(join(modules, p, 'package.json')))) return WORKLOADS
-  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-grpc-'))
-  for (const f of files) cpSync(join(WORKLOADS, f), join(dir, f))
-  for (const p of pkgs) cpSync(join(modules, p), join(dir, 'node_modules', p), { recursive: true })
-  writeFileSync(join(dir, 'package.json'), '{"type": "module"}\n')
-  chmodTree(dir)
-  return dir
-}
-
-function chmodTree(path: string): void {
-  if (!statSync(path).isDirectory()) return chmodSync(path, 0o644)
-  chmodSync(path, 0o755)
-  for (const e of readdirSync(path)) chmodTree(join(path, e))
-}
-
 t.test('gRPC through the mesh', { skip: e2eSkip() }, async (t) => {
   const net = await testNet(t, { hosts: ['node-a', 'node-b', 'node-c'] })
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-l7-grpc-'))
@@ -127,8 +102,7 @@ t.test('gRPC through the mesh', { skip: e2eSkip() }, async (t) => {
   for (const h of net.hosts) daemons.set(h.name, h.spawn([NODE, CLI, 'run', '--config', configs.get(h.name)!]))
   await Promise.all(net.hosts.map((h) => untilReady(h, daemons.get(h.name)!)))
   const [a, b, c] = [net.host('node-a'), net.host('node-b'), net.host('node-c')]
-  const bin = grpcWorkloads()
-  if (bin !== WORKLOADS) t.teardown(() => rmSync(bin, { recursive: true, force: true }))
+  const bin = grpcWorkloads(t)
   const v1 = b.spawn([NODE, join(bin, 'grpc-server.ts'), 'greeter-v1', '50051'], PAYMENTS)
   const v2 = c.spawn([NODE, join(bin, 'grpc-server.ts'), 'greeter-v2', '50051'], PAYMENTS)
   await v1.waitFor(/listening/)

@@ -11,18 +11,14 @@
 // service reached it, so the subtests that depend on it say how they start clean. The greeter
 // Service is web-1's `grpc` port.
 import { createHash } from 'node:crypto'
-import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { testNet, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
-import { othersCanRead } from '../../scripts/netns/readable.ts'
 import { parseMetrics, total, type Sample } from '../../scripts/demo/telemetry.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
+import { grpcWorkloads, WORKLOADS } from '../helpers/grpc-workloads.ts'
 import { startMesh } from '../helpers/mesh-e2e.ts'
 
-const ROOT = new URL('../../', import.meta.url).pathname
-const WORKLOADS = join(ROOT, 'scripts/netns/workloads')
 const SERVER = join(WORKLOADS, 'http-server.ts')
 const LOAD = join(WORKLOADS, 'http-load.ts')
 const NODE = process.execPath
@@ -237,35 +233,11 @@ function loadBody(size: number): Buffer {
   return out
 }
 
-/**
- * Where the gRPC workloads run from: in place when other uids can read them and
- * @grpc/grpc-js, else a world-readable copy with the two packages they load (as l7-grpc.test.ts).
- */
-function grpcWorkloads(): string {
-  const pkgs = ['@grpc/grpc-js', '@js-sdsl/ordered-map']
-  const modules = join(ROOT, 'node_modules')
-  const files = ['greeter.ts', 'grpc-server.ts', 'grpc-client.ts']
-  if (files.every((f) => othersCanRead(join(WORKLOADS, f))) && pkgs.every((p) => othersCanRead(join(modules, p, 'package.json')))) return WORKLOADS
-  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-retry-grpc-'))
-  for (const f of files) cpSync(join(WORKLOADS, f), join(dir, f))
-  for (const p of pkgs) cpSync(join(modules, p), join(dir, 'node_modules', p), { recursive: true })
-  writeFileSync(join(dir, 'package.json'), '{"type": "module"}\n')
-  chmodTree(dir)
-  return dir
-}
-
-function chmodTree(path: string): void {
-  if (!statSync(path).isDirectory()) return chmodSync(path, 0o644)
-  chmodSync(path, 0o755)
-  for (const e of readdirSync(path)) chmodTree(join(path, e))
-}
-
 t.test('retries, budgets, per-try timeouts, L7 ejection and gRPC through the mesh', { skip: e2eSkip() }, async (t) => {
   const net = await testNet(t, { hosts: ['node-a', 'node-b'] })
   const mesh = await startMesh(t, net, 'l7-retry', POLICY)
   const [a, b] = [net.host('node-a'), net.host('node-b')]
-  const bin = grpcWorkloads()
-  if (bin !== WORKLOADS) t.teardown(() => rmSync(bin, { recursive: true, force: true }))
+  const bin = grpcWorkloads(t)
   const servers = [b.spawn([NODE, SERVER, 'web-1', String(PORT.web1)], WEB1), b.spawn([NODE, SERVER, 'web-2', String(PORT.web2)], WEB2)]
   const greeter = b.spawn([NODE, join(bin, 'grpc-server.ts'), 'greeter', '50051'], WEB1)
   for (const s of [...servers, greeter]) await s.waitFor(/listening/)
