@@ -10,7 +10,7 @@
 // CPU per 1,000 requests and RSS. Then issue #13's stage cost (http-mesh-stages.ts): an empty
 // route against one with timeouts, retry, a breaker and a rate limit that never trigger. Then
 // once more with both daemons under --cpu-prof, and the top self-time functions of each.
-// Needs root, wrk and h2load. Raw results go to scripts/bench/results/.
+// Needs root, wrk and h2load (--only stages: wrk). Raw results go to scripts/bench/results/.
 // Options (after the bench's name: `npm run bench -- http-mesh --only stages --seconds 3`):
 //   --only mesh|stages   only the mesh-vs-direct part (with its profile), or only the stage cost
 //   --seconds N          each measured run (default 5)

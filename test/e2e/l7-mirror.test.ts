@@ -12,8 +12,9 @@ import { createHash } from 'node:crypto'
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { percentile } from '../../scripts/bench/stats.ts'
 import { testNet, type HostProcess, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
-import { parseMetrics, type Sample } from '../../scripts/demo/telemetry.ts'
+import { parseMetrics, total, type Sample } from '../../scripts/demo/telemetry.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
 import { startMesh } from '../helpers/mesh-e2e.ts'
 
@@ -94,33 +95,13 @@ process.on('SIGTERM', () => process.exit(0))
 `
 
 interface LoadResult { status: number; ms: number; server?: string; error?: string }
-interface Load { elapsedMs: number; results: LoadResult[] }
+interface Load { elapsedMs: number; bodySha256?: string; results: LoadResult[] }
 interface Copy { method: string; url: string; host: string; bytes: number; sha256: string }
 interface ServerStats { requests: number; byPath: Record<string, number>; bodies: Array<{ method: string; path: string; bytes: number; sha256: string }> }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-/** The `q` quantile of `xs` (nearest rank). */
-const quantile = (xs: readonly number[], q: number): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN
-}
-/** The sum of a metric's samples whose labels include `labels`. */
-const total = (samples: readonly Sample[], name: string, labels: Record<string, string>): number =>
-  samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0)
 /** The copies the shadow printed. */
 const copies = (p: HostProcess): Copy[] => p.output.split('\n').filter((l) => l.startsWith('SHADOW ')).map((l) => JSON.parse(l.slice(7)) as Copy)
-/** http-load.ts's body of `size` bytes (xorshift32), to know its sha256 here. */
-const loadBody = (size: number): Buffer => {
-  const out = Buffer.alloc(size)
-  let x = 2463534242
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13; x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5; x >>>= 0
-    out[i] = x & 0xff
-  }
-  return out
-}
 
 t.test('RequestMirror through the mesh', { skip: e2eSkip() }, async (t) => {
   const net = await testNet(t, { hosts: ['node-a', 'node-b'] })
@@ -161,11 +142,10 @@ t.test('RequestMirror through the mesh', { skip: e2eSkip() }, async (t) => {
     const copy = copies(shadow).find((c) => c.url === '/mirror/slow/pay?id=7')
     t.match(copy, { method: 'POST', host: `${VIP.backend}-shadow`, bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') }, 'the copy: method, target, Host with -shadow, body')
 
-    const big = loadBody(100 * 1024)
-    const l = await load({ url: `http://${VIP.backend}/mirror/slow/big`, method: 'POST', bodyBytes: big.length })
+    const l = await load({ url: `http://${VIP.backend}/mirror/slow/big`, method: 'POST', bodyBytes: 100 * 1024 })
     t.equal(l.results[0]?.status, 200, 'the 100 KiB POST is answered')
     const s = await stats()
-    t.match(s.bodies.find((x) => x.path === '/mirror/slow/big'), { bytes: big.length, sha256: createHash('sha256').update(big).digest('hex') }, 'and reached the backend intact')
+    t.match(s.bodies.find((x) => x.path === '/mirror/slow/big'), { bytes: 100 * 1024, sha256: l.bodySha256 }, 'and reached the backend intact')
     await sleep(500)
     t.notOk(copies(shadow).some((c) => c.url.startsWith('/mirror/slow/big')), 'the shadow never got a copy of it')
     t.ok(await untilCount(() => mirrored('shadow.mir', 'dropped'), 1, 3000) >= 1, 'counted as dropped')
@@ -196,7 +176,7 @@ t.test('RequestMirror through the mesh', { skip: e2eSkip() }, async (t) => {
       }
       const slowest = Math.max(...slow.map((r) => r.ms))
       t.ok(slowest < SLOW_MS / 2, `no original waited for the shadow: slowest ${slowest.toFixed(1)} ms`)
-      const p99 = { plain: quantile(plain.map((r) => r.ms), 0.99), slow: quantile(slow.map((r) => r.ms), 0.99), down: quantile(down.map((r) => r.ms), 0.99) }
+      const p99 = { plain: percentile(plain.map((r) => r.ms), 0.99), slow: percentile(slow.map((r) => r.ms), 0.99), down: percentile(down.map((r) => r.ms), 0.99) }
       const bound = 2 * p99.plain + 50
       const line = `p99: no mirror ${p99.plain.toFixed(1)} ms, slow mirror ${p99.slow.toFixed(1)} ms, mirror down ${p99.down.toFixed(1)} ms (bound ${bound.toFixed(1)})`
       if ((p99.slow > bound || p99.down > bound) && attempts < 3) {

@@ -12,8 +12,9 @@
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { percentile } from '../../scripts/bench/stats.ts'
 import { testNet, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
-import { logLines, parseMetrics, type Sample } from '../../scripts/demo/telemetry.ts'
+import { logLines, parseMetrics, total, type Sample } from '../../scripts/demo/telemetry.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
 import { startMesh } from '../helpers/mesh-e2e.ts'
 
@@ -177,14 +178,6 @@ const byStatus = (rs: readonly LoadResult[]): Record<string, number> => {
   for (const r of rs) out[r.status] = (out[r.status] ?? 0) + 1
   return out
 }
-/** The `q` quantile of `xs` (nearest rank). */
-const quantile = (xs: readonly number[], q: number): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN
-}
-/** The sum of a metric's samples whose labels include `labels`. */
-const total = (samples: readonly Sample[], name: string, labels: Record<string, string>): number =>
-  samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0)
 
 t.test('L7 resilience through the mesh', { skip: e2eSkip() }, async (t) => {
   const net = await testNet(t, { hosts: ['node-a', 'node-b'] })
@@ -260,7 +253,7 @@ t.test('L7 resilience through the mesh', { skip: e2eSkip() }, async (t) => {
     // Every delayed request takes ≥ 200 ms, so as many slow requests as delayed ones means the
     // slow ones are the delayed ones: none of the others took that long.
     const fast = results.filter((r) => r.ms < 200).map((r) => r.ms)
-    t.equal(slow, di, `the requests that took ≥ 200 ms (${slow}) are exactly the delayed ones (${di}); the others: p50 ${quantile(fast, 0.5)} ms, p99 ${quantile(fast, 0.99)} ms, max ${quantile(fast, 1)} ms`)
+    t.equal(slow, di, `the requests that took ≥ 200 ms (${slow}) are exactly the delayed ones (${di}); the others: p50 ${percentile(fast, 0.5)} ms, p99 ${percentile(fast, 0.99)} ms, max ${percentile(fast, 1)} ms`)
     const s = await control(8080, '_stats')
     t.equal(s.byPath['/fault/delay'], N, 'every request, delayed or not, reached the server')
   })
@@ -314,8 +307,8 @@ t.test('L7 resilience through the mesh', { skip: e2eSkip() }, async (t) => {
     t.equal(ok.length, MAX_REQUESTS, `${MAX_REQUESTS} succeeded: all ${N} came within the hold time`)
     t.equal(countOf(over, (r) => r.overloaded === 'true'), over.length, 'each 503 says x-hostmesh-overloaded: true')
     t.equal(countOf(over, (r) => r.server !== undefined), 0, 'no 503 came from the server')
-    t.ok(quantile(over.map((r) => r.ms), 1) < HOLD_MS / 2, `the burst's refusals did not wait for a slot: p50 ${quantile(over.map((r) => r.ms), 0.5)} ms, max ${quantile(over.map((r) => r.ms), 1)} ms (the server holds each request ${HOLD_MS} ms)`)
-    t.ok(quantile(ok.map((r) => r.ms), 0) >= HOLD_MS, 'the successes were held by the server')
+    t.ok(percentile(over.map((r) => r.ms), 1) < HOLD_MS / 2, `the burst's refusals did not wait for a slot: p50 ${percentile(over.map((r) => r.ms), 0.5)} ms, max ${percentile(over.map((r) => r.ms), 1)} ms (the server holds each request ${HOLD_MS} ms)`)
+    t.ok(percentile(ok.map((r) => r.ms), 0) >= HOLD_MS, 'the successes were held by the server')
     const s = await control(8080, '_stats')
     t.ok(s.maxInFlight <= MAX_REQUESTS, `the server never had more than ${MAX_REQUESTS} at once (max ${s.maxInFlight})`)
     t.equal(s.requests, ok.length, 'the server saw exactly the successes')

@@ -10,9 +10,9 @@
 // (peak-EWMA, outlier counts and ejection) is not: it belongs to the endpoint, whichever
 // service reached it, so the subtests that depend on it say how they start clean. The greeter
 // Service is web-1's `grpc` port.
-import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import t from 'tap'
+import { percentile } from '../../scripts/bench/stats.ts'
 import { testNet, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
 import { parseMetrics, total, type Sample } from '../../scripts/demo/telemetry.ts'
 import { e2eSkip } from '../helpers/e2e.ts'
@@ -197,7 +197,7 @@ interface ServerStats {
   bodies: { method: string; path: string; bytes: number; sha256: string }[]
 }
 interface LoadResult { status: number; ms: number; server?: string; error?: string }
-interface Load { elapsedMs: number; results: LoadResult[] }
+interface Load { elapsedMs: number; bodySha256?: string; results: LoadResult[] }
 interface CallResult {
   readonly code: number
   readonly details: string
@@ -214,24 +214,7 @@ const byStatus = (rs: readonly LoadResult[]): Record<string, number> => {
   for (const r of rs) out[r.status] = (out[r.status] ?? 0) + 1
   return out
 }
-/** The `q` quantile of `xs` (nearest rank). */
-const quantile = (xs: readonly number[], q: number): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN
-}
 
-/** http-load.ts's request body of `size` bytes (xorshift32 from its fixed seed), for its sha256. */
-function loadBody(size: number): Buffer {
-  const out = Buffer.alloc(size)
-  let x = 2463534242
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13; x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5; x >>>= 0
-    out[i] = x & 0xff
-  }
-  return out
-}
 
 t.test('retries, budgets, per-try timeouts, L7 ejection and gRPC through the mesh', { skip: e2eSkip() }, async (t) => {
   const net = await testNet(t, { hosts: ['node-a', 'node-b'] })
@@ -334,7 +317,7 @@ t.test('retries, budgets, per-try timeouts, L7 ejection and gRPC through the mes
     t.same(byStatus(any.results), { 200: N }, 'allowNonIdempotent: every POST succeeded')
     t.ok(w1.failed > 0, `web-1 failed some first tries (${w1.failed})`)
     t.equal(w1.requests + w2.requests, N + w1.failed, 'each failure retried once')
-    const sha = createHash('sha256').update(loadBody(1024)).digest('hex')
+    const sha = any.bodySha256
     const bodies = [...w1.bodies, ...w2.bodies]
     t.equal(bodies.length, w1.requests + w2.requests)
     t.equal(countOf(bodies, (x) => x.bytes === 1024 && x.sha256 === sha), bodies.length, 'every body the servers got, the replays included, intact')
@@ -344,13 +327,12 @@ t.test('retries, budgets, per-try timeouts, L7 ejection and gRPC through the mes
     await configure(FAIL_HALF, {})
     const N = 10
     const SIZE = 100 * 1024
-    const { results } = await load({ url: `http://${VIP.posts}/any/big`, method: 'POST', bodyBytes: SIZE, n: N })
+    const { results, bodySha256: sha } = await load({ url: `http://${VIP.posts}/any/big`, method: 'POST', bodyBytes: SIZE, n: N })
     const [w1, w2] = await stats()
     t.equal(w1.requests + w2.requests, N, `${N} tries for ${N} POSTs under allowNonIdempotent: none retried (web-1 ${w1.requests}, web-2 ${w2.requests})`)
     t.ok(w1.failed > 0, `web-1 failed some (${w1.failed})`)
     t.equal(countOf(results, (r) => r.status === 503), w1.failed, 'those reached the client as 503s')
     t.equal(countOf(results, (r) => r.status === 200), N - w1.failed, 'the others succeeded')
-    const sha = createHash('sha256').update(loadBody(SIZE)).digest('hex')
     const bodies = [...w1.bodies, ...w2.bodies]
     t.equal(bodies.length, N)
     t.equal(countOf(bodies, (x) => x.bytes === SIZE && x.sha256 === sha), N, 'every body arrived whole (sha256 matches)')
@@ -375,7 +357,7 @@ t.test('retries, budgets, per-try timeouts, L7 ejection and gRPC through the mes
     t.ok(retried <= allowed, `the servers saw ${retried} retries for ${N} requests: within ${DOWN_BUDGET.percent}% + ${DOWN_BUDGET.minRetriesPerSecond}/s × ${DOWN_BUDGET.ttlS} s = ${allowed.toFixed(0)} (attempts: ${DOWN_ATTEMPTS} alone would allow ${DOWN_ATTEMPTS * N})`)
     t.ok(retried >= (DOWN_BUDGET.percent / 100) * N * 0.9, `and the budget was used, not idle (${retried} retries)`)
     const ms = results.map((r) => r.ms)
-    t.ok(quantile(ms, 0.99) < DOWN_TIMEOUT_MS / 10, `failures come fast: p50 ${quantile(ms, 0.5)} ms, p99 ${quantile(ms, 0.99)} ms (under a tenth of the ${DOWN_TIMEOUT_MS} ms request timeout), max ${quantile(ms, 1)} ms`)
+    t.ok(percentile(ms, 0.99) < DOWN_TIMEOUT_MS / 10, `failures come fast: p50 ${percentile(ms, 0.5)} ms, p99 ${percentile(ms, 0.99)} ms (under a tenth of the ${DOWN_TIMEOUT_MS} ms request timeout), max ${percentile(ms, 1)} ms`)
     const delta = (result: string): number => retries(after, 'down.rt', result) - retries(before, 'down.rt', result)
     t.ok(delta('budget_exhausted') > 0, `hostmesh_retries_total{result="budget_exhausted"} on node-a: ${delta('budget_exhausted')}`)
     t.equal(delta('failure'), retried, 'hostmesh_retries_total{result="failure"} counts the retries sent, each failed')
@@ -390,7 +372,7 @@ t.test('retries, budgets, per-try timeouts, L7 ejection and gRPC through the mes
     t.same(byStatus(results), { 200: N }, 'every request succeeded')
     t.equal(countOf(results, (r) => r.server === 'web-2'), N, 'each answered by web-2, the fast one')
     const ms = results.map((r) => r.ms)
-    t.ok(quantile(ms, 1) < 1000, `all well under ${SLOW_MS} ms: p50 ${quantile(ms, 0.5)} ms, max ${quantile(ms, 1)} ms`)
+    t.ok(percentile(ms, 1) < 1000, `all well under ${SLOW_MS} ms: p50 ${percentile(ms, 0.5)} ms, max ${percentile(ms, 1)} ms`)
     const [w1, w2] = await settled(stats, ([s]) => s.cancelled >= s.requests && s.inFlight === 0)
     t.ok(w1.requests >= 3, `the slow one got first tries (${w1.requests})`)
     t.equal(w1.cancelled, w1.requests, 'and saw each of them cancelled')

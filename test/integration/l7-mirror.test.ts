@@ -10,6 +10,7 @@ import http from 'node:http'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import type { Counter } from 'prom-client'
 import t from 'tap'
+import { percentile } from '../../scripts/bench/stats.ts'
 import { until } from '../helpers/admin.ts'
 import { compile, front, h1, h2, h2session, origin, outboundHttp, telemetry, V, within } from './l7-harness.ts'
 
@@ -84,11 +85,6 @@ const mirrored = async (service: string, result: 'sent' | 'failed' | 'dropped'):
   return (await c.get()).values.filter((v) => v.labels.destination_service === service && v.labels.result === result).reduce((n, v) => n + v.value, 0)
 }
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
-/** The `q` quantile of `xs` (nearest rank). */
-const quantile = (xs: readonly number[], q: number): number => {
-  const s = [...xs].sort((x, y) => x - y)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN
-}
 /** `n` GETs of `prefix/<i>`, `concurrency` at a time: each one's status and latency. */
 const load = async (prefix: string, n: number, concurrency: number): Promise<Array<{ status: number; ms: number }>> => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
@@ -230,7 +226,7 @@ t.test('a mirror that never answers, or refuses connections: the originals\' sta
     for (const [name, rs] of Object.entries(runs)) t.same([...new Set(rs.map((r) => r.status))], [200], `${name}: every original answered 200`)
     const slowest = Math.max(...runs.hung.map((r) => r.ms))
     t.ok(slowest < 1000, `never answers: the slowest original took ${slowest.toFixed(1)} ms`)
-    const p99 = { base: quantile(runs.base.map((r) => r.ms), 0.99), hung: quantile(runs.hung.map((r) => r.ms), 0.99), refused: quantile(runs.refused.map((r) => r.ms), 0.99) }
+    const p99 = { base: percentile(runs.base.map((r) => r.ms), 0.99), hung: percentile(runs.hung.map((r) => r.ms), 0.99), refused: percentile(runs.refused.map((r) => r.ms), 0.99) }
     const bound = 2 * p99.base + 50
     const line = `p99: without a mirror ${p99.base.toFixed(1)} ms, never answers ${p99.hung.toFixed(1)} ms, refused ${p99.refused.toFixed(1)} ms (bound ${bound.toFixed(1)})`
     if ((p99.hung > bound || p99.refused > bound) && attempts < 3) {

@@ -1,10 +1,11 @@
 // A bounded HTTP/1.1 client for the end-to-end tests: sends `n` requests to one URL, at most
 // `concurrency` at once, optionally paced at `rate` requests per second (request i starts no
 // earlier than i / rate s after the first), and prints one JSON object:
-//   { elapsedMs, results: [{ status, ms, server?, overloaded?, ratelimited?, retryAfter?, error? }] }
+//   { elapsedMs, bodySha256?, results: [{ status, ms, server?, overloaded?, ratelimited?, retryAfter?, error? }] }
 // in request order: status 0 is no response (error says why), ms runs from sending the
 // request to the response's last byte, server/overloaded/ratelimited/retryAfter are the
-// response's x-server, x-hostmesh-overloaded, x-hostmesh-ratelimited and retry-after headers.
+// response's x-server, x-hostmesh-overloaded, x-hostmesh-ratelimited and retry-after headers;
+// bodySha256 is the sha256 of the body every request sent, when there was one.
 //   node http-load.ts '{"url": "http://10.96.0.1/x", "n": 100, "concurrency": 10}'
 // Options: url, n (1), concurrency (1), rate (none), method (GET), bodyBytes (0: a body of
 // that many bytes, the same pseudo-random bytes every time), keepAlive (true: one connection
@@ -12,6 +13,7 @@
 // request), maxMs (60,000: requests not started by then are not sent), warmup (a URL: before
 // the run, `concurrency` requests to it at once, not counted, so the run starts on open
 // keep-alive connections and warm upstream pools).
+import { createHash } from 'node:crypto'
 import http from 'node:http'
 
 interface Options {
@@ -107,4 +109,4 @@ if (opts.warmup) await Promise.all(Array.from({ length: concurrency }, () => one
 const t0 = performance.now()
 await Promise.all(Array.from({ length: concurrency }, worker))
 agent.destroy()
-process.stdout.write(`${JSON.stringify({ elapsedMs: Math.round(performance.now() - t0), results: results.filter(Boolean) })}\n`)
+process.stdout.write(`${JSON.stringify({ elapsedMs: Math.round(performance.now() - t0), ...(body ? { bodySha256: createHash('sha256').update(body).digest('hex') } : {}), results: results.filter(Boolean) })}\n`)
