@@ -16,9 +16,11 @@
 //     dropped when the body outgrows the buffer, the client cuts it short, or the original
 //     was answered here (503 UH, 504 UT...) before any try read it.
 // Upgrades and `OPTIONS *` are not mirrored. Results: hostmesh_mirror_requests_total; copies
-// are not in the access log; copies that fail or are dropped get a debug line at most every 10 s.
+// are not in the access log; copies that fail or are dropped get a debug line at most once per
+// LogThrottle window (10 s) for each result.
 import type { Logger } from '../../../base/logger.ts'
 import type { Stage } from '../../../base/stage.ts'
+import { LogThrottle } from '../../../base/throttle.ts'
 import type { Endpoint, WorkloadInfo } from '../../../policy/snapshot.ts'
 import type { Balancer } from '../../balance/balancer.ts'
 import { targetOf, type Target } from '../../balance/target.ts'
@@ -35,8 +37,6 @@ import type { UpstreamChoice } from './upstream.ts'
 
 /** Envoy's route timeout default, which its shadow requests get when the route sets none. */
 export const MIRROR_DEFAULT_TIMEOUT_MS = 15_000
-/** At most one debug line per this many ms about copies that failed or were dropped. */
-const LOG_EVERY_MS = 10_000
 
 export interface MirrorDeps {
   readonly pool: UpstreamPool
@@ -52,7 +52,9 @@ type Outcome = { readonly result: MirrorResult; readonly why?: string }
 type Note = (service: string, o: Outcome) => void
 
 export function mirror(deps: MirrorDeps): Stage<Exchange<OutboundConn>> {
-  const note = throttled(deps.log)
+  // One debug line per window about copies that failed or were dropped (LogThrottle counts the rest).
+  const throttle = new LogThrottle(deps.log, { perWindow: 1 })
+  const note: Note = (service, o) => throttle.debug(`mirror-${o.result}`, { mirror: service, result: o.result, why: o.why }, 'a request mirror copy failed or was dropped')
   return (x, next) => {
     const m = x.rule?.mirror
     if (m && x.down.version !== 'upgrade' && x.path !== '*' && Math.random() * 100 < m.percent) start(deps, x, m.servicePort, note)
@@ -136,18 +138,3 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   })
 }
 
-/** A debug line for a copy that failed or was dropped, at most every LOG_EVERY_MS, counting those left unsaid. */
-function throttled(log: Logger): Note {
-  let last = -Infinity
-  let unsaid = 0
-  return (service, o) => {
-    const now = performance.now()
-    if (now - last < LOG_EVERY_MS) {
-      unsaid++
-      return
-    }
-    log.debug({ mirror: service, result: o.result, why: o.why, unsaid }, 'a request mirror copy failed or was dropped')
-    last = now
-    unsaid = 0
-  }
-}
