@@ -26,9 +26,11 @@ export const STAGES_VIP = '10.96.1.3'
 export const STAGES_PORT = 8082
 const POOL_LIMIT = 100_000
 const BUCKET = 1_000_000
+const REQUEST_TIMEOUT_S = 10
+const BACKEND_TIMEOUT_S = 5
 /** The stages' settings as the bench prints and records them. */
 const SETTINGS = {
-  route: { timeouts: { request: '10s', backendRequest: '5s' }, retry: { attempts: 2 } },
+  route: { timeouts: { request: `${REQUEST_TIMEOUT_S}s`, backendRequest: `${BACKEND_TIMEOUT_S}s` }, retry: { attempts: 2 } },
   destinationPolicy: {
     connectionPool: { maxRequests: POOL_LIMIT, maxPendingRequests: POOL_LIMIT, maxConnections: POOL_LIMIT },
     rateLimit: { maxTokens: BUCKET, tokensPerFill: BUCKET, fillInterval: '1s' },
@@ -93,7 +95,7 @@ export async function checkStagesInForce(hosts: Readonly<Record<Daemon, TestHost
   const retry = (o: Record<string, unknown>): boolean => {
     const r = o.retry as Record<string, unknown> | undefined
     const t = o.timeouts as Record<string, unknown> | undefined
-    return r?.attempts === SETTINGS.route.retry.attempts && t?.requestMs === 10_000 && t.backendRequestMs === 5_000
+    return r?.attempts === SETTINGS.route.retry.attempts && t?.requestMs === REQUEST_TIMEOUT_S * 1000 && t.backendRequestMs === BACKEND_TIMEOUT_S * 1000
   }
   const pool = (o: Record<string, unknown>): boolean => o.maxRequests === POOL_LIMIT && o.maxPendingRequests === POOL_LIMIT && o.maxConnections === POOL_LIMIT
   const bucket = (o: Record<string, unknown>): boolean => o.maxTokens === BUCKET && o.tokensPerFill === BUCKET && o.fillIntervalMs === 1000
