@@ -7,6 +7,7 @@ import { benchCertMint, benchDaemonStart } from './certs.ts'
 import { benchHttpClients } from './http-clients.ts'
 import { benchHttpMesh } from './http-mesh.ts'
 import { benchMesh } from './mesh.ts'
+import { benchPeer } from './peer.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
 import { median as med } from './stats.ts'
 
@@ -30,6 +31,8 @@ const benches: Record<string, (args: readonly string[]) => Promise<void>> = {
   'http-clients': benchHttpClients,
   /** HTTP/1.1 keep-alive through the mesh (full L7 path on both hosts) vs direct: req/s, latency at 1,000 req/s, daemon CPU and RSS, CPU profile. */
   'http-mesh': benchHttpMesh,
+  /** hostmesh vs an HAProxy mTLS pair vs direct on two namespace hosts (issue #14): bulk, new connections/s, keep-alive and HTTP req/s, latency at 1,000 req/s, proxy CPU per unit and RSS. Installs haproxy, iperf3, wrk, nginx. */
+  peer: benchPeer,
   /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
   async capture() {
     await withTestNet({ hosts: 1 }, async (net) => {
@@ -61,7 +64,7 @@ const benches: Record<string, (args: readonly string[]) => Promise<void>> = {
   },
 }
 
-const NEEDS_ROOT = new Set(['capture', 'mesh', 'http-mesh'])
+const NEEDS_ROOT = new Set(['capture', 'mesh', 'http-mesh', 'peer'])
 const names = process.argv[2] ? [process.argv[2]] : Object.keys(benches)
 for (const name of names) {
   const bench = benches[name]

@@ -13,7 +13,7 @@ t.test('collects after a burst, only when quiet; backs off while it frees little
   let now = 0
   const activity = { open: 0, seen: 0 }
   const registry = new Registry()
-  const relief = new MemoryRelief({ activity: () => activity, log: pino({ level: 'silent' }), registry, rss: () => rss, now: () => now, everyMs: 5000, thresholdBytes: 64 * MB, quietConnections: 10 })
+  const relief = new MemoryRelief({ activity: () => activity, log: pino({ level: 'silent' }), registry, rss: () => rss, now: () => now, everyMs: 5000, thresholdBytes: 64 * MB, quietConnections: 10, utilization: () => 0 })
   relief.start()
   t.teardown(() => relief.stop())
   t.notOk(relief.check(), 'nothing grew')
@@ -63,4 +63,32 @@ t.test('the collection is real: it runs, and the heap is not larger after it', a
   t.ok(relief.check())
   t.ok(process.memoryUsage().heapUsed < before, `heap used ${Math.round(before / MB)} MB → ${Math.round(process.memoryUsage().heapUsed / MB)} MB`)
   t.equal(junk, undefined)
+})
+
+t.test('long-lived connections moving traffic are not quiet: the event loop says so', async (t) => {
+  let rss = 150 * MB
+  let busy = 0.3
+  const relief = new MemoryRelief({ activity: () => ({ open: 16, seen: 16 }), log: pino({ level: 'silent' }), registry: new Registry(), rss: () => rss, now: () => 0, everyMs: 5000, thresholdBytes: 64 * MB, quietConnections: 64, utilization: () => busy })
+  relief.start()
+  t.teardown(() => relief.stop())
+  rss = 400 * MB
+  for (let i = 0; i < 5; i++) t.notOk(relief.check(), 'few connections, none new, but the loop is 30% busy: no pause on that traffic')
+  busy = 0.001
+  t.notOk(relief.check(), 'idle once')
+  t.ok(relief.check(), 'idle twice: now it collects')
+})
+
+t.test('the default utilization reading is the event loop\'s own', async (t) => {
+  // The loop reports no utilization before its first turn (a test file's first moments).
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const relief = new MemoryRelief({ activity: () => ({ open: 0, seen: 0 }), log: pino({ level: 'silent' }), registry: new Registry(), rss: () => 1000 * MB, now: () => 0, thresholdBytes: 0, everyMs: 5000 })
+  relief.start()
+  t.teardown(() => relief.stop())
+  // Keep the loop busy before each look: two looks that would be quiet by connections alone
+  // would collect at the second.
+  for (let look = 0; look < 2; look++) {
+    const until = performance.now() + 200
+    while (performance.now() < until) { /* busy */ }
+    t.notOk(relief.check(), `look ${look + 1}: a busy loop is not quiet`)
+  }
 })
