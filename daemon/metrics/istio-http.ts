@@ -1,7 +1,8 @@
 // Istio's standard request metrics, with its labels, so existing dashboards and alerts work.
 // Every proxied request is reported once by the source side (reporter="source") and once by the
 // destination side (reporter="destination"), like the TCP metrics (istio-tcp.ts).
-import { Counter, Histogram, type Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
+import { SeriesCounter, SeriesHistogram } from './series.ts'
 
 export const HTTP_LABELS = [
   'reporter',
@@ -25,43 +26,28 @@ export interface HttpMetrics {
 }
 
 export function httpMetrics(registry: Registry): HttpMetrics {
-  const requests = (registry.getSingleMetric('istio_requests_total') as Counter<HttpLabelName> | undefined)
-    ?? new Counter({ name: 'istio_requests_total', help: 'Requests handled (Istio standard metric).', labelNames: [...HTTP_LABELS], registers: [registry] })
-  const histogram = (name: string, help: string): Histogram<HttpLabelName> =>
-    (registry.getSingleMetric(name) as Histogram<HttpLabelName> | undefined)
-      ?? new Histogram({ name, help, labelNames: [...HTTP_LABELS], buckets: [...ENVOY_DEFAULT_BUCKETS], registers: [registry] })
+  const counter = (name: string, help: string): SeriesCounter =>
+    (registry.getSingleMetric(name) as SeriesCounter | undefined) ?? new SeriesCounter(registry, name, help, MAX_SERIES)
+  const histogram = (name: string, help: string): SeriesHistogram =>
+    (registry.getSingleMetric(name) as SeriesHistogram | undefined) ?? new SeriesHistogram(registry, name, help, ENVOY_DEFAULT_BUCKETS, MAX_SERIES)
+  const requests = counter('istio_requests_total', 'Requests handled (Istio standard metric).')
   const duration = histogram('istio_request_duration_milliseconds', 'Request duration in milliseconds, from the request to the end of its response (Istio standard metric).')
   const requestBytes = histogram('istio_request_bytes', 'Request size in bytes, headers and body (Istio standard metric).')
   const responseBytes = histogram('istio_response_bytes', 'Response size in bytes, headers and body (Istio standard metric).')
-  // prom-client checks and hashes the labels on every call, four times per request; the
-  // four children of one label set are found once by one joined key instead. Label values
-  // come only from names the snapshot knows, so the set is small; the bound is for safety.
-  const children = new Map<string, Children>()
+  // One joined key finds each of the four series (series.ts: no label checks or hashing per request).
   return {
     request: (l, ms, req, res) => {
       const key = labelKey(l)
-      let c = children.get(key)
-      if (!c) {
-        if (children.size >= MAX_CHILDREN) children.clear()
-        c = { requests: requests.labels(l), duration: duration.labels(l), requestBytes: requestBytes.labels(l), responseBytes: responseBytes.labels(l) }
-        children.set(key, c)
-      }
-      c.requests.inc()
-      c.duration.observe(ms)
-      c.requestBytes.observe(req)
-      c.responseBytes.observe(res)
+      requests.at(key, l).inc()
+      duration.at(key, l).observe(ms)
+      requestBytes.at(key, l).observe(req)
+      responseBytes.at(key, l).observe(res)
     },
   }
 }
 
-const MAX_CHILDREN = 4096
-
-interface Children {
-  readonly requests: { inc(): void }
-  readonly duration: { observe(v: number): void }
-  readonly requestBytes: { observe(v: number): void }
-  readonly responseBytes: { observe(v: number): void }
-}
+/** Label values come only from names the snapshot knows, so the set is small; the bound is for safety. */
+const MAX_SERIES = 4096
 
 function labelKey(l: HttpLabels): string {
   let k = ''
