@@ -7,10 +7,20 @@
 
 export type Stage<X> = (x: X, next: () => Promise<void>) => Promise<void> | void
 
+const DONE: Promise<void> = Promise.resolve()
+
 export function pipeline<X>(stages: readonly Stage<X>[]): (x: X) => Promise<void> {
-  const run = async (x: X, i: number): Promise<void> => {
+  // Not an async function: a stage's own promise is passed on as it is, and a stage that
+  // returns nothing costs no promise and no await (the request path runs ~10 stages per
+  // request; an async frame per stage showed in its profile).
+  const run = (x: X, i: number): Promise<void> => {
     const stage = stages[i]
-    if (stage) await stage(x, () => run(x, i + 1))
+    if (!stage) return DONE
+    try {
+      return stage(x, () => run(x, i + 1)) ?? DONE
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
   return (x) => run(x, 0)
 }

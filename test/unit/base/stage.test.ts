@@ -67,6 +67,21 @@ t.test('a stage that throws rejects the run; earlier stages see it, later ones n
   t.same(x.trace, [])
 })
 
+t.test('a synchronous stage that throws rejects the run too, never throws to the caller', async (t) => {
+  const seen: string[] = []
+  const guard: Stage<X> = async (_x, next) => {
+    try { await next() } catch (err) { seen.push((err as Error).message); throw err }
+  }
+  const boom: Stage<X> = () => { throw new Error('sync boom') }
+  const x: X = { trace: [] }
+  let run: Promise<void> | undefined
+  t.doesNotThrow(() => { run = pipeline([boom])(x) }, 'the first stage\'s throw is a rejection')
+  await t.rejects(run!, { message: 'sync boom' })
+  await t.rejects(pipeline([guard, boom, named('never')])(x), { message: 'sync boom' })
+  t.same(seen, ['sync boom'], 'and an outer stage sees it as a rejection of next()')
+  t.same(x.trace, [])
+})
+
 t.test('a list of stages that never awaits does its work in the caller\'s turn', async (t) => {
   const sync = (name: string): Stage<X> => (x, next) => { x.trace.push(name); return next() }
   const x: X = { trace: [] }
