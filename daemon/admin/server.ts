@@ -8,12 +8,13 @@
 // a loopback name (DNS rebinding), and takes no change: a route that changes state is served
 // on the unix socket only, which is 0600 and so opens to the daemon's user and root alone.
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { connect, isIPv4, isIPv6, type AddressInfo } from 'node:net'
 import { dirname } from 'node:path'
 import { isLoopback } from '../config/schema.ts'
 import { BACKLOG, bind, stopListening, type SocketSource } from '../listeners/bind.ts'
 import { listenerView, type ListenerView } from '../listeners/view.ts'
+import { createServer } from '../net/node-http.ts'
 import { clip } from '../../base/clip.ts'
 import type { Logger } from '../../base/logger.ts'
 import { AdminBindError } from './errors.ts'

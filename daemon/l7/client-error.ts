@@ -3,7 +3,7 @@
 // or closed mid-request) gets none: there is nobody to tell, and it is not a rejection of
 // anything the client asked, so it is not reported as one (the pipeline already marks a
 // request cut short by its client with Envoy's DC flag).
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES } from '../net/node-http.ts'
 
 /** A request refused before the pipeline: the status sent and a short, stable reason. */
 export interface Rejection {

@@ -1,11 +1,12 @@
 // One request and its answer as it goes through a pipeline: the downstream side (HTTP/1.1
 // request/response, or an HTTP/2 stream), the snapshot it started with (kept to the end, so a
 // reload never changes a request half way), what the stages decide, and the telemetry record.
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import type { CompiledHTTPRule, Endpoint, HeaderModifier, Snapshot } from '../../policy/snapshot.ts'
 import type { Target } from '../balance/target.ts'
+import { STATUS_CODES } from '../net/node-http.ts'
 import type { ResponseFlag } from '../telemetry/connection.ts'
 import type { RequestRecord } from '../telemetry/request.ts'
 import { GRPC, grpcMessage, grpcStatusOf } from './grpc.ts'

@@ -4,11 +4,12 @@
 // response to the client. Aborts go both ways: a client that leaves cancels the upstream
 // request (its stream is reset, so the server sees the cancel), and an upstream that fails
 // mid-body resets the client's stream, the only honest signal once a response has started.
-import http, { STATUS_CODES, type Agent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
+import type { Agent, IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import { Readable, type Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { HeaderModifier } from '../../policy/snapshot.ts'
+import http, { STATUS_CODES } from '../net/node-http.ts'
 import type { Exchange, TryFailure } from './exchange.ts'
 import { applyHeaderModifier } from './filters.ts'
 import { responseHeaders, type HeaderMap } from './headers.ts'

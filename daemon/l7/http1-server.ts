@@ -18,8 +18,9 @@
 // parser's callbacks on a TCP socket.) A framing error arriving later aborts the request the
 // handler has (req emits 'error') and cuts the connection.
 // CONNECT is answered 405: the mesh does not tunnel through HTTP ports.
-import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
+import http from '../net/node-http.ts'
 import { clientErrorRejection, rejectionResponse, type ClientError, type Rejection } from './client-error.ts'
 import { checkRequestHead } from './http1-guard.ts'
 import type { L7Limits } from './limits.ts'
@@ -51,7 +52,7 @@ export function createHttp1Server(
   return server
 }
 
-class GuardedServer extends Server {
+class GuardedServer extends http.Server {
   readonly #limits: L7Limits
   readonly #events: Http1ServerEvents
   readonly #refused = new WeakSet<Duplex>()

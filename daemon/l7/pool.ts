@@ -3,12 +3,23 @@
 // on the destination side the key is the local workload's address, and a connection is TCP.
 // HTTP/1.1 goes through an undici Pool whose connections come from the caller's connect
 // function; HTTP/2 through one h2c session per key. A request usually costs no new stream.
-import http, { type Agent } from 'node:http'
+import type { Agent } from 'node:http'
 import http2, { type ClientHttp2Session } from 'node:http2'
+import { createRequire } from 'node:module'
 import { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { Pool, type Dispatcher } from 'undici'
+import type { Dispatcher, Pool as UndiciPool } from 'undici'
+import http from '../net/node-http.ts'
 import { withoutEmptyWrites } from './empty-writes.ts'
+
+// undici's Pool and its request API on their own: the package's index also loads fetch,
+// WebSocket, the cache and mock agents and more (109 modules, 2.8 MB of every daemon's heap),
+// none of which the daemon runs. The one thing the index does that the daemon needs is to put
+// the API (request(), used by mirror-send.ts) on every dispatcher, which is done here the same
+// way. test/unit/run/startup-footprint.test.ts keeps the index out.
+const undici = createRequire(import.meta.url)
+const Pool = undici('undici/lib/dispatcher/pool.js') as typeof UndiciPool
+Object.assign((undici('undici/lib/dispatcher/dispatcher.js') as { prototype: object }).prototype, undici('undici/lib/api/index.js'))
 
 export type Connect = () => Promise<Duplex>
 
@@ -62,7 +73,7 @@ interface H2Entry {
 }
 
 export class UpstreamPool {
-  readonly #pools = new Map<string, Pool>()
+  readonly #pools = new Map<string, UndiciPool>()
   readonly #h2 = new Map<string, H2Entry>()
   readonly #sweep: NodeJS.Timeout
 

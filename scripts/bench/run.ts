@@ -6,6 +6,7 @@ import { withTestNet } from '../netns/hosts.ts'
 import { benchCertMint, benchDaemonStart } from './certs.ts'
 import { benchHttpClients } from './http-clients.ts'
 import { benchHttpMesh } from './http-mesh.ts'
+import { benchMemory } from './memory.ts'
 import { benchMesh } from './mesh.ts'
 import { benchPeer } from './peer.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
@@ -25,6 +26,8 @@ const benches: Record<string, (args: readonly string[]) => Promise<void>> = {
   'cert-mint': benchCertMint,
   /** `hostmesh run` spawn → /ready, with certificates for every local identity. */
   'daemon-start': benchDaemonStart,
+  /** One daemon's RSS and V8 heap, as installed (dist/, hostmesh.service's environment) vs Node's defaults: idle, 1,000 req/s and peak over HBONE on loopback. */
+  memory: benchMemory,
   /** Through the mesh vs direct TCP: 1 GiB over one connection, and new connections per second. */
   mesh: benchMesh,
   /** Upstream HTTP client for L7 (issue #12): req/s and p99 over TCP and CONNECT streams, and a client-abort leak test. */
