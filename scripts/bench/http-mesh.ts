@@ -33,6 +33,7 @@ import { withTestNet, type HostProcess, type TestHost } from '../netns/hosts.ts'
 import { summariseFile, type ProfileSummary } from './cpuprofile-summary.ts'
 import { checkStagesInForce, measureStages, profileStages, reportStageProfiles, reportStages, stagesPolicy, STAGES_PORT, STAGES_VIP, type Method, type StageProfiles, type StagesOutcome } from './http-mesh-stages.ts'
 import { median, percentile } from './stats.ts'
+import { nginxConf } from './nginx-conf.ts'
 
 const execFileP = promisify(execFile)
 const here = (f: string): string => new URL(f, import.meta.url).pathname
@@ -62,30 +63,11 @@ const POLICY = [
   ...stagesPolicy(V, 'bench'),
 ].join('---\n')
 
-const NGINX_CONF = (dir: string): string => `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
-  default_type application/octet-stream;
-  keepalive_timeout 300s;
-  keepalive_requests 10000000;
-  server {
-    listen ${PORT};
-    listen ${DIRECT_PORT};
-    listen ${STAGES_PORT};
-    root ${dir}/www;
-    # The stage cost's POST variant: the static module refuses POST with 405; serve the file.
-    error_page 405 =200 $uri;
-  }
-}
-`
+const NGINX_CONF = (dir: string): string => nginxConf(dir, [PORT, DIRECT_PORT, STAGES_PORT], {
+  workerConnections: 1024,
+  // The stage cost's POST variant: the static module refuses POST with 405; serve the file.
+  serverExtra: '    error_page 405 =200 $uri;\n',
+})
 
 type Path = 'direct' | 'mesh'
 export type Daemon = 'source' | 'destination'

@@ -46,6 +46,7 @@ import { checkPairTls, haproxyInfo, startHaproxy, writePair, type PairPort, type
 import { report, SCENARIOS, targetsMissed, type Outcome, type PathName, type FreshDaemons, type PeerOptions, type PerfRun, type Proc, type ProfiledScenario, type RunRecord, type Scenario } from './peer-report.ts'
 import { perfRecord, perfSummarise, perfWorks } from './peer-perf.ts'
 import { cmdline, cpuSeconds, loadavg, rssMiB, threads } from './proc-stat.ts'
+import { nginxConf } from './nginx-conf.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
 const CLI = here('../../daemon/cli.ts')
@@ -80,28 +81,7 @@ const POLICY = [
   `${V}kind: HTTPRoute\nmetadata: {name: peer-l7, namespace: bench}\nspec:\n  parentRefs: [{name: peer-l7, port: 80}]\n  rules: [{backendRefs: [{name: peer-l7, port: 80}]}]\n`,
 ].join('---\n')
 
-const NGINX_CONF = (dir: string): string => `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
-  default_type application/octet-stream;
-  keepalive_timeout 300s;
-  keepalive_requests 10000000;
-  server {
-    listen ${HTTP_MESH_L4};
-    listen ${HTTP_PLAIN};
-    listen ${HTTP_MESH_L7};
-    root ${dir}/www;
-  }
-}
-`
+const NGINX_CONF = (dir: string): string => nginxConf(dir, [HTTP_MESH_L4, HTTP_PLAIN, HTTP_MESH_L7], { workerConnections: 4096 })
 
 const ALL: readonly Scenario[] = ['bulk', 'conns', 'keepalive', 'http', 'latency']
 
