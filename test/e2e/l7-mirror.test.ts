@@ -12,6 +12,8 @@ import { createHash } from 'node:crypto'
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import type { LoadOutput as Load, Result as LoadResult } from '../../scripts/netns/workloads/http-load.ts'
+import type { ServerStats } from '../../scripts/netns/workloads/http-server.ts'
 import { percentile } from '../../scripts/bench/stats.ts'
 import { testNet, type HostProcess, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
 import { parseMetrics, total, type Sample } from '../../scripts/demo/telemetry.ts'
@@ -94,10 +96,7 @@ server.listen({ host: '::', port, ipv6Only: false }, () => process.stdout.write(
 process.on('SIGTERM', () => process.exit(0))
 `
 
-interface LoadResult { status: number; ms: number; server?: string; error?: string }
-interface Load { elapsedMs: number; bodySha256?: string; results: LoadResult[] }
 interface Copy { method: string; url: string; host: string; bytes: number; sha256: string }
-interface ServerStats { requests: number; byPath: Record<string, number>; bodies: Array<{ method: string; path: string; bytes: number; sha256: string }> }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 /** The copies the shadow printed. */

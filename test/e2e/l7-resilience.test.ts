@@ -12,6 +12,8 @@
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import type { LoadOutput as Load, Result as LoadResult } from '../../scripts/netns/workloads/http-load.ts'
+import type { ServerStats } from '../../scripts/netns/workloads/http-server.ts'
 import { percentile } from '../../scripts/bench/stats.ts'
 import { testNet, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
 import { logLines, parseMetrics, total, type Sample } from '../../scripts/demo/telemetry.ts'
@@ -158,17 +160,6 @@ function done(summary, latency, requests)
 end
 `
 
-interface ServerStats {
-  requests: number
-  inFlight: number
-  maxInFlight: number
-  cancelled: number
-  failed: number
-  byPath: Record<string, number>
-  byStatus: Record<string, number>
-}
-interface LoadResult { status: number; ms: number; server?: string; overloaded?: string; ratelimited?: string; retryAfter?: string; error?: string }
-interface Load { elapsedMs: number; results: LoadResult[] }
 interface WrkResult { durationUs: number; requests: number; statuses: Record<string, number>; limited: number; retryAfter: number; socketErrors: number }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

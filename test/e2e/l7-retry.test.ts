@@ -12,6 +12,8 @@
 // Service is web-1's `grpc` port.
 import { join } from 'node:path'
 import t from 'tap'
+import type { LoadOutput as Load, Result as LoadResult } from '../../scripts/netns/workloads/http-load.ts'
+import type { ServerStats } from '../../scripts/netns/workloads/http-server.ts'
 import { percentile } from '../../scripts/bench/stats.ts'
 import { testNet, type RunAs, type TestHost } from '../../scripts/netns/hosts.ts'
 import { parseMetrics, total, type Sample } from '../../scripts/demo/telemetry.ts'
@@ -185,19 +187,6 @@ spec:
       retry: {attempts: 2, backoff: 5ms}
 `
 
-interface ServerStats {
-  requests: number
-  inFlight: number
-  cancelled: number
-  failed: number
-  byMethod: Record<string, number>
-  byPath: Record<string, number>
-  byStatus: Record<string, number>
-  byAttempt: Record<string, number>
-  bodies: { method: string; path: string; bytes: number; sha256: string }[]
-}
-interface LoadResult { status: number; ms: number; server?: string; error?: string }
-interface Load { elapsedMs: number; bodySha256?: string; results: LoadResult[] }
 interface CallResult {
   readonly code: number
   readonly details: string

@@ -29,7 +29,8 @@ interface Options {
   warmup?: string
 }
 
-interface Result {
+/** One request's outcome; the output is a `LoadOutput`. Tests read both with `import type`. */
+export interface Result {
   status: number
   ms: number
   server?: string
@@ -37,6 +38,12 @@ interface Result {
   ratelimited?: string
   retryAfter?: string
   error?: string
+}
+
+export interface LoadOutput {
+  elapsedMs: number
+  bodySha256?: string
+  results: Result[]
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options
@@ -109,4 +116,4 @@ if (opts.warmup) await Promise.all(Array.from({ length: concurrency }, () => one
 const t0 = performance.now()
 await Promise.all(Array.from({ length: concurrency }, worker))
 agent.destroy()
-process.stdout.write(`${JSON.stringify({ elapsedMs: Math.round(performance.now() - t0), ...(body ? { bodySha256: createHash('sha256').update(body).digest('hex') } : {}), results: results.filter(Boolean) })}\n`)
+process.stdout.write(`${JSON.stringify({ elapsedMs: Math.round(performance.now() - t0), ...(body ? { bodySha256: createHash('sha256').update(body).digest('hex') } : {}), results: results.filter(Boolean) } satisfies LoadOutput)}\n`)

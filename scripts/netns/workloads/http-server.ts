@@ -58,6 +58,22 @@ interface Reply {
 
 interface Body { method: string; path: string; bytes: number; sha256: string }
 
+/** What /_stats answers (see the header); tests read it with `import type`. */
+export interface ServerStats {
+  name: string
+  config: Record<string, string>
+  requests: number
+  inFlight: number
+  maxInFlight: number
+  cancelled: number
+  failed: number
+  byMethod: Record<string, number>
+  byPath: Record<string, number>
+  byStatus: Record<string, number>
+  byAttempt: Record<string, number>
+  bodies: Body[]
+}
+
 const MAX_PATHS = 1000
 const MAX_BODIES = 100
 
@@ -75,7 +91,7 @@ let inFlight = 0
 let sequences = new Map<string, number>()
 
 const bump = (m: Record<string, number>, key: string): void => { m[key] = (m[key] ?? 0) + 1 }
-const snapshot = (): string => JSON.stringify({ name, config: Object.fromEntries(config), inFlight, ...stats })
+const snapshot = (): string => JSON.stringify({ name, config: Object.fromEntries(config), inFlight, ...stats } satisfies ServerStats)
 
 /** Whether this request fails, by `fail` and `failMode` (see the header). */
 function failing(q: URLSearchParams, path: string): boolean {
