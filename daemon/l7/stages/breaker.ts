@@ -6,19 +6,28 @@ import type { Stage } from '../../../base/stage.ts'
 import type { CircuitBreakers } from '../../limits/circuit-breaker.ts'
 import type { Exchange } from '../exchange.ts'
 import { reply } from '../exchange.ts'
+import { UpstreamOverflow } from '../../limits/errors.ts'
 
 export function breaker<C>(breakers: CircuitBreakers): Stage<Exchange<C>> {
   return async (x, next) => {
     const t = x.target!
-    const release = breakers.acquire(t.service, 'requests', t.settings.connectionPool.maxRequests)
-    if (!release) {
-      x.error = `${t.service}: over its circuit breaker's maxRequests (${t.settings.connectionPool.maxRequests})`
-      return reply(x, { status: 503, flag: 'UO', message: 'upstream overflow', headers: { 'x-hostmesh-overloaded': 'true' } })
-    }
+    const limit = t.settings.connectionPool.maxRequests
+    const release = breakers.acquire(t.service, 'requests', limit)
+    if (!release) return overflow(x, new UpstreamOverflow(t.service, 'requests', limit))
     try {
       await next()
     } finally {
       release()
     }
   }
+}
+
+/**
+ * Envoy's upstream overflow, for every breaker resource (maxRequests here; maxPendingRequests
+ * and maxConnections in upstream.ts): 503 at once, flag UO, `x-hostmesh-overloaded: true`
+ * (gRPC: UNAVAILABLE).
+ */
+export function overflow<C>(x: Exchange<C>, err: UpstreamOverflow): void {
+  x.error = err.message
+  reply(x, { status: 503, flag: 'UO', message: 'upstream overflow', headers: { 'x-hostmesh-overloaded': 'true' } })
 }

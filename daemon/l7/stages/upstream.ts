@@ -10,6 +10,7 @@ import type { RequestOutcome } from '../../balance/balancer.ts'
 import type { Exchange } from '../exchange.ts'
 import { GRPC } from '../grpc.ts'
 import { UpstreamOverflow } from '../../limits/errors.ts'
+import { overflow } from './breaker.ts'
 import { reply } from '../exchange.ts'
 import { relay, sendH1, sendH1Asterisk, sendH2, upgradeH1, UpstreamFailure, type UpstreamResponse } from '../forward.ts'
 import { oneShotAgent, type Connect, type UpstreamPool } from '../pool.ts'
@@ -67,14 +68,14 @@ export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => Upst
         return
       }
       x.error = (err as Error).message
-      const status = causeChain(err).map((e) => (e as { status?: unknown }).status).find((s) => typeof s === 'number')
+      const chain = causeChain(err)
+      const status = chain.map((e) => (e as { status?: unknown }).status).find((s) => typeof s === 'number')
+      // The pool could not open one more connection within maxConnections: nothing was sent.
+      const over = chain.find((e) => e instanceof UpstreamOverflow)
       // The destination's authorization refused the tunnel, or our own breaker did: a policy
       // answer, not an unhealthy endpoint.
-      const overflowed = causeChain(err).some((e) => e instanceof UpstreamOverflow)
-      u.observe?.({ latencyMs, status: status === 401 || overflowed ? undefined : 0 })
+      u.observe?.({ latencyMs, status: status === 401 || over ? undefined : 0 })
       if (status === 401) return reply(x, { status: 403, flag: 'UAEX', message: 'RBAC: access denied' })
-      // The pool could not open one more connection within maxConnections: nothing was sent.
-      const over = causeChain(err).find((e) => e instanceof UpstreamOverflow)
       if (over) return overflow(x, over)
       const failure = x.tryTimedOut ? 'timeout' : err instanceof UpstreamFailure ? err.kind : 'connect'
       if (x.retry?.again({ failure })) return
@@ -88,12 +89,6 @@ export function upstream<C>(pool: UpstreamPool, choose: (x: Exchange<C>) => Upst
     x.record.responseStarted()
     await relay(x, up)
   }
-}
-
-/** Envoy's upstream overflow: 503 at once, flag UO, `x-hostmesh-overloaded: true` (gRPC: UNAVAILABLE). */
-function overflow<C>(x: Exchange<C>, err: UpstreamOverflow): void {
-  x.error = err.message
-  reply(x, { status: 503, flag: 'UO', message: 'upstream overflow', headers: { 'x-hostmesh-overloaded': 'true' } })
 }
 
 function grpcOf(up: UpstreamResponse): { grpcStatus?: number } {
