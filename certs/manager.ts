@@ -90,11 +90,28 @@ interface Events {
   reloaded: [reason: string, error: Error | undefined]
 }
 
+/**
+ * What the data path needs of certificates: a context to dial as a local identity, and one to
+ * serve a TLS server name. CertManager is one; a worker thread's posted copy is another
+ * (daemon/workers/posted-certs.ts), and neither lets the data path sign anything.
+ */
+export interface LeafContexts {
+  /** The context for a local identity, waiting only while its first certificate is on its way. */
+  ensure(identity: string): Promise<SecureContext>
+  contextForServerName(name: string): SecureContext | undefined
+}
+
+/** A published leaf as a worker thread is handed it: the material to build its own context from. */
+export interface LeafPost {
+  readonly identity: string
+  readonly material: LeafMaterial
+}
+
 export const DEFAULT_LEAF_TTL_MS = 24 * 3_600_000
 const MAX_BACKOFF_MS = 300_000
 const MAX_TIMER_MS = 2 ** 31 - 1
 
-export class CertManager extends EventEmitter<Events> {
+export class CertManager extends EventEmitter<Events> implements LeafContexts {
   readonly #opts: CertManagerOptions
   readonly #slots = new Map<string, Slot>()
   /** The last trust load failed exactly as the one before, on a watcher event. */
@@ -188,6 +205,16 @@ export class CertManager extends EventEmitter<Events> {
     const ctx = this.contextFor(identity)
     if (!ctx) throw new CertUnavailableError(identity, s.lastError ?? 'no valid certificate')
     return ctx
+  }
+
+  /**
+   * The leaves in force (Available identities) with their key material, and the bundle PEM
+   * they were checked against: what the primary posts to worker threads. Never logged.
+   */
+  leaves(): { readonly leaves: LeafPost[]; readonly bundlePem: string } {
+    const leaves: LeafPost[] = []
+    for (const s of this.#slots.values()) if (s.state === 'Available') leaves.push({ identity: s.identity, material: s.current!.material })
+    return { leaves, bundlePem: this.#bundle?.pem ?? '' }
   }
 
   /** Trust for verifying peers: our trust domain and the bundle's roots. */
@@ -372,7 +399,7 @@ export class CertManager extends EventEmitter<Events> {
       throw new CertInvalidError(where, 'the private key does not parse', { cause: err })
     }
     if (!keyMatches) throw new CertInvalidError(where, 'the private key does not belong to the certificate')
-    const context = createSecureContext({ key: m.keyPem, cert: m.certPem + m.chainPem, ca: bundle.pem, minVersion: 'TLSv1.3' })
+    const context = leafContext(m, bundle.pem)
     const leaf = verdict.leaf
     slot.current = {
       at: Date.now(),
@@ -445,6 +472,11 @@ export class CertManager extends EventEmitter<Events> {
 }
 
 /** File mode: where an external issuer writes an identity's cert.pem, key.pem and chain.pem. */
+/** The TLS context a leaf is served and dialled with (here, and in each worker thread). */
+export function leafContext(m: LeafMaterial, bundlePem: string): SecureContext {
+  return createSecureContext({ key: m.keyPem, cert: m.certPem + m.chainPem, ca: bundlePem, minVersion: 'TLSv1.3' })
+}
+
 export function fileModeDir(certDir: string, identity: string): string {
   const id = parseWorkloadId(identity)
   if (!id) throw new CertInvalidError(identity, 'not a workload SPIFFE ID')

@@ -101,9 +101,9 @@ export interface ServiceCounts {
   readonly retryBudgetRemaining?: (service: string) => number | null
 }
 
-export function registerClusters(admin: AdminServer, snapshot: () => Snapshot | undefined, balancer: Balancer, breakers: Pick<CircuitBreakers, 'current'>, retryBudgetRemaining?: (service: string) => number | null): void {
-  const counts: ServiceCounts = { breakers, retryBudgetRemaining }
-  admin.route('GET', '/clusters', () => ({ status: 200, body: clustersView(snapshot(), balancer, counts) }))
+/** `view`: the host's clusters now (clustersView, merged with the worker threads' when there are some). */
+export function registerClusters(admin: AdminServer, view: () => Promise<ClustersView> | ClustersView): void {
+  admin.route('GET', '/clusters', async () => ({ status: 200, body: await view() }))
 }
 
 export function clustersView(snapshot: Snapshot | undefined, balancer: Balancer, counts: ServiceCounts, now = Date.now()): ClustersView {

@@ -12,7 +12,7 @@ export function registerCoreRoutes(admin: AdminServer, readiness: Readiness, met
   })
   admin.route('GET', '/metrics', async () => ({
     status: 200,
-    body: await metrics.registry.metrics(),
+    body: await (await metrics.exported()).metrics(),
     contentType: metrics.registry.contentType,
   }))
 }

@@ -7,7 +7,8 @@ import type { AdminReply, AdminServer } from './server.ts'
 
 const USAGE = `POST /logging?level=<${LOG_LEVELS.join('|')}>`
 
-export function registerLogging(admin: AdminServer, logger: RootLogger): void {
+/** `also`: where else the new level goes (the worker threads' loggers). */
+export function registerLogging(admin: AdminServer, logger: RootLogger, also: (level: LogLevel) => void = () => undefined): void {
   const log = logger.component('admin')
   admin.route('GET', '/logging', (_req, url) => {
     if (url.searchParams.has('level')) return badLevel(`GET /logging only shows the level; change it with ${USAGE}`)
@@ -25,6 +26,7 @@ export function registerLogging(admin: AdminServer, logger: RootLogger): void {
     const infoAfter = enables(logger, level, 'info')
     if (!infoAfter) say()
     logger.setLevel(level)
+    also(level)
     if (infoAfter) say()
     return { status: 200, body: { level, previous } }
   })

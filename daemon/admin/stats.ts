@@ -15,6 +15,8 @@ export interface StatsSources {
   readonly policy: PolicyWatcher
   readonly certs: CertManager
   readonly registry: Registry
+  /** The metrics the TCP rates are read from: `registry` merged with the worker threads'. */
+  readonly exported?: () => Promise<Registry>
   /** The mesh listeners (the admin listener is added here). */
   readonly listeners: () => Promise<ListenerView[]>
 }
@@ -52,7 +54,7 @@ export interface StatsView {
 
 export function registerStats(admin: AdminServer, src: StatsSources): void {
   const startedAt = Date.now()
-  const rates = new TcpRates(src.registry)
+  const rates = new TcpRates(src.exported ?? src.registry)
   rates.start()
   admin.onClose(() => rates.stop())
   // The last reload that changed something or failed; "unchanged" re-reads (every resync)

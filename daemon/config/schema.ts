@@ -137,6 +137,9 @@ export const NodeConfigSchema = z.strictObject({
   // Istio's terminationDrainDuration defaults to 5 s; long-lived TCP needs the option to wait more.
   drainSeconds: z.number().min(0).max(3600).default(5),
   outboundTrafficPolicy: z.enum(['ALLOW_ANY', 'REGISTRY_ONLY']).default('ALLOW_ANY'),
+  // Data-path threads (docs/workers.md): auto is one per CPU the process may use (Envoy's
+  // --concurrency, ztunnel's worker threads). The main thread is the first of them.
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
   hbone: hbone.prefault({}),
   http: http.prefault({}),
   iptables: z.strictObject({

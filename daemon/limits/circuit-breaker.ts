@@ -24,7 +24,7 @@ export class CircuitBreakers {
   constructor(state: HostState, registry: Registry) {
     this.#state = state
     this.#open = (registry.getSingleMetric('hostmesh_circuit_breaker_open') as Gauge<Labels> | undefined)
-      ?? new Gauge({ name: 'hostmesh_circuit_breaker_open', help: '1 while a destination service\'s circuit breaker is at its limit on this host (DestinationPolicy connectionPool), by resource.', labelNames: ['destination_service', 'resource'], registers: [registry] })
+      ?? new Gauge({ name: 'hostmesh_circuit_breaker_open', help: '1 while a destination service\'s circuit breaker is at its limit on this host (DestinationPolicy connectionPool), by resource.', labelNames: ['destination_service', 'resource'], registers: [registry], aggregator: 'max' })
     this.#overflow = (registry.getSingleMetric('hostmesh_circuit_breaker_overflow_total') as Counter<Labels> | undefined)
       ?? new Counter({ name: 'hostmesh_circuit_breaker_overflow_total', help: 'Requests and connections refused (UO) because a destination service\'s circuit breaker was at its limit, by resource.', labelNames: ['destination_service', 'resource'], registers: [registry] })
   }

@@ -5,6 +5,12 @@ import { handleFd } from '../native/addon.ts'
 /** Where a listener first looks for its socket: one the service manager passed in (socket activation, fd store). */
 export interface SocketSource {
   take(host: string, port: number): number | undefined
+  /**
+   * Bind fresh sockets with SO_REUSEPORT, so each worker thread binds its own socket on every
+   * mesh port and the kernel spreads connections over them (docs/workers.md). Off with one
+   * worker: a second daemon started by mistake then fails with EADDRINUSE instead of sharing.
+   */
+  readonly reusePort?: boolean
 }
 
 /** The socket source plus the fd store, for listeners whose ports are not in the socket unit. */
@@ -18,6 +24,14 @@ export interface ListenerSockets extends SocketSource {
 /** Binds fresh sockets only: outside systemd, and in tests. */
 export const NO_INHERITED_SOCKETS: ListenerSockets = Object.freeze({ take: () => undefined, keep: () => undefined, forget: () => undefined })
 
+/** A worker thread's: fresh sockets in the reuseport group of each port; the fd store is the primary's business. */
+export const WORKER_SOCKETS: ListenerSockets = Object.freeze({ take: () => undefined, keep: () => undefined, forget: () => undefined, reusePort: true })
+
+/** `sockets`, binding its fresh sockets with SO_REUSEPORT: the primary's, when worker threads share its ports. */
+export function withReusePort(sockets: ListenerSockets): ListenerSockets {
+  return { take: (host, port) => sockets.take(host, port), keep: (name, fds) => sockets.keep(name, fds), forget: (name) => sockets.forget(name), reusePort: true }
+}
+
 /**
  * Listens on host:port: on the inherited socket for it when `from` has one (connections that
  * queued while hostmesh restarted are then accepted, not refused), else on a new one. `::` is
@@ -25,15 +39,16 @@ export const NO_INHERITED_SOCKETS: ListenerSockets = Object.freeze({ take: () =>
  */
 export async function bind(server: Server, host: string, port: number, from?: SocketSource): Promise<AddressInfo> {
   const fd = from?.take(host, port)
+  const reusePort = from?.reusePort === true
   if (fd !== undefined) {
     await listenOnce(server, { fd, backlog: BACKLOG })
     return server.address() as AddressInfo
   }
   try {
-    await listenOnce(server, { host, port, ipv6Only: false, backlog: BACKLOG })
+    await listenOnce(server, { host, port, ipv6Only: false, backlog: BACKLOG, reusePort })
   } catch (err) {
     if (host !== '::' || (err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') throw err
-    await listenOnce(server, { host: '0.0.0.0', port, backlog: BACKLOG })
+    await listenOnce(server, { host: '0.0.0.0', port, backlog: BACKLOG, reusePort })
   }
   return server.address() as AddressInfo
 }

@@ -16,6 +16,8 @@ export interface RootLogger {
   flush(): void
   /** Lines dropped because the destination's buffer was full (0 for a stream without a bound). */
   readonly droppedLines: number
+  /** Writes whole lines another logger formatted (a worker thread's) to this logger's destination. */
+  forward(lines: string): void
 }
 
 /**
@@ -81,6 +83,9 @@ export function createLogger(level: LogLevel, bindings: Record<string, string>, 
     },
     get droppedLines() {
       return dropped
+    },
+    forward(lines) {
+      stream.write(lines)
     },
   }
 }

@@ -1,14 +1,23 @@
 // One prom-client registry per daemon (not the global one), so tests can run several daemons
 // in one process and every component registers its metrics on the registry it is handed.
-import { collectDefaultMetrics, Registry } from 'prom-client'
+import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client'
 
 const REDUNDANT_TOTALS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
 export interface Metrics {
   readonly registry: Registry
+  /**
+   * What /metrics exports: this registry, merged with the worker threads' when there are
+   * some (counters and histograms summed, gauges as each one's `aggregator` says).
+   */
+  exported(): Promise<Registry>
 }
 
-export function createMetrics(): Metrics {
+/** A registry's getMetricsAsJSON(): what prom-client's AggregatorRegistry merges. */
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
+
+/** `others`: the worker threads' metrics, asked at each scrape. */
+export function createMetrics(others?: () => Promise<readonly MetricsJson[]>): Metrics {
   const registry = new Registry()
   // Includes nodejs_eventloop_lag_seconds and its percentiles: the first sign of an overloaded proxy.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 })
@@ -16,5 +25,12 @@ export function createMetrics(): Metrics {
   // tooling (promtool check metrics) rejects. Each is the sum of its per-type gauge
   // (nodejs_active_handles{type} etc.), which stays: sum() gives the same number.
   for (const name of REDUNDANT_TOTALS) registry.removeSingleMetric(name)
-  return { registry }
+  return {
+    registry,
+    async exported() {
+      const rest = others ? await others() : []
+      if (rest.length === 0) return registry
+      return AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...rest])
+    },
+  }
 }

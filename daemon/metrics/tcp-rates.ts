@@ -55,14 +55,15 @@ interface Sample {
 }
 
 export class TcpRates {
-  readonly #registry: Registry
+  readonly #registry: () => Promise<Registry> | Registry
   readonly #now: () => number
   readonly #windowMs: number
   readonly #samples: Sample[] = []
   #timer: NodeJS.Timeout | undefined
 
-  constructor(registry: Registry, now: () => number = Date.now, windowMs = RATE_WINDOW_MS) {
-    this.#registry = registry
+  /** `registry`: the metrics to read, or how to get them at each read (merged with worker threads'). */
+  constructor(registry: Registry | (() => Promise<Registry>), now: () => number = Date.now, windowMs = RATE_WINDOW_MS) {
+    this.#registry = typeof registry === 'function' ? registry : () => registry
     this.#now = now
     this.#windowMs = windowMs
   }
@@ -79,7 +80,7 @@ export class TcpRates {
 
   /** Records the totals now and forgets samples older than the window. */
   async sample(): Promise<void> {
-    const totals = await readTcpTotals(this.#registry)
+    const totals = await readTcpTotals(await this.#registry())
     const at = this.#now()
     this.#samples.push({ at, totals })
     while (this.#samples.length > 1 && this.#samples[0]!.at < at - this.#windowMs) this.#samples.shift()
@@ -87,7 +88,7 @@ export class TcpRates {
 
   /** Totals per (direction, service), busiest first, with rates against the oldest sample in the window. */
   async services(): Promise<ServiceStats[]> {
-    const totals = await readTcpTotals(this.#registry)
+    const totals = await readTcpTotals(await this.#registry())
     const now = this.#now()
     const base = this.#samples.find((s) => s.at >= now - this.#windowMs)
     return [...totals].map(([key, t]) => {

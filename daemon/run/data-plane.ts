@@ -24,7 +24,7 @@ import { httpMetrics } from '../metrics/istio-http.ts'
 import { InboundHttp } from '../l7/inbound.ts'
 import type { L7Limits } from '../l7/limits.ts'
 import { OutboundHttp } from '../l7/outbound.ts'
-import { LocalHostState } from '../limits/host-state.ts'
+import { LocalHostState, type HostState } from '../limits/host-state.ts'
 import { RateLimiter } from '../l7/rate-limiter.ts'
 import { CircuitBreakers } from '../limits/circuit-breaker.ts'
 import { RetryBudgets } from '../limits/retry-budget.ts'
@@ -33,7 +33,14 @@ import { MirrorMetrics } from '../l7/mirror-metrics.ts'
 import { dialTcp } from '../net/dial.ts'
 import { connectEndpoint } from '../net/connect-endpoint.ts'
 import type { Activity } from './memory.ts'
-import type { Certificates } from './certificates.ts'
+import type { LeafContexts } from '../../certs/manager.ts'
+import type { PeerVerifier } from '../../certs/tls.ts'
+
+/** What the data path may do with certificates: serve and dial as local identities, and judge peers. Nothing signs. */
+export interface DataPlaneCerts {
+  readonly manager: LeafContexts
+  readonly verifier: PeerVerifier
+}
 
 export class DataPlane {
   readonly #config: NodeConfig
@@ -65,7 +72,7 @@ export class DataPlane {
    * `bound` hears whether every wanted listener is bound (false when a snapshot's outbound
    * listener could not be): /ready's "listeners" condition.
    */
-  constructor(config: NodeConfig, certificates: Certificates, metrics: Metrics, log: Logger, snapshot: () => Snapshot | undefined, sockets: ListenerSockets = NO_INHERITED_SOCKETS, bound: (ok: boolean) => void = () => undefined) {
+  constructor(config: NodeConfig, certificates: DataPlaneCerts, metrics: Pick<Metrics, 'registry'>, log: Logger, snapshot: () => Snapshot | undefined, sockets: ListenerSockets = NO_INHERITED_SOCKETS, bound: (ok: boolean) => void = () => undefined, hostState: HostState = new LocalHostState()) {
     this.#config = config
     this.#sockets = sockets
     this.#bound = bound
@@ -81,8 +88,8 @@ export class DataPlane {
     })
     const limits = hboneLimits(config)
     this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, keepaliveOf(limits))
-    // Limits that must hold for the whole host (rate limits, circuit breakers).
-    const hostState = new LocalHostState()
+    // Limits that must hold for the whole host (rate limits, circuit breakers): shared memory
+    // when there are worker threads.
     this.#breakers = new CircuitBreakers(hostState, metrics.registry)
     this.#retryBudgets = new RetryBudgets()
     const requests = new RequestTelemetry(httpMetrics(metrics.registry), log, this.#telemetry.activity)

@@ -7,7 +7,7 @@
 import type { AddressInfo } from 'node:net'
 import type { DestinationStream } from 'pino'
 import { registerCerts } from '../admin/certs.ts'
-import { registerClusters } from '../admin/clusters.ts'
+import { clustersView, registerClusters } from '../admin/clusters.ts'
 import { registerConfigDump } from '../admin/config-dump.ts'
 import { registerCoreRoutes } from '../admin/core-routes.ts'
 import { registerLogging } from '../admin/logging.ts'
@@ -31,6 +31,12 @@ import { InheritedSockets } from '../systemd/listen-fds.ts'
 import { SocketHandover } from '../systemd/handover.ts'
 import { ServiceManager } from '../systemd/notify.ts'
 import { ListenerBindError } from '../listeners/errors.ts'
+import { withReusePort } from '../listeners/bind.ts'
+import { LocalHostState } from '../limits/host-state.ts'
+import { SharedHostState } from '../limits/shared-host-state.ts'
+import { enableRequestMigration, workerCount } from '../workers/count.ts'
+import { mergeClusters, mergeListeners } from '../workers/merge.ts'
+import { WorkerThreads } from '../workers/threads.ts'
 
 export interface DaemonOptions {
   readonly configPath: string
@@ -63,9 +69,12 @@ export class Daemon {
   readonly #manager: ServiceManager
   readonly #iptables: IptablesSync
   readonly #memory: MemoryRelief
+  /** The data-path threads besides this one; undefined with `workers: 1`. */
+  readonly workers: WorkerThreads | undefined
   #stopping: Promise<void> | undefined
 
-  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates, dataPlane: DataPlane, manager: ServiceManager, iptables: IptablesSync, memory: MemoryRelief) {
+  private constructor(config: NodeConfig, log: RootLogger, metrics: Metrics, readiness: Readiness, admin: AdminServer, adminAddress: AddressInfo, policy: PolicyWatcher, certificates: Certificates, dataPlane: DataPlane, manager: ServiceManager, iptables: IptablesSync, memory: MemoryRelief, workers: WorkerThreads | undefined) {
+    this.workers = workers
     this.#manager = manager
     this.#memory = memory
     this.#iptables = iptables
@@ -83,7 +92,11 @@ export class Daemon {
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const config = await loadNodeConfig(opts.configPath)
     const log = createLogger(config.logLevel, { node: config.node.name }, opts.logDest)
-    const metrics = createMetrics()
+    // Worker threads (docs/workers.md): the main thread's data plane is the first; the others
+    // start once it is bound, with the policy and certificates it has.
+    const workers = workerCount(config.workers)
+    let threads: WorkerThreads | undefined
+    const metrics = createMetrics(workers > 1 ? () => threads?.ask('metrics') ?? Promise.resolve([]) : undefined)
     registerLogMetrics(metrics.registry, log)
     const readiness = new Readiness(['listeners', 'policy', 'certificates', 'iptables'])
     const env = opts.env ?? process.env
@@ -105,10 +118,14 @@ export class Daemon {
     registerCoreRoutes(admin, readiness, metrics)
     registerConfigDump(admin, config, policy)
     registerCerts(admin, certificates.manager)
-    registerLogging(admin, log)
+    registerLogging(admin, log, (level) => threads?.setLevel(level))
     const adminAddress = await admin.listen(handover)
-    const dataPlane = new DataPlane(config, certificates, metrics, log.component('dataplane'), () => policy.current, handover,
-      (ok) => (ok ? readiness.markReady('listeners') : readiness.markNotReady('listeners')))
+    // "listeners" holds when this thread and every worker thread have bound theirs.
+    const bound = { main: false, threads: true }
+    const reportBound = (): void => (bound.main && bound.threads ? readiness.markReady('listeners') : readiness.markNotReady('listeners'))
+    const hostState = workers > 1 ? new SharedHostState() : new LocalHostState()
+    const dataPlane = new DataPlane(config, certificates, metrics, log.component('dataplane'), () => policy.current, workers > 1 ? withReusePort(handover) : handover,
+      (ok) => { bound.main = ok; reportBound() }, hostState)
     // The stored outbound sockets are settled once a policy has bound its listeners: at start,
     // or with the first good policy if the one on disk is broken.
     let settled = false
@@ -118,8 +135,12 @@ export class Daemon {
       handover.releaseOutbound()
       dataPlane.storeAll()
     }
-    registerClusters(admin, () => policy.current, dataPlane.balancer, dataPlane.breakers, (service) => dataPlane.retryBudgets.remaining(service))
-    registerStats(admin, { node: config.node.name, policy, certs: certificates.manager, registry: metrics.registry, listeners: () => dataPlane.listeners() })
+    const clusters = (): ReturnType<typeof clustersView> => clustersView(policy.current, dataPlane.balancer, { breakers: dataPlane.breakers, retryBudgetRemaining: (service) => dataPlane.retryBudgets.remaining(service) })
+    registerClusters(admin, async () => (threads ? mergeClusters([clusters(), ...await threads.ask('clusters')]) : clusters()))
+    registerStats(admin, {
+      node: config.node.name, policy, certs: certificates.manager, registry: metrics.registry, exported: () => metrics.exported(),
+      listeners: async () => (threads ? mergeListeners([await dataPlane.listeners(), ...await threads.ask('listeners')]) : dataPlane.listeners()),
+    })
     const iptables = new IptablesSync(config, metrics.registry, log.component('iptables'), readiness)
     try {
       // A bad policy at start does not stop the daemon: /ready stays 503 ("policy") and the
@@ -133,12 +154,25 @@ export class Daemon {
       await dataPlane.start(first)
       handover.releaseFixed()
       if (first) settle()
+      if (workers > 1 && hostState instanceof SharedHostState) {
+        await enableRequestMigration(log.component('workers'))
+        threads = new WorkerThreads({
+          threads: workers - 1, config, hostState: hostState.buffer, log: log.component('workers'), forward: (lines) => log.forward(lines), registry: metrics.registry,
+          snapshot: () => policy.current, certs: () => certificates.manager.leaves(),
+          bound: (ok) => { bound.threads = ok; reportBound() },
+        })
+        const t = threads
+        certificates.manager.on('published', () => t.certsChanged())
+        certificates.manager.on('unavailable', () => t.certsChanged())
+        await t.start()
+      }
       await iptables.sync(first)
       // From here on every snapshot is followed: its identities, listeners, iptables. One that
       // came while starting (a save during start-up) is followed now, after the start's own.
       const follow = (s: Snapshot): void => {
         if (readiness.ready) manager.status(statusLine(readiness, policy))
-        certificates.follow(s).catch((err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
+        threads?.follow(s)
+        certificates.follow(s).then(() => threads?.certsChanged(), (err: unknown) => log.component('certs').error({ err }, 'certificate sync failed'))
         void dataPlane.follow(s, () => iptables.sync(s)).then(settle)
       }
       policy.on('snapshot', follow)
@@ -149,6 +183,7 @@ export class Daemon {
       await policy.close()
       await certificates.manager.close()
       iptables.close()
+      threads?.destroy()
       dataPlane.destroy()
       admin.destroy()
       manager.stopWatchdog()
@@ -156,11 +191,11 @@ export class Daemon {
       throw bindError(err)
     }
     const run = log.component('run')
-    if (readiness.ready) run.info({ admin: `${adminAddress.address}:${adminAddress.port}`, adminSocket: config.admin.socket, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
+    if (readiness.ready) run.info({ workers, admin: `${adminAddress.address}:${adminAddress.port}`, adminSocket: config.admin.socket, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
     else run.warn({ waitingFor: readiness.status().waitingFor }, 'hostmesh started but not ready')
     const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: log.component('memory'), registry: metrics.registry })
     memory.start()
-    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane, manager, iptables, memory)
+    return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane, manager, iptables, memory, threads)
   }
 
   /** SIGHUP: re-read policy and certificate files now. */
@@ -198,7 +233,11 @@ export class Daemon {
     // last, so /ready reports the drain while it happens.
     const deadline = Date.now() + this.config.drainSeconds * 1000
     const order: Closable[] = [
-      { name: 'mesh listeners', close: () => this.#dataPlane.close(), destroy: () => this.#dataPlane.destroy() },
+      {
+        name: 'mesh listeners',
+        close: async () => { await Promise.all([this.#dataPlane.close(), this.workers?.close()]) },
+        destroy: () => { this.workers?.destroy(); this.#dataPlane.destroy() },
+      },
       { name: 'admin', close: () => this.#admin.close(), destroy: () => this.#admin.destroy() },
     ]
     for (const listener of order) {

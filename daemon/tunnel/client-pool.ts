@@ -4,7 +4,7 @@
 // Sessions are pooled per (source identity, destination identity, destination node address),
 // at most 100 streams each, closed after 5 idle minutes; a dead one is replaced.
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
-import type { CertManager } from '../../certs/manager.ts'
+import type { LeafContexts } from '../../certs/manager.ts'
 import { connectVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { HostmeshError } from '../../base/errors.ts'
 import { DEFAULT_HBONE_LIMITS } from './admission.ts'
@@ -50,14 +50,14 @@ interface PooledSession {
 }
 
 export class HboneClientPool {
-  readonly #certs: CertManager
+  readonly #certs: LeafContexts
   readonly #verifier: PeerVerifier
   readonly #connectTimeoutMs: number
   readonly #keepalive: KeepaliveSettings
   readonly #pools = new Map<string, PooledSession[]>()
   readonly #opening = new Map<string, Promise<PooledSession>>()
 
-  constructor(certs: CertManager, verifier: PeerVerifier, keepaliveSettings: KeepaliveSettings = DEFAULT_KEEPALIVE, connectTimeoutMs = 5000) {
+  constructor(certs: LeafContexts, verifier: PeerVerifier, keepaliveSettings: KeepaliveSettings = DEFAULT_KEEPALIVE, connectTimeoutMs = 5000) {
     this.#certs = certs
     this.#verifier = verifier
     this.#keepalive = keepaliveSettings

@@ -15,7 +15,7 @@
 import http2, { type ServerHttp2Stream } from 'node:http2'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { Counter, type Registry } from 'prom-client'
-import type { CertManager } from '../../certs/manager.ts'
+import type { LeafContexts } from '../../certs/manager.ts'
 import { acceptVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { addressKey, canonicalIp } from '../../policy/ip.ts'
 import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
@@ -38,7 +38,7 @@ import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
 export interface HboneServerOptions {
   readonly host: string
   readonly port: number
-  readonly certs: CertManager
+  readonly certs: LeafContexts
   readonly verifier: PeerVerifier
   readonly snapshot: () => Snapshot | undefined
   readonly log: Logger

@@ -44,13 +44,16 @@ export interface LiveDaemon {
   readonly configPath: string
   readonly logs: ReturnType<typeof logSink>
   /** Opens a tunnel to t/echo as `source` (rejects with the daemon's 401 for t/intruder). */
-  open(source: string): Promise<ClientHttp2Stream>
+  open(source: string, over?: HboneClientPool): Promise<ClientHttp2Stream>
   /** One connection as `source`: sends `bytes`, half-closes, resolves with what came back. */
-  echo(source: string, bytes: number): Promise<number>
+  echo(source: string, bytes: number, over?: HboneClientPool): Promise<number>
+  /** Another HBONE client with its own session (its own TCP connection to :15008); closed at teardown. */
+  newPool(): HboneClientPool
   getJson<T>(path: string, init?: RequestInit): Promise<{ status: number; body: T }>
 }
 
-export async function liveDaemon(t: Test): Promise<LiveDaemon> {
+/** `config`: more node config lines (YAML), e.g. `workers: 2\n`; the default is `workers: 1`. */
+export async function liveDaemon(t: Test, config = 'workers: 1\n'): Promise<LiveDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'hostmesh-live-'))
   const policyDir = join(dir, 'policy.d')
   mkdirSync(policyDir)
@@ -62,7 +65,7 @@ export async function liveDaemon(t: Test): Promise<LiveDaemon> {
   const certDir = await nodeCertDir(dir, 'node-a')
   const ports = await daemonPorts()
   const configPath = join(dir, 'hostmesh.yaml')
-  writeFileSync(configPath, `node: {name: node-a, addresses: [127.0.0.1]}\n${ports.yaml}policyDir: ${policyDir}\ncertDir: ${certDir}\ndrainSeconds: 1\n`)
+  writeFileSync(configPath, `node: {name: node-a, addresses: [127.0.0.1]}\n${ports.yaml}policyDir: ${policyDir}\ncertDir: ${certDir}\ndrainSeconds: 1\n${config}`)
   const logs = logSink()
   const daemon = await Daemon.start({ configPath, logDest: logs.dest })
   t.teardown(() => daemon.stop('test'))
@@ -73,18 +76,22 @@ export async function liveDaemon(t: Test): Promise<LiveDaemon> {
   t.teardown(() => certs.close())
   await certs.start([ID('client'), ID('intruder')])
   const verifier = new PeerVerifier(() => ({ ...certs.trust(), nodesOf: (id) => nodesByIdentity(daemon.policy.current).get(id) }), log, new Registry())
-  const pool = new HboneClientPool(certs, verifier)
-  t.teardown(() => pool.destroy())
+  const newPool = (): HboneClientPool => {
+    const p = new HboneClientPool(certs, verifier)
+    t.teardown(() => p.destroy())
+    return p
+  }
+  const pool = newPool()
   const base = `http://127.0.0.1:${ports.admin}`
 
-  const open = (source: string): Promise<ClientHttp2Stream> => pool.open({
+  const open = (source: string, over = pool): Promise<ClientHttp2Stream> => over.open({
     source: ID(source), destination: ID('echo'), node: { address: '127.0.0.1', port: ports.hbone },
     address: '127.0.0.1', port: echoPort, sourceWorkload: `t/${source}`, destinationService: 'echo.t',
   })
   return {
-    daemon, base, socket: ports.socket, policyDir, configPath, logs, open,
-    async echo(source, bytes) {
-      const stream = await open(source)
+    daemon, base, socket: ports.socket, policyDir, configPath, logs, open, newPool,
+    async echo(source, bytes, over) {
+      const stream = await open(source, over)
       let back = 0
       stream.on('data', (c: Buffer) => { back += c.length })
       const ended = new Promise<void>((r) => stream.on('close', r))
