@@ -177,6 +177,7 @@ put "$wrapper" "$R$HM_WRAPPER" 755
 for unit in "${HM_UNITS[@]}"; do put "systemd/$unit" "$R$HM_UNIT_DIR/$unit" 644; done
 put systemd/hostmesh.sysusers "$R$HM_SYSUSERS" 644
 put systemd/hostmesh.tmpfiles "$R$HM_TMPFILES" 644
+put systemd/hostmesh.sysctl "$R$HM_SYSCTL" 644
 
 mkdir -p "$R/etc"
 if [[ -n $(hostmesh_ids) ]]; then

@@ -126,6 +126,7 @@ remove "$HM_WRAPPER"
 for unit in "${HM_UNITS[@]}"; do remove "$HM_UNIT_DIR/$unit"; done
 remove "$HM_SYSUSERS"
 remove "$HM_TMPFILES"
+remove "$HM_SYSCTL"
 remove "$HM_OPT"
 rm -rf -- "$R/opt/.hostmesh-new."* "$R/opt/.hostmesh-old."* # an interrupted install's leftovers
 

@@ -162,9 +162,10 @@ function hostView(e: Endpoint, balancer: Balancer, now: number): HostView {
     health: ejected ? 'EJECTED' : 'HEALTHY',
     ejectedUntil: ejected ? new Date(s.ejectedUntil).toISOString() : null,
     ejections: s?.ejections ?? 0,
-    consecutiveFailures: s?.failures ?? 0,
-    consecutive5xx: s?.consecutive5xx ?? 0,
-    consecutiveGatewayErrors: s?.consecutiveGatewayErrors ?? 0,
+    // The host's runs (shared by worker threads), not this thread's last look at them.
+    consecutiveFailures: s?.streaks.connect.value ?? 0,
+    consecutive5xx: s?.streaks.fivexx.value ?? 0,
+    consecutiveGatewayErrors: s?.streaks.gateway.value ?? 0,
     ewmaConnectMs: s && s.connects > 0 ? Math.round(s.ewmaMs * 100) / 100 : null,
     activeConnections: s?.active ?? 0,
     connects: s?.connects ?? 0,

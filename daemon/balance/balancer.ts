@@ -20,6 +20,7 @@
 // most maxEjectionPercent of a port's endpoints (but at least one, as Envoy) are ejected, and
 // never all of them. State is keyed by endpoint address, so it survives a snapshot swap;
 // retain() forgets the endpoints a new snapshot no longer has.
+import { LocalHostState, type HostState, type HostStreak } from '../limits/host-state.ts'
 import type { DestinationSettings, Endpoint, Snapshot } from '../../policy/snapshot.ts'
 
 export interface EndpointState {
@@ -27,6 +28,12 @@ export interface EndpointState {
   active: number
   /** EWMA of connect time, ms; starts at a neutral value so new endpoints get traffic. */
   ewmaMs: number
+  /**
+   * The three runs below as the host counts them (HostState): with worker threads, a run
+   * continues across threads, as Envoy's outlier monitors count for all its workers. The
+   * numbers below are this thread's last look at them.
+   */
+  readonly streaks: { readonly connect: HostStreak; readonly fivexx: HostStreak; readonly gateway: HostStreak }
   /** Consecutive connect failures (reset by a success or an ejection). */
   failures: number
   /** Consecutive requests with a 5xx or no response (reset by a response under 500, or an ejection they caused). */
@@ -88,10 +95,12 @@ export class Balancer {
   readonly #pendingByPort = new Map<string, number>()
   readonly #events: BalancerEvents | undefined
   readonly #now: () => number
+  readonly #host: HostState
 
-  constructor(events?: BalancerEvents, now: () => number = Date.now) {
+  constructor(events?: BalancerEvents, now: () => number = Date.now, host: HostState = new LocalHostState()) {
     this.#events = events
     this.#now = now
+    this.#host = host
   }
 
   /**
@@ -181,6 +190,7 @@ export class Balancer {
     const s = this.#get(e)
     s.connects++
     s.failures = 0
+    s.streaks.connect.reset()
     this.#healthy(s)
     s.ewmaMs = s.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA
   }
@@ -188,11 +198,14 @@ export class Balancer {
   /** The connect attempt to `e` failed: counts towards ejection. */
   failure(e: Endpoint, portKey: string, all: readonly Endpoint[], settings: DestinationSettings): void {
     const s = this.#get(e)
-    s.failures++
+    s.failures = s.streaks.connect.add()
     s.connectFailures++
     const od = settings.outlierDetection
     // For TCP both detectors count connect failures.
-    if ((reached(s.failures, od.consecutiveGatewayErrors) || reached(s.failures, od.consecutive5xxErrors)) && this.#eject(e, s, portKey, all, od)) s.failures = 0
+    if ((reached(s.failures, od.consecutiveGatewayErrors) || reached(s.failures, od.consecutive5xxErrors)) && this.#eject(e, s, portKey, all, od)) {
+      s.failures = 0
+      s.streaks.connect.reset()
+    }
   }
 
   /** For /clusters and tests. */
@@ -226,7 +239,7 @@ export class Balancer {
     }
     for (const [k, s] of this.#state) {
       s.retired = !live.has(k)
-      if (s.retired && s.active === 0 && s.pending === 0) this.#state.delete(k)
+      if (s.retired && s.active === 0 && s.pending === 0) this.#forget(k, s)
     }
     for (const k of this.#cursors.keys()) if (!snapshot.servicePorts.has(k)) this.#cursors.delete(k)
   }
@@ -240,17 +253,29 @@ export class Balancer {
     if (status > 0 && status < 500) {
       s.consecutive5xx = 0
       s.consecutiveGatewayErrors = 0
+      s.streaks.fivexx.reset()
+      s.streaks.gateway.reset()
       this.#healthy(s)
       return
     }
     s.requestFailures++
-    s.consecutive5xx++
-    s.consecutiveGatewayErrors = status === 0 || status === 502 || status === 503 || status === 504 ? s.consecutiveGatewayErrors + 1 : 0
+    s.consecutive5xx = s.streaks.fivexx.add()
+    if (status === 0 || status === 502 || status === 503 || status === 504) s.consecutiveGatewayErrors = s.streaks.gateway.add()
+    else {
+      s.consecutiveGatewayErrors = 0
+      s.streaks.gateway.reset()
+    }
     const fivexx = reached(s.consecutive5xx, od.consecutive5xxErrors)
     const gateway = reached(s.consecutiveGatewayErrors, od.consecutiveGatewayErrors)
     if (!(fivexx || gateway) || !this.#eject(e, s, portKey, all, od)) return
-    if (fivexx) s.consecutive5xx = 0
-    if (gateway) s.consecutiveGatewayErrors = 0
+    if (fivexx) {
+      s.consecutive5xx = 0
+      s.streaks.fivexx.reset()
+    }
+    if (gateway) {
+      s.consecutiveGatewayErrors = 0
+      s.streaks.gateway.reset()
+    }
   }
 
   /**
@@ -276,7 +301,15 @@ export class Balancer {
   }
 
   #forgetIfDone(k: string, s: EndpointState): void {
-    if (s.retired && s.active === 0 && s.pending === 0 && this.#state.get(k) === s) this.#state.delete(k)
+    if (s.retired && s.active === 0 && s.pending === 0 && this.#state.get(k) === s) this.#forget(k, s)
+  }
+
+  /** The host's streaks go with the state: a shared slot holding a count is never reclaimed. */
+  #forget(k: string, s: EndpointState): void {
+    this.#state.delete(k)
+    s.streaks.connect.reset()
+    s.streaks.fivexx.reset()
+    s.streaks.gateway.reset()
   }
 
   /**
@@ -307,11 +340,25 @@ export class Balancer {
     return cost(this.#get(a)) <= cost(this.#get(b)) ? a : b
   }
 
+  /**
+   * Another worker thread ejected the endpoint keyed `endpoint` until `untilMs`: this thread
+   * keeps it out as long. Outlier counts are per thread (as in each Envoy worker), an ejection
+   * is host-wide within one message.
+   */
+  ejectedElsewhere(endpoint: string, untilMs: number): void {
+    const s = this.#getKey(endpoint)
+    s.ejectedUntil = Math.max(s.ejectedUntil, untilMs)
+  }
+
   #get(e: Endpoint): EndpointState {
-    const k = keyOf(e)
+    return this.#getKey(keyOf(e))
+  }
+
+  #getKey(k: string): EndpointState {
     let s = this.#state.get(k)
     if (!s) {
       s = {
+        streaks: { connect: this.#host.streak(`od|connect|${k}`), fivexx: this.#host.streak(`od|5xx|${k}`), gateway: this.#host.streak(`od|gateway|${k}`) },
         active: 0, ewmaMs: INITIAL_EWMA_MS, failures: 0, consecutive5xx: 0, consecutiveGatewayErrors: 0, ejections: 0, ejectedUntil: 0, connects: 0, connectFailures: 0,
         pending: 0, requestEwmaMs: REQUEST_DEFAULT_RTT_MS, requestAt: -1, requests: 0, requestFailures: 0, retired: false,
       }

@@ -25,6 +25,7 @@ import type { Exchange } from './exchange.ts'
 import type { L7Limits } from './limits.ts'
 import type { MirrorMetrics } from './mirror-metrics.ts'
 import { MirrorSlots } from './mirror-slots.ts'
+import type { HostState } from '../limits/host-state.ts'
 import type { OutboundConn } from './outbound-conn.ts'
 import { UpstreamPool } from './pool.ts'
 import { RequestPath } from './request-path.ts'
@@ -63,6 +64,8 @@ export interface OutboundHttpDeps {
   /** Create a W3C traceparent when a request has none. */
   readonly traceparent: boolean
   readonly log: Logger
+  /** Where host-wide counts live (the mirror caps): shared memory with worker threads. */
+  readonly hostState?: HostState
 }
 
 export class OutboundHttp {
@@ -88,7 +91,7 @@ export class OutboundHttp {
         route,
         filters,
         fault,
-        mirror({ pool, balancer: deps.balancer, slots: new MirrorSlots(), metrics: deps.mirrors, log: deps.log, via }),
+        mirror({ pool, balancer: deps.balancer, slots: new MirrorSlots(undefined, deps.hostState), metrics: deps.mirrors, log: deps.log, via }),
         timeouts,
         split,
         retry(deps.retryBudgets, deps.retries),

@@ -11,6 +11,8 @@ export interface HostBucket {
   take(): boolean
   /** Whole seconds until a token is there (for `retry-after`), at least 1. */
   retryAfterSeconds(): number
+  /** A penalty: empties the bucket and owes `n` more (at most a burst), as TokenBucket.drain. */
+  drain(n: number): void
 }
 
 /** A count of things in use (requests in flight to a service, for a circuit breaker). */
@@ -20,9 +22,21 @@ export interface HostCount {
   readonly value: number
 }
 
+/** A run of events (consecutive failures of an endpoint, for outlier detection), counted for the host. */
+export interface HostStreak {
+  /** One more: the run's length now. */
+  add(): number
+  /** The run is broken. */
+  reset(): void
+  /** The run's length now, as the host counts it. */
+  readonly value: number
+}
+
 export interface HostState {
   /** The bucket for `key`, created full with `spec` the first time (a changed spec is a new key). */
   bucket(key: string, spec: RateBucket): HostBucket
+  /** The streak for `key`; a reset one is forgotten. */
+  streak(key: string): HostStreak
   /** The count for `key`; zero counts are forgotten. */
   count(key: string): HostCount
 }
@@ -52,6 +66,7 @@ export class LocalHostState implements HostState {
     return {
       take: () => bucket.take(),
       retryAfterSeconds: () => Math.max(1, Math.ceil(bucket.waitMs() / 1000)),
+      drain: (n) => bucket.drain(n),
     }
   }
 
@@ -72,6 +87,21 @@ export class LocalHostState implements HostState {
           else counts.set(key, left)
         }
       },
+    }
+  }
+
+  streak(key: string): HostStreak {
+    const counts = this.#counts
+    // Its own key space: a streak never shares a number with a count of things in use.
+    const k = `streak|${key}`
+    return {
+      add: () => {
+        const n = (counts.get(k) ?? 0) + 1
+        counts.set(k, n)
+        return n
+      },
+      reset: () => { counts.delete(k) },
+      get value() { return counts.get(k) ?? 0 },
     }
   }
 

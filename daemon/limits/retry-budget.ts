@@ -3,6 +3,9 @@
 // service sees at most (1 + percent/100) × the offered load plus that floor, however many
 // attempts the routes allow. Requests and retries are counted in ten slots of ttl/10 each (a
 // sliding window, as tower's budget), so an old burst stops counting in steps, not all at once.
+// With worker threads each thread keeps the budgets of the requests it carries, and gets its
+// share of the floor: the threads' budgets add up to the host's, percent × every request plus
+// one floor (docs/workers.md).
 import type { DestinationSettings } from '../../policy/snapshot.ts'
 
 const SLOTS = 10
@@ -17,9 +20,12 @@ export class RetryBudget {
   /** The slot number (time / slotMs) the arrays' current slot holds. */
   #at = -1
   readonly #now: () => number
+  readonly #floorShare: number
 
-  constructor(settings: BudgetSettings, now: () => number = () => performance.now()) {
+  /** `floorShare`: this thread's part of minRetriesPerSecond (1 / workers). */
+  constructor(settings: BudgetSettings, now: () => number = () => performance.now(), floorShare = 1) {
     this.settings = settings
+    this.#floorShare = floorShare
     this.#slotMs = Math.max(1, settings.ttlMs / SLOTS)
     this.#now = now
   }
@@ -51,7 +57,7 @@ export class RetryBudget {
       retries += this.#retries[i]!
     }
     const { percent, minRetriesPerSecond, ttlMs } = this.settings
-    return (requests * percent) / 100 + (minRetriesPerSecond * ttlMs) / 1000 - retries
+    return (requests * percent) / 100 + (minRetriesPerSecond * ttlMs * this.#floorShare) / 1000 - retries
   }
 
   /** Clears the slots that fell out of the window since the last call; the current slot's index. */
@@ -75,16 +81,18 @@ export class RetryBudget {
 export class RetryBudgets {
   readonly #budgets = new Map<string, RetryBudget>()
   readonly #now: () => number
+  readonly #floorShare: number
 
-  constructor(now: () => number = () => performance.now()) {
+  constructor(now: () => number = () => performance.now(), floorShare = 1) {
     this.#now = now
+    this.#floorShare = floorShare
   }
 
   for(service: string, settings: BudgetSettings): RetryBudget {
     let b = this.#budgets.get(service)
     // A reload compiles new settings objects: only a changed value starts a new budget.
     if (!b || !same(b.settings, settings)) {
-      b = new RetryBudget(settings, this.#now)
+      b = new RetryBudget(settings, this.#now, this.#floorShare)
       this.#budgets.set(service, b)
     }
     return b

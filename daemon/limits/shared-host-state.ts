@@ -16,7 +16,7 @@
 //     an unlimited one) and one count.
 // Times are Date.now(): performance.now() has a different origin in every thread.
 import type { RateBucket } from '../../policy/snapshot.ts'
-import type { HostBucket, HostCount, HostState } from './host-state.ts'
+import type { HostBucket, HostCount, HostState, HostStreak } from './host-state.ts'
 
 const EMPTY = 0
 const CLAIMING = 1
@@ -79,6 +79,10 @@ export class SharedHostState implements HostState {
         const tokens = this.#refill(s, perMs, burst)
         return Math.max(1, Math.ceil(tokens >= 1 ? 0 : (1 - tokens) / perMs / 1000))
       }),
+      drain: (n) => this.#locked(hi, lo, (s) => {
+        const tokens = this.#refill(s, perMs, burst)
+        this.#floats[s * F + TOKENS] = Math.max(-burst, Math.min(tokens, 0) - n)
+      }),
     }
   }
 
@@ -106,6 +110,28 @@ export class SharedHostState implements HostState {
           // A slot whose count is above 0 is never reclaimed: it is still this key's.
           Atomics.sub(ints, at, 1)
         }
+      },
+    }
+  }
+
+  streak(key: string): HostStreak {
+    const [hi, lo] = hash(`streak|${key}`)
+    const ints = this.#ints
+    const find = (): number => this.#find(hi, lo, false)
+    return {
+      // One atomic add on the key's slot; a slot whose count is above 0 is never reclaimed.
+      add: () => this.#locked(hi, lo, (s) => Atomics.add(ints, s * I + COUNT, 1) + 1),
+      // Every good response resets its endpoint's streaks: a lock-free look first, so an
+      // unbroken run of successes costs a probe and a load. The store itself goes under the
+      // slot's lock, which checks the slot is still this key's (a sweep may have moved it).
+      reset: () => {
+        const s = find()
+        if (s <= 0 || Atomics.load(ints, s * I + COUNT) === 0) return
+        this.#locked(hi, lo, (slot) => { Atomics.store(ints, slot * I + COUNT, 0) })
+      },
+      get value() {
+        const s = find()
+        return s < 0 ? 0 : Atomics.load(ints, s * I + COUNT)
       },
     }
   }

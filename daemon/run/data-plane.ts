@@ -42,6 +42,16 @@ export interface DataPlaneCerts {
   readonly verifier: PeerVerifier
 }
 
+/** How a data plane takes part in a set of worker threads. */
+export interface DataPlaneOptions {
+  /** The limits that hold for the whole host: shared memory when there are worker threads. */
+  readonly hostState?: HostState
+  /** This thread ejected an endpoint (its balancer key) until `untilMs`: the other threads are told. */
+  readonly ejected?: (endpoint: string, untilMs: number) => void
+  /** Data-path threads in all (node config `workers`): each retry budget gets 1 / workers of its floor. */
+  readonly workers?: number
+}
+
 export class DataPlane {
   readonly #config: NodeConfig
   readonly #log: Logger
@@ -72,7 +82,8 @@ export class DataPlane {
    * `bound` hears whether every wanted listener is bound (false when a snapshot's outbound
    * listener could not be): /ready's "listeners" condition.
    */
-  constructor(config: NodeConfig, certificates: DataPlaneCerts, metrics: Pick<Metrics, 'registry'>, log: Logger, snapshot: () => Snapshot | undefined, sockets: ListenerSockets = NO_INHERITED_SOCKETS, bound: (ok: boolean) => void = () => undefined, hostState: HostState = new LocalHostState()) {
+  constructor(config: NodeConfig, certificates: DataPlaneCerts, metrics: Pick<Metrics, 'registry'>, log: Logger, snapshot: () => Snapshot | undefined, sockets: ListenerSockets = NO_INHERITED_SOCKETS, bound: (ok: boolean) => void = () => undefined, opts: DataPlaneOptions = {}) {
+    const hostState = opts.hostState ?? new LocalHostState()
     this.#config = config
     this.#sockets = sockets
     this.#bound = bound
@@ -83,20 +94,19 @@ export class DataPlane {
     this.#balancer = new Balancer({
       ejected: (endpoint, servicePort, until) => {
         ejections.inc({ service_port: servicePort })
+        opts.ejected?.(endpoint, until)
         log.warn({ endpoint, servicePort, until: new Date(until).toISOString() }, 'endpoint ejected by outlier detection')
       },
-    })
+    }, Date.now, hostState)
     const limits = hboneLimits(config)
     this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, keepaliveOf(limits))
-    // Limits that must hold for the whole host (rate limits, circuit breakers): shared memory
-    // when there are worker threads.
     this.#breakers = new CircuitBreakers(hostState, metrics.registry)
-    this.#retryBudgets = new RetryBudgets()
+    this.#retryBudgets = new RetryBudgets(undefined, 1 / (opts.workers ?? 1))
     const requests = new RequestTelemetry(httpMetrics(metrics.registry), log, this.#telemetry.activity)
     const l7 = { limits: l7Limits(config), traceparent: config.http.traceparent, telemetry: requests, connections: this.#telemetry, snapshot }
     const pool = this.#pool
     this.#outboundHttp = new OutboundHttp({
-      ...l7, balancer: this.#balancer, breakers: this.#breakers, retryBudgets: this.#retryBudgets, retries: new RetryMetrics(metrics.registry), mirrors: new MirrorMetrics(metrics.registry),
+      ...l7, hostState, balancer: this.#balancer, breakers: this.#breakers, retryBudgets: this.#retryBudgets, retries: new RetryMetrics(metrics.registry), mirrors: new MirrorMetrics(metrics.registry),
       log: log.child({ listener: 'outbound', l7: true }),
       connect: (source, ep, service, timeoutMs) => connectEndpoint(pool, source, ep, service, timeoutMs, snapshot()?.workloads.get(ep.workload ?? '')),
     })
@@ -106,7 +116,7 @@ export class DataPlane {
     })
     this.#hbone = new HboneServer({
       host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot,
-      log: log.child({ listener: 'hbone' }), telemetry: this.#telemetry, registry: metrics.registry, limits, http: this.#inboundHttp,
+      log: log.child({ listener: 'hbone' }), telemetry: this.#telemetry, registry: metrics.registry, limits, http: this.#inboundHttp, hostState,
     })
     this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), telemetry: this.#telemetry, registry: metrics.registry, http: this.#inboundHttp })
   }
@@ -222,6 +232,11 @@ export class DataPlane {
   /** The destination services' retry budgets, for /clusters. */
   get retryBudgets(): RetryBudgets {
     return this.#retryBudgets
+  }
+
+  /** Another thread ejected `endpoint` until `untilMs`: keep it out here too. */
+  ejectedElsewhere(endpoint: string, untilMs: number): void {
+    this.#balancer.ejectedElsewhere(endpoint, untilMs)
   }
 
   /** Endpoint state and open connections per service port, for /clusters. */

@@ -125,7 +125,7 @@ export class Daemon {
     const reportBound = (): void => (bound.main && bound.threads ? readiness.markReady('listeners') : readiness.markNotReady('listeners'))
     const hostState = workers > 1 ? new SharedHostState() : new LocalHostState()
     const dataPlane = new DataPlane(config, certificates, metrics, log.component('dataplane'), () => policy.current, workers > 1 ? withReusePort(handover) : handover,
-      (ok) => { bound.main = ok; reportBound() }, hostState)
+      (ok) => { bound.main = ok; reportBound() }, { hostState, workers, ejected: (endpoint, untilMs) => threads?.ejectedElsewhere(endpoint, untilMs) })
     // The stored outbound sockets are settled once a policy has bound its listeners: at start,
     // or with the first good policy if the one on disk is broken.
     let settled = false
@@ -159,7 +159,7 @@ export class Daemon {
         threads = new WorkerThreads({
           threads: workers - 1, config, hostState: hostState.buffer, log: log.component('workers'), forward: (lines) => log.forward(lines), registry: metrics.registry,
           snapshot: () => policy.current, certs: () => certificates.manager.leaves(),
-          bound: (ok) => { bound.threads = ok; reportBound() },
+          bound: (ok) => { bound.threads = ok; reportBound() }, ejected: (endpoint, untilMs) => dataPlane.ejectedElsewhere(endpoint, untilMs),
         })
         const t = threads
         certificates.manager.on('published', () => t.certsChanged())

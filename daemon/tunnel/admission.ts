@@ -3,11 +3,12 @@
 // refusal: a burst of new sessions from a restarting peer waits its turn), new connections per
 // second per source address and new sessions per second per (identity, source address) (token
 // buckets that an abusive session drains further), and open tunnels (in all, per source).
-// This is state that must hold for the host as a whole: the one object the HBONE listener
-// asks, so that with several workers it can move behind a shared implementation.
-// Maps are keyed by address or identity and hold an entry only while it counts something,
-// so their size is bounded by the connection and tunnel limits.
-import { TokenBucket } from '../limits/token-bucket.ts'
+// Connections, tunnels and the rate buckets hold for the host: they are counted in the
+// HostState, which worker threads share (docs/workers.md). Handshakes in progress are per
+// thread: each thread's event loop does its own TLS work, and the queue of waiting handshakes
+// is that loop's. The HostState bounds its own size (daemon/limits/host-state.ts); the
+// handshake counts hold an entry only while a handshake is in progress.
+import { LocalHostState, type HostBucket, type HostState } from '../limits/host-state.ts'
 
 export interface HboneLimits {
   /** TCP connections at :15008, handshaking or not. */
@@ -62,25 +63,31 @@ const PENALTY_SECONDS = 10
 
 export class Admission {
   readonly limits: HboneLimits
-  readonly #now: () => number
-  readonly #connections = new Counts()
+  readonly #host: HostState
   readonly #handshakes = new Counts()
-  readonly #tunnels = new Counts()
-  readonly #buckets = new Map<string, TokenBucket>()
   readonly #waiting: { readonly source: string; readonly grant: (release: () => void) => void }[] = []
 
-  constructor(limits: HboneLimits = DEFAULT_HBONE_LIMITS, now: () => number = Date.now) {
+  constructor(limits: HboneLimits = DEFAULT_HBONE_LIMITS, now: () => number = Date.now, host: HostState = new LocalHostState(now)) {
     this.limits = limits
-    this.#now = now
+    this.#host = host
   }
 
   /** A new TCP connection from `source`. */
   connection(source: string): Admitted<ConnectionRefusal> {
     const l = this.limits
-    if (this.#connections.total >= l.maxConnections) return { ok: false, reason: 'connections' }
-    if (this.#connections.of(source) >= l.maxConnectionsPerSource) return { ok: false, reason: 'connections_per_source' }
-    if (!this.#bucket(`src:${source}`).take()) return { ok: false, reason: 'connection_rate' }
-    return { ok: true, release: this.#connections.add(source) }
+    const all = this.#host.count('hbone|connections').acquire(l.maxConnections)
+    if (!all) return { ok: false, reason: 'connections' }
+    const mine = this.#host.count(`hbone|connections|${source}`).acquire(l.maxConnectionsPerSource)
+    if (!mine) {
+      all()
+      return { ok: false, reason: 'connections_per_source' }
+    }
+    if (!this.#bucket(`src:${source}`).take()) {
+      mine()
+      all()
+      return { ok: false, reason: 'connection_rate' }
+    }
+    return { ok: true, release: both(mine, all) }
   }
 
   /**
@@ -114,9 +121,14 @@ export class Admission {
   /** A CONNECT stream about to be spliced to a workload, from a peer host at `source`. */
   tunnel(source: string): Admitted<TunnelRefusal> {
     const l = this.limits
-    if (this.#tunnels.total >= l.maxTunnels) return { ok: false, reason: 'tunnels' }
-    if (this.#tunnels.of(source) >= l.maxTunnelsPerPeer) return { ok: false, reason: 'tunnels_per_peer' }
-    return { ok: true, release: this.#tunnels.add(source) }
+    const all = this.#host.count('hbone|tunnels').acquire(l.maxTunnels)
+    if (!all) return { ok: false, reason: 'tunnels' }
+    const mine = this.#host.count(`hbone|tunnels|${source}`).acquire(l.maxTunnelsPerPeer)
+    if (!mine) {
+      all()
+      return { ok: false, reason: 'tunnels_per_peer' }
+    }
+    return { ok: true, release: both(mine, all) }
   }
 
   /**
@@ -142,27 +154,9 @@ export class Admission {
     w!.grant(this.#handshakes.add(w!.source, this.#next))
   }
 
-  #bucket(key: string): TokenBucket {
-    let b = this.#buckets.get(key)
-    if (!b) {
-      if (this.#buckets.size >= MAX_BUCKETS) this.#prune()
-      b = new TokenBucket(this.limits.newConnectionsPerSecond, this.limits.newConnectionsBurst, this.#now)
-      this.#buckets.set(key, b)
-    }
-    return b
-  }
-
-  /**
-   * Full buckets remember nothing. If every bucket is in use, the oldest go (a bound on memory,
-   * not a policy): that takes more distinct sources than the connection limit lets in at
-   * once, and the total limits still hold.
-   */
-  #prune(): void {
-    for (const [k, b] of this.#buckets) if (b.full) this.#buckets.delete(k)
-    for (const k of this.#buckets.keys()) {
-      if (this.#buckets.size < MAX_BUCKETS / 2) break
-      this.#buckets.delete(k)
-    }
+  #bucket(key: string): HostBucket {
+    const l = this.limits
+    return this.#host.bucket(`hbone|${key}`, { maxTokens: l.newConnectionsBurst, tokensPerFill: l.newConnectionsPerSecond, fillIntervalMs: 1000 })
   }
 }
 
@@ -170,7 +164,16 @@ function peerKey(source: string, identity: string): string {
   return `peer:${identity}@${source}`
 }
 
-const MAX_BUCKETS = 65_536
+/** One release for two counts, safe to call more than once. */
+function both(a: () => void, b: () => void): () => void {
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    a()
+    b()
+  }
+}
 
 /** Counts per key plus a total; a key is forgotten at zero. */
 class Counts {

@@ -15,6 +15,7 @@
 import http2, { type ServerHttp2Stream } from 'node:http2'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { Counter, type Registry } from 'prom-client'
+import type { HostState } from '../limits/host-state.ts'
 import type { LeafContexts } from '../../certs/manager.ts'
 import { acceptVerified, type PeerVerifier } from '../../certs/tls.ts'
 import { addressKey, canonicalIp } from '../../policy/ip.ts'
@@ -48,6 +49,8 @@ export interface HboneServerOptions {
   readonly connectTimeoutMs?: number
   /** The request path for tunnels to http/http2/grpc ports. */
   readonly http: InboundHttp
+  /** Where the host-wide limits are counted: shared by worker threads. */
+  readonly hostState?: HostState
 }
 
 /** Early resets after which a session's dials wait SUSPECT_DIAL_DELAY_MS for a reset to arrive. */
@@ -78,7 +81,7 @@ export class HboneServer {
   constructor(opts: HboneServerOptions) {
     this.#opts = opts
     this.#inbound = inboundPath({ snapshot: opts.snapshot, http: opts.http, connectTimeoutMs: opts.connectTimeoutMs ?? 5000, log: opts.log })
-    this.#admission = new Admission(opts.limits ?? DEFAULT_HBONE_LIMITS)
+    this.#admission = new Admission(opts.limits ?? DEFAULT_HBONE_LIMITS, Date.now, opts.hostState)
     this.#keepalive = keepaliveOf(this.#admission.limits)
     this.#throttle = new LogThrottle(opts.log)
     this.#tcp = createServer((raw) => this.#accept(raw))

@@ -14,6 +14,7 @@ import { createLogger } from '../log/logger.ts'
 import { registerLogMetrics } from '../log/metrics.ts'
 import { nodesByIdentity } from '../run/certificates.ts'
 import { DataPlane } from '../run/data-plane.ts'
+import { MemoryRelief } from '../run/memory.ts'
 import { PortDestination } from './log-port.ts'
 import type { Answers, FromWorker, Question, ToWorker, WorkerInit } from './messages.ts'
 import { PostedCertificates } from './posted-certs.ts'
@@ -37,7 +38,7 @@ let placement = nodesByIdentity(snapshot)
 const certs = new PostedCertificates(config.trustDomain, config.certificates.mode === 'ca' ? (id) => placement.get(id) : undefined, log.component('certs'), registry)
 certs.update(init.certs)
 const dataPlane = new DataPlane(config, { manager: certs, verifier: certs.verifier }, { registry }, log.component('dataplane'), () => snapshot, WORKER_SOCKETS,
-  (ok) => post({ type: 'bound', ok }), new SharedHostState(init.hostState))
+  (ok) => post({ type: 'bound', ok }), { hostState: new SharedHostState(init.hostState), workers: init.workers, ejected: (endpoint, untilMs) => post({ type: 'ejected', endpoint, untilMs }) })
 
 const answers: { readonly [Q in Question]: () => Promise<Answers[Q]> | Answers[Q] } = {
   metrics: () => registry.getMetricsAsJSON(),
@@ -59,24 +60,34 @@ port.on('message', (m: ToWorker) => {
     case 'logLevel':
       log.setLevel(m.level)
       return
+    case 'ejected':
+      dataPlane.ejectedElsewhere(m.endpoint, m.untilMs)
+      return
     case 'ask':
       void Promise.resolve(answers[m.question]()).then((answer) => post({ type: 'answer', id: m.id, answer }))
       return
     case 'drain':
+      memory.stop()
       void dataPlane.close().then(() => {
         destination.flush()
         post({ type: 'drained' })
       })
       return
     case 'destroy':
+      memory.stop()
       dataPlane.destroy()
       destination.flush()
       port.close()
   }
 })
 
+// Each thread's heap grows with its own bursts and gives its pages back on its own: the
+// relief looks at the process's RSS and this thread's activity.
+const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: log.component('memory'), registry })
+
 try {
   await dataPlane.start(snapshot)
+  memory.start()
   post({ type: 'started' })
 } catch (err) {
   const e = err as NodeJS.ErrnoException

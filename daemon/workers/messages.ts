@@ -15,6 +15,8 @@ export interface WorkerInit {
   readonly certs: CertsPost
   /** The SharedHostState table every thread's breakers and rate limits use. */
   readonly hostState: SharedArrayBuffer
+  /** Data-path threads in all, the main one included. */
+  readonly workers: number
 }
 
 /** Questions the admin endpoints ask each worker, and the answers' types. */
@@ -29,6 +31,8 @@ export type ToWorker =
   | { readonly type: 'snapshot'; readonly snapshot: Snapshot }
   | { readonly type: 'certs'; readonly certs: CertsPost }
   | { readonly type: 'logLevel'; readonly level: LogLevel }
+  /** Another thread's outlier detection ejected this endpoint (its balancer key). */
+  | { readonly type: 'ejected'; readonly endpoint: string; readonly untilMs: number }
   | { readonly type: 'ask'; readonly id: number; readonly question: Question }
   /** Stop accepting and let open connections finish; answered with `drained`. */
   | { readonly type: 'drain' }
@@ -44,3 +48,4 @@ export type FromWorker =
   | { readonly type: 'bound'; readonly ok: boolean }
   | { readonly type: 'answer'; readonly id: number; readonly answer: Answers[Question] }
   | { readonly type: 'drained' }
+  | { readonly type: 'ejected'; readonly endpoint: string; readonly untilMs: number }

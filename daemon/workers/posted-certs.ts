@@ -32,8 +32,10 @@ export class PostedCertificates implements LeafContexts {
   /** Serials already built into a context: an unchanged leaf keeps its context (and its TLS session cache). */
   #built = new Map<string, { readonly key: string; readonly context: SecureContext }>()
   readonly #waiting = new Map<string, (() => void)[]>()
+  readonly #waitMs: number
 
-  constructor(trustDomain: string, nodesOf: ((identity: string) => ReadonlySet<string> | undefined) | undefined, log: Logger, registry: Registry) {
+  constructor(trustDomain: string, nodesOf: ((identity: string) => ReadonlySet<string> | undefined) | undefined, log: Logger, registry: Registry, firstLeafWaitMs = FIRST_LEAF_WAIT_MS) {
+    this.#waitMs = firstLeafWaitMs
     this.verifier = new PeerVerifier(() => ({ trustDomain, roots: this.#roots, ...(nodesOf ? { nodesOf } : {}) }), log, registry)
   }
 
@@ -68,7 +70,7 @@ export class PostedCertificates implements LeafContexts {
     await new Promise<void>((resolve) => {
       const list = this.#waiting.get(identity) ?? []
       this.#waiting.set(identity, list)
-      const timer = setTimeout(done, FIRST_LEAF_WAIT_MS)
+      const timer = setTimeout(done, this.#waitMs)
       list.push(done)
       function done(): void {
         clearTimeout(timer)

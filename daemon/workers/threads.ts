@@ -26,6 +26,8 @@ export interface WorkerThreadsOptions {
   readonly certs: () => CertsPost
   /** Every thread's listeners bound (true), or one is missing a listener (false): /ready's "listeners". */
   readonly bound: (ok: boolean) => void
+  /** A thread ejected an endpoint: the main thread's balancer keeps it out too. */
+  readonly ejected: (endpoint: string, untilMs: number) => void
   /** The worker module; tests may pass a different one. */
   readonly entry?: URL
 }
@@ -34,7 +36,7 @@ export interface WorkerThreadsOptions {
 const ANSWER_TIMEOUT_MS = 2000
 /** Replacement backoff: a thread that keeps dying is restarted at most this often, doubling from the first. */
 const RESTART_FIRST_MS = 100
-const RESTART_MAX_MS = 10_000
+const RESTART_MAX_MS = 60_000
 /** A thread that ran this long before dying was healthy: the next restart starts from the first backoff again. */
 const HEALTHY_AFTER_MS = 60_000
 
@@ -70,14 +72,13 @@ export class WorkerThreads {
     })
   }
 
-  /** Starts every thread and resolves once each has bound its listeners; rejects (and stops them all) if one cannot. */
+  /**
+   * Starts every thread; resolves once each has bound its listeners or failed to. A thread that
+   * cannot start does not stop the daemon (the main thread serves every port alone): it is
+   * logged and tried again with the replacement backoff.
+   */
   async start(): Promise<void> {
-    try {
-      await Promise.all(Array.from({ length: this.#opts.threads }, (_, i) => this.#spawn(i + 1)))
-    } catch (err) {
-      this.destroy()
-      throw err
-    }
+    await Promise.all(Array.from({ length: this.#opts.threads }, (_, i) => this.#spawn(i + 1).catch((err: unknown) => this.#startFailed(i + 1, err))))
   }
 
   /** Every thread follows `snapshot` (the primary posts each one once, in generation order). */
@@ -93,6 +94,11 @@ export class WorkerThreads {
       this.#certsQueued = false
       this.#broadcast({ type: 'certs', certs: this.#opts.certs() })
     })
+  }
+
+  /** An endpoint was ejected by thread `by` (0: the main thread): every other thread keeps it out as long. */
+  ejectedElsewhere(endpoint: string, untilMs: number, by = 0): void {
+    for (const t of this.#threads.values()) if (t.id !== by) post(t.worker, { type: 'ejected', endpoint, untilMs })
   }
 
   setLevel(level: LogLevel): void {
@@ -157,8 +163,8 @@ export class WorkerThreads {
   }
 
   #spawn(id: number): Promise<void> {
-    const init: WorkerInit = { id, config: this.#opts.config, snapshot: this.#opts.snapshot(), certs: this.#opts.certs(), hostState: this.#opts.hostState }
-    const worker = new Worker(this.#opts.entry ?? new URL('./entry.ts', import.meta.url), { workerData: init, stdout: false, stderr: false })
+    const init: WorkerInit = { id, config: this.#opts.config, snapshot: this.#opts.snapshot(), certs: this.#opts.certs(), hostState: this.#opts.hostState, workers: this.#opts.threads + 1 }
+    const worker = new Worker(this.#opts.entry ?? ENTRY, { workerData: init, stdout: false, stderr: false })
     const t: Thread = { id, worker, startedAt: Date.now(), started: false, bound: false }
     this.#threads.set(id, t)
     if (this.#level !== this.#opts.config.logLevel) post(worker, { type: 'logLevel', level: this.#level })
@@ -178,7 +184,7 @@ export class WorkerThreads {
             resolve()
             return
           case 'failed':
-            reject(new WorkerStartError(id, m.message))
+            reject(new WorkerStartError(id, m.message, { cause: Object.assign(new Error(m.message), m.code !== undefined ? { code: m.code } : {}) }))
             return
           case 'bound':
             t.bound = m.ok
@@ -186,6 +192,10 @@ export class WorkerThreads {
             return
           case 'answer':
             this.#answers.get(m.id)?.(m.answer)
+            return
+          case 'ejected':
+            this.#opts.ejected(m.endpoint, m.untilMs)
+            this.ejectedElsewhere(m.endpoint, m.untilMs, id)
             return
           case 'drained':
             t.drained?.()
@@ -207,22 +217,35 @@ export class WorkerThreads {
 
   /** A thread died: the others keep serving; a new one takes its place after a backoff that grows while it keeps dying. */
   #replace(t: Thread, code: number): void {
-    const healthy = Date.now() - t.startedAt >= HEALTHY_AFTER_MS
-    const delay = healthy ? RESTART_FIRST_MS : Math.min(RESTART_MAX_MS, (this.#backoff.get(t.id) ?? RESTART_FIRST_MS / 2) * 2)
-    this.#backoff.set(t.id, delay)
+    if (Date.now() - t.startedAt >= HEALTHY_AFTER_MS) this.#backoff.delete(t.id)
     this.#restarts.inc({ worker: String(t.id) })
+    const delay = this.#respawn(t.id)
     this.#opts.log.error({ worker: t.id, exitCode: code, restartInMs: delay }, 'worker thread exited; the other workers keep serving and a new one replaces it')
-    this.#restartTimers.set(t.id, setTimeout(() => {
-      this.#restartTimers.delete(t.id)
+  }
+
+  #startFailed(id: number, err: unknown): void {
+    this.#threads.delete(id)
+    if (this.#closing) return
+    const delay = this.#respawn(id)
+    const code = (err as { cause?: { code?: string } }).cause?.code
+    this.#opts.log.error({ worker: id, error: (err as Error).message, retryInMs: delay }, code === 'EADDRINUSE' || /EADDRINUSE/.test((err as Error).message)
+      ? 'worker thread could not bind a mesh port: the main thread\'s socket for it is not in a reuseport group (hostmesh.socket needs ReusePort=yes; a socket stored by an older version is replaced when its workload\'s port changes); the main thread serves it alone'
+      : 'worker thread could not start; the main thread serves alone until it does')
+  }
+
+  /** Starts thread `id` again after its backoff (doubling while it keeps failing); the delay. */
+  #respawn(id: number): number {
+    const delay = Math.min(RESTART_MAX_MS, (this.#backoff.get(id) ?? RESTART_FIRST_MS / 2) * 2)
+    this.#backoff.set(id, delay)
+    this.#restartTimers.set(id, setTimeout(() => {
+      this.#restartTimers.delete(id)
       if (this.#closing) return
-      this.#spawn(t.id).then(
-        () => this.#opts.log.warn({ worker: t.id }, 'worker thread replaced'),
-        (err: unknown) => {
-          this.#opts.log.error({ worker: t.id, err }, 'replacement worker thread could not start; trying again')
-          if (!this.#threads.has(t.id) && !this.#closing) this.#replace({ ...t, startedAt: Date.now() }, -1)
-        },
+      this.#spawn(id).then(
+        () => this.#opts.log.warn({ worker: id }, 'worker thread started'),
+        (err: unknown) => this.#startFailed(id, err),
       )
     }, delay))
+    return delay
   }
 
   /** Leaves minted while the thread started, after its workerData was made. */
@@ -239,6 +262,9 @@ export class WorkerThreads {
     for (const t of this.#threads.values()) post(t.worker, m)
   }
 }
+
+/** entry.ts from a checkout (type stripping), entry.js in the built package (dist/). */
+const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './entry.ts' : './entry.js', import.meta.url)
 
 function post(worker: Worker, m: ToWorker): void {
   worker.postMessage(m)

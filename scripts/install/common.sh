@@ -13,6 +13,7 @@ HM_UNIT_DIR=/usr/lib/systemd/system
 HM_UNITS=(hostmesh-capture.service hostmesh.socket hostmesh.service)
 HM_SYSUSERS=/usr/lib/sysusers.d/hostmesh.conf
 HM_TMPFILES=/usr/lib/tmpfiles.d/hostmesh.conf
+HM_SYSCTL=/usr/lib/sysctl.d/60-hostmesh.conf
 HM_ETC=/etc/hostmesh
 HM_USER=hostmesh
 R=''

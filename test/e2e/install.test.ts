@@ -67,7 +67,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     t.match(entry('etc/hostmesh/hostmesh.yaml'), /^f 0644 0:0 /)
     t.equal(readFileSync(at('etc/hostmesh/hostmesh.yaml'), 'utf8'), readFileSync(join(REPO, 'systemd/etc-hostmesh/hostmesh.yaml'), 'utf8'), 'hostmesh.yaml is the example')
     for (const [src, dest] of [...UNITS.map((u) => [u, `${UNIT_DIR}/${u}`] as const),
-      ['hostmesh.sysusers', 'usr/lib/sysusers.d/hostmesh.conf'], ['hostmesh.tmpfiles', 'usr/lib/tmpfiles.d/hostmesh.conf']] as const) {
+      ['hostmesh.sysusers', 'usr/lib/sysusers.d/hostmesh.conf'], ['hostmesh.tmpfiles', 'usr/lib/tmpfiles.d/hostmesh.conf'], ['hostmesh.sysctl', 'usr/lib/sysctl.d/60-hostmesh.conf']] as const) {
       t.match(entry(dest), /^f 0644 0:0 /, `${dest}: 0644 root`)
       t.equal(readFileSync(at(dest), 'utf8'), readFileSync(join(REPO, 'systemd', src), 'utf8'), `${dest} is systemd/${src}`)
     }
@@ -251,6 +251,9 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     // hostmesh.socket's ListenStream= (a bare port: every address), the fd store and watchdog.
     const listen = (socket.get('Socket.ListenStream') ?? []).flatMap((l) => ['--listen', /^\d+$/.test(l) ? `[::]:${l}` : l])
     t.same(listen, ['--listen', '127.0.0.1:15000', '--listen', '[::]:15006', '--listen', '[::]:15008'])
+    // Worker threads bind their own sockets next to these: only a reuseport group allows it.
+    t.equal(unitValue(socket, 'Socket.ReusePort'), 'yes', 'ReusePort=yes')
+    listen.push('--reuse-port')
     const watchdog = /^(\d+)s$/.exec(unitValue(service, 'Service.WatchdogSec'))
     t.ok(watchdog, 'WatchdogSec= in seconds')
     const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim()
@@ -290,7 +293,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     // uninstall.sh stops before deleting anything when the rules are not removed: a runtime
     // whose 'hostmesh iptables remove' fails, and one that "succeeds" but removes nothing.
     const uninstall = (...args: string[]) => host.exec(['bash', UNINSTALL, '--root', root, ...args], { timeoutMs: 60_000 })
-    const kept = ['opt/hostmesh/dist/daemon/cli.js', 'usr/bin/hostmesh', ...UNITS.map((u) => `${UNIT_DIR}/${u}`), 'usr/lib/sysusers.d/hostmesh.conf', 'usr/lib/tmpfiles.d/hostmesh.conf']
+    const kept = ['opt/hostmesh/dist/daemon/cli.js', 'usr/bin/hostmesh', ...UNITS.map((u) => `${UNIT_DIR}/${u}`), 'usr/lib/sysusers.d/hostmesh.conf', 'usr/lib/tmpfiles.d/hostmesh.conf', 'usr/lib/sysctl.d/60-hostmesh.conf']
     const runtime = at('opt/hostmesh/runtime/bin/node')
     renameSync(runtime, `${runtime}.real`)
     try {
@@ -320,7 +323,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     t.equal(removed.code, 0, removed.stderr)
     t.match(removed.stdout, /removed the HOSTMESH_OUTPUT and HOSTMESH_PREROUTING chains and 4 jumps/, removed.stdout)
     t.notMatch(await natRules(host), /HOSTMESH/, 'uninstall.sh --remove-rules removed every hostmesh rule, IPv4 and IPv6')
-    for (const p of ['opt/hostmesh', 'usr/bin/hostmesh', ...UNITS.map((u) => `${UNIT_DIR}/${u}`), 'usr/lib/sysusers.d/hostmesh.conf', 'usr/lib/tmpfiles.d/hostmesh.conf',
+    for (const p of ['opt/hostmesh', 'usr/bin/hostmesh', ...UNITS.map((u) => `${UNIT_DIR}/${u}`), 'usr/lib/sysusers.d/hostmesh.conf', 'usr/lib/tmpfiles.d/hostmesh.conf', 'usr/lib/sysctl.d/60-hostmesh.conf',
       'etc/systemd/system/sockets.target.wants/hostmesh.socket', 'etc/systemd/system/multi-user.target.wants/hostmesh.service', 'etc/systemd/system/sysinit.target.wants/hostmesh-capture.service']) {
       t.notOk(existsSync(at(p)), `${p} removed`)
     }

@@ -36,8 +36,8 @@ t.test('systemctl restart under load: no refused connection, outbound ports kept
   const managers = new Map<string, HostProcess>()
   for (const h of net.hosts) {
     const run = [NODE, CLI, 'run', '--config', configs.get(h.name)!]
-    // The units' settings: hostmesh.socket's ListenStream= lines, FileDescriptorStoreMax=, WatchdogSec=.
-    managers.set(h.name, h.spawn(['python3', MANAGER, '--listen', '127.0.0.1:15000', '--listen', '[::]:15006', '--listen', '[::]:15008',
+    // The units' settings: hostmesh.socket's ListenStream= lines and ReusePort=yes, FileDescriptorStoreMax=, WatchdogSec=.
+    managers.set(h.name, h.spawn(['python3', MANAGER, '--listen', '127.0.0.1:15000', '--listen', '[::]:15006', '--listen', '[::]:15008', '--reuse-port',
       '--fdstore-max', '512', '--watchdog-usec', '20000000', '--log', join(dir, h.name, 'daemon.log'), '--', ...run]))
   }
   const admin = (h: TestHost, path: string) => h.exec(['curl', '-sS', '-m', '2', `http://127.0.0.1:15000${path}`])

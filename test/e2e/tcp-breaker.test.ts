@@ -4,6 +4,7 @@
 // Exactly 20 reach the server and stay; the other 40 are reset at once, each recorded with
 // flag UO and counted; the breaker's gauge says open while they are held. Once they close the
 // slots are free again, all of them and no more.
+import { availableParallelism } from 'node:os'
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -75,7 +76,8 @@ t.test(`maxConnections ${LIMIT} on a TCP port: ${OPENED} held connections, ${LIM
   t.equal(refused.length, OPENED - LIMIT, 'one UO record per refused connection')
   t.match(refused[0], { dst: { service: SERVICE }, error: `${SERVICE}: over its circuit breaker's maxConnections (${LIMIT})` })
   const warned = (daemons.get('node-a')!.output.match(/connection refused: the destination service is at its circuit breaker's maxConnections/g) ?? []).length
-  t.equal(warned, 1, 'logged once, not once per refusal')
+  // Each data-path thread logs the opening it saw once (workers: auto, one per CPU here).
+  t.ok(warned >= 1 && warned <= availableParallelism(), `logged once per worker thread at most, not once per refusal: ${warned}`)
 
   await new Promise((r) => setTimeout(r, 1000))
   t.notMatch(first.proc.output, /"lost"/, 'the held connections are still open a second later')

@@ -305,3 +305,44 @@ t.test('retain forgets endpoints and cursors a new snapshot no longer has; an op
   end2()
   t.equal(b.state(eps[1]!)!.connects, 1, 'back in the snapshot: not forgotten when its connection ends')
 })
+
+t.test('an ejection by another worker thread keeps the endpoint out here for as long', async (t) => {
+  let now = 1_000_000
+  const events: string[] = []
+  const b = new Balancer({ ejected: (e) => events.push(e) }, () => now)
+  const s = settings('ROUND_ROBIN', { consecutiveGatewayErrors: 3 })
+  b.ejectedElsewhere('spiffe://td/ns/a/sa/s1@10.0.0.1:80', now + 5000)
+  t.notOk(Array.from({ length: 8 }, () => b.pick('p', eps, s)).includes(eps[0]), 'skipped while the other thread\'s ejection lasts')
+  t.same(events, [], 'not reported again: the thread that ejected it did')
+  b.ejectedElsewhere('spiffe://td/ns/a/sa/s1@10.0.0.1:80', now + 1000)
+  t.equal(b.state(eps[0]!)!.ejectedUntil, now + 5000, 'a shorter one does not cut it short')
+  now += 5001
+  t.ok(Array.from({ length: 8 }, () => b.pick('p', eps, s)).includes(eps[0]), 'back when it ends')
+})
+
+t.test('worker threads share their runs of failures: the host-wide streak ejects, and a success anywhere breaks it', async (t) => {
+  const { SharedHostState } = await import('../../../daemon/limits/shared-host-state.ts')
+  const now = 1_000_000
+  const host = new SharedHostState(64)
+  const ejected: string[] = []
+  // Two balancers on one table, as two threads' data planes on one SharedArrayBuffer.
+  const a = new Balancer({ ejected: (e) => ejected.push(`a:${e}`) }, () => now, host)
+  const b = new Balancer({ ejected: (e) => ejected.push(`b:${e}`) }, () => now, new SharedHostState(host.buffer))
+  const s = settings('ROUND_ROBIN', { consecutive5xxErrors: 3, consecutiveGatewayErrors: 0 })
+  a.request(eps[0]!, 'p', eps, s)({ latencyMs: 1, status: 500 })
+  b.request(eps[0]!, 'p', eps, s)({ latencyMs: 1, status: 500 })
+  t.same(ejected, [], 'two in a row across the threads: below the threshold')
+  a.request(eps[0]!, 'p', eps, s)({ latencyMs: 1, status: 200 })
+  b.request(eps[0]!, 'p', eps, s)({ latencyMs: 1, status: 500 })
+  b.request(eps[0]!, 'p', eps, s)({ latencyMs: 1, status: 500 })
+  t.same(ejected, [], 'a success on the other thread broke the run')
+  a.request(eps[0]!, 'p', eps, s)({ latencyMs: 1, status: 503 })
+  t.same(ejected, ['a:spiffe://td/ns/a/sa/s1@10.0.0.1:80'], 'the third of the host\'s run ejects, on the thread that saw it')
+  t.equal(b.state(eps[0]!)!.consecutive5xx, 2, 'the other thread\'s last look')
+
+  // Connect failures (TCP) are a run of the host too.
+  const c = settings('ROUND_ROBIN', { consecutive5xxErrors: 0, consecutiveGatewayErrors: 2 })
+  a.failure(eps[1]!, 'p', eps, c)
+  b.failure(eps[1]!, 'p', eps, { ...c, outlierDetection: { ...c.outlierDetection, maxEjectionPercent: 100 } })
+  t.same(ejected.at(-1), 'b:spiffe://td/ns/a/sa/s2@10.0.0.2:80', 'two connect failures on two threads: ejected')
+})

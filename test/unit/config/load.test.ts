@@ -40,6 +40,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     logLevel: 'debug',
     drainSeconds: 12.5,
     outboundTrafficPolicy: 'REGISTRY_ONLY',
+    workers: 'auto',
     iptables: { sync: true, checkInterval: 30_000 },
     hbone: {
       maxConnections: 4096, maxConnectionsPerSource: 512, maxHandshakes: 128, maxHandshakesPerSource: 32, handshakeTimeout: 10_000,
@@ -147,4 +148,15 @@ t.test('the hbone limits default to the HBONE server\'s own defaults; a per-sour
   t.same(hboneLimits(config), DEFAULT_HBONE_LIMITS, 'the schema defaults and the server defaults are the same numbers')
   t.same(hboneLimits(parseNodeConfig('b.yaml', 'node: {name: n, addresses: [10.0.0.1]}\nhbone: {handshakeTimeout: 2s, maxTunnelsPerPeer: 10}\n')), { ...DEFAULT_HBONE_LIMITS, handshakeTimeoutMs: 2000, maxTunnelsPerPeer: 10 })
   t.throws(() => parseNodeConfig('c.yaml', 'node: {name: n, addresses: [10.0.0.1]}\nhbone: {maxConnections: 10, maxConnectionsPerSource: 20}\n'), /c\.yaml:\d+:\d+: hbone\.maxConnectionsPerSource: hbone\.maxConnectionsPerSource \(20\) is more than hbone\.maxConnections \(10\)/)
+})
+
+t.test('workers: auto or a whole number of threads, 1 to 256', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-config-workers-'))
+  const file = join(dir, 'hostmesh.yaml')
+  writeFileSync(file, 'node: {name: a, addresses: [10.0.0.1]}\nworkers: 4\n')
+  t.equal((await loadNodeConfig(file)).workers, 4)
+  writeFileSync(file, 'node: {name: a, addresses: [10.0.0.1]}\nworkers: 0\n')
+  await t.rejects(loadNodeConfig(file), { message: /:2:10: workers/ }, 'zero threads is refused, at its line and column')
+  writeFileSync(file, 'node: {name: a, addresses: [10.0.0.1]}\nworkers: many\n')
+  await t.rejects(loadNodeConfig(file), { message: /:2:10: workers/ })
 })

@@ -55,3 +55,16 @@ t.test('one budget per service; a reload with the same values keeps it, a change
   t.equal(budgets.remaining('a.t'), null, 'forgotten with its service')
   t.equal(budgets.remaining('b.t'), 10)
 })
+
+t.test('with worker threads each budget gets its share of the floor: together they allow the host\'s', async (t) => {
+  const now = 1_000_000
+  const threads = [new RetryBudgets(() => now, 1 / 2), new RetryBudgets(() => now, 1 / 2)]
+  const budgets = threads.map((b) => b.for('svc', settings(20, 1)))
+  t.same(budgets.map((b) => b.remaining()), [5, 5], 'half the 10-retry floor each')
+  // The requests split unevenly: each thread's percent is of its own requests.
+  for (let i = 0; i < 80; i++) budgets[0]!.deposit()
+  for (let i = 0; i < 20; i++) budgets[1]!.deposit()
+  let granted = 0
+  for (const b of budgets) for (let i = 0; i < 100; i++) if (b.withdraw()) granted++
+  t.equal(granted, 30, 'together: 20% of the 100 requests plus one floor, as one thread alone would allow')
+})

@@ -6,7 +6,7 @@ import t from 'tap'
 import { Daemon } from '../../../daemon/run/lifecycle.ts'
 import { CLI } from '../../helpers/cli.ts'
 import { logSink } from '../../helpers/log-sink.ts'
-import { daemonPorts, freePort } from '../../helpers/ports.ts'
+import { daemonPorts } from '../../helpers/ports.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'hostmesh-run-'))
 
