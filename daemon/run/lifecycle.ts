@@ -6,6 +6,7 @@
 // elsewhere.
 import type { AddressInfo } from 'node:net'
 import type { DestinationStream } from 'pino'
+import { Gauge } from 'prom-client'
 import { registerCerts } from '../admin/certs.ts'
 import { clustersView, registerClusters } from '../admin/clusters.ts'
 import { registerConfigDump } from '../admin/config-dump.ts'
@@ -97,6 +98,10 @@ export class Daemon {
     const workers = workerCount(config.workers)
     let threads: WorkerThreads | undefined
     const metrics = createMetrics(workers > 1 ? () => threads?.ask('metrics') ?? Promise.resolve([]) : undefined)
+    new Gauge({
+      name: 'hostmesh_workers', help: 'Data-path threads running now, the main thread included (node config `workers`).', registers: [metrics.registry],
+      collect() { this.set(1 + (threads?.running.length ?? 0)) },
+    })
     registerLogMetrics(metrics.registry, log)
     const readiness = new Readiness(['listeners', 'policy', 'certificates', 'iptables'])
     const env = opts.env ?? process.env

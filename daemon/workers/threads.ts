@@ -5,7 +5,7 @@
 // the same reuseport groups, so while a thread is down the kernel hands its share of new
 // connections to the others.
 import { Worker } from 'node:worker_threads'
-import { Counter, Gauge, type Registry } from 'prom-client'
+import { Counter, type Registry } from 'prom-client'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { Logger } from '../../base/logger.ts'
 import type { LogLevel, NodeConfig } from '../config/schema.ts'
@@ -65,11 +65,6 @@ export class WorkerThreads {
     this.#opts = opts
     this.#level = opts.config.logLevel
     this.#restarts = new Counter({ name: 'hostmesh_worker_restarts_total', help: 'Worker threads that died and were replaced, by worker.', labelNames: ['worker'], registers: [opts.registry] })
-    const threads = this.#threads
-    new Gauge({
-      name: 'hostmesh_workers', help: 'Data-path threads running now, the main thread included (node config `workers`).', registers: [opts.registry],
-      collect() { this.set(1 + [...threads.values()].filter((t) => t.started).length) },
-    })
   }
 
   /**

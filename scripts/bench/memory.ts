@@ -20,6 +20,9 @@
 //   --env K=V[;K=V...]  also a variant with these variables over the unit's (repeatable), e.g.
 //                       --env 'NODE_OPTIONS=--max-semi-space-size=8;MALLOC_MMAP_THRESHOLD_=131072'
 //   --source            also the unit's settings with daemon/cli.ts (type stripping) instead of dist/
+//   --workers A,B,...   also the unit's settings with `workers: A` (the others run the default,
+//                       auto: one per CPU); the load arrives on one HBONE session, so one thread
+//                       carries it and the others show what an idle worker thread costs
 //   --cli FILE          measure this built entry (another checkout's dist/daemon/cli.js) instead
 //                       of building this one, e.g. to compare with an earlier commit
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
@@ -44,6 +47,8 @@ interface Variant {
   readonly name: string
   readonly cli: string
   readonly env: NodeJS.ProcessEnv
+  /** The node config's `workers`; absent: the default (auto). */
+  readonly workers?: number
 }
 
 interface Memory {
@@ -177,16 +182,16 @@ function freePort(): Promise<number> {
   })
 }
 
-async function config(dir: string, name: string, node: string, address: string, policyDir: string, certDir: string): Promise<{ path: string; admin: number; hbone: number }> {
+async function config(dir: string, name: string, node: string, address: string, policyDir: string, certDir: string, workers?: number): Promise<{ path: string; admin: number; hbone: number }> {
   const [admin, hbone, inbound] = [await freePort(), await freePort(), await freePort()]
   const path = join(dir, `${name}.yaml`)
   writeFileSync(path, `node: {name: ${node}, addresses: [${address}]}\nports: {admin: ${admin}, outboundBase: ${40_000 + Math.floor(Math.random() * 20_000)}, inboundPlaintext: ${inbound}, hbone: ${hbone}}\n` +
-    `admin: {socket: ${join(dir, `${name}.sock`)}}\npolicyDir: ${policyDir}\ncertDir: ${certDir}\nlogLevel: warn\niptables: {sync: false}\n`)
+    `admin: {socket: ${join(dir, `${name}.sock`)}}\npolicyDir: ${policyDir}\ncertDir: ${certDir}\nlogLevel: warn\niptables: {sync: false}\n${workers === undefined ? '' : `workers: ${workers}\n`}`)
   return { path, admin, hbone }
 }
 
 export async function benchMemory(argv: readonly string[] = []): Promise<void> {
-  const { values } = parseArgs({ args: [...argv], options: { rounds: { type: 'string' }, 'rate-seconds': { type: 'string' }, 'peak-seconds': { type: 'string' }, semi: { type: 'string' }, env: { type: 'string', multiple: true }, source: { type: 'boolean' }, cli: { type: 'string' } } })
+  const { values } = parseArgs({ args: [...argv], options: { rounds: { type: 'string' }, 'rate-seconds': { type: 'string' }, 'peak-seconds': { type: 'string' }, semi: { type: 'string' }, env: { type: 'string', multiple: true }, source: { type: 'boolean' }, cli: { type: 'string' }, workers: { type: 'string' } } })
   const rounds = Number(values.rounds ?? 3)
   const rateSeconds = values['rate-seconds'] ?? '10'
   const peakSeconds = values['peak-seconds'] ?? '5'
@@ -209,6 +214,10 @@ export async function benchMemory(argv: readonly string[] = []): Promise<void> {
       const extra = Object.fromEntries(spec.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
       variants.push({ name: `hostmesh.service + ${spec.replaceAll(';', ' ')}`, cli, env: { ...baseEnv(), ...unit, ...extra } })
     }
+    for (const n of (values.workers ?? '').split(',').filter(Boolean).map(Number)) {
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--workers takes whole numbers ≥ 1, not "${values.workers}"`)
+      variants.push({ name: `hostmesh.service, workers: ${n}`, cli, env: { ...baseEnv(), ...unit }, workers: n })
+    }
     if (values.source) variants.push({ name: 'hostmesh.service, from the TypeScript sources', cli: join(ROOT, 'daemon/cli.ts'), env: { ...baseEnv(), ...unit } })
 
     // The example policy on node-c, as the daemon-start bench runs it.
@@ -229,13 +238,13 @@ export async function benchMemory(argv: readonly string[] = []): Promise<void> {
     const results: Round[] = []
     for (let round = 0; round < rounds; round++) {
       for (const v of variants) {
-        const ex = await config(dir, `example-${round}`, 'node-c', '10.77.0.13', join(dir, 'policy-example'), join(dir, 'certs-c'))
+        const ex = await config(dir, `example-${round}`, 'node-c', '10.77.0.13', join(dir, 'policy-example'), join(dir, 'certs-c'), v.workers)
         let d = new Daemon(v, ex.path, ex.admin)
         await d.ready()
         await sleep(3000)
         const example = await d.memory()
         await d.stop()
-        const lc = await config(dir, `load-${round}`, 'node-a', '127.0.0.1', join(dir, 'policy-load'), join(dir, 'certs-a'))
+        const lc = await config(dir, `load-${round}`, 'node-a', '127.0.0.1', join(dir, 'policy-load'), join(dir, 'certs-a'), v.workers)
         d = new Daemon(v, lc.path, lc.admin)
         try {
           await d.ready()

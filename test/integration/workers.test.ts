@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import type { ClustersView } from '../../daemon/admin/clusters.ts'
 import type { StatsView } from '../../daemon/admin/stats.ts'
-import { until } from '../helpers/admin.ts'
+import { adminRequest, until } from '../helpers/admin.ts'
 import { liveDaemon, livePolicy } from '../helpers/live-daemon.ts'
 
 /** Sessions of their own: each is one TCP connection, which the kernel hashes to one of the threads' sockets. */
@@ -65,6 +65,18 @@ t.test('two threads accept on one port, the admin endpoints add them up, and a p
     return r.every((x) => x.status === 'fulfilled' && x.value === 10)
   }, 'intruder allowed on every session, on both threads')
   t.pass('the worker thread follows the posted snapshot')
+
+  // POST /logging reaches every thread: at `warn` no thread writes access-log lines, at `info`
+  // both do again.
+  const accessCount = () => access().length
+  t.equal((await adminRequest(live.socket, '/logging?level=warn', { method: 'POST' })).status, 200)
+  const quietFrom = accessCount()
+  await Promise.all(pools.map((p) => live.echo('client', 10, p)))
+  await new Promise((r) => setTimeout(r, 300))
+  t.equal(accessCount(), quietFrom, 'no thread logs below warn')
+  await adminRequest(live.socket, '/logging?level=info', { method: 'POST' })
+  await Promise.all(pools.map((p) => live.echo('client', 10, p)))
+  await until(async () => new Set(access().slice(quietFrom).map((l) => String(l.worker ?? 'main'))).size === 2, 'access-log lines from both threads again')
 })
 
 t.test('a worker thread that dies is replaced; the main thread accepts meanwhile; a drain ends both', async (t) => {
@@ -82,6 +94,13 @@ t.test('a worker thread that dies is replaced; the main thread accepts meanwhile
   t.ok(after.every((n) => n === 100), 'served after the replacement')
   await live.daemon.stop('test')
   t.same(workers.running, [], 'the drain ended the worker thread')
+})
+
+t.test('workers: 1 is one event loop: no thread, and the metric says so', async (t) => {
+  const live = await liveDaemon(t, 'workers: 1\n')
+  t.equal(live.daemon.workers, undefined, 'no worker threads')
+  t.equal(sample(await metrics(live.base), 'hostmesh_workers'), 1)
+  t.equal(await live.echo('client', 100), 100, 'and it serves')
 })
 
 /** The echo workload's port, from the policy in force. */
