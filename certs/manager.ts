@@ -12,12 +12,13 @@ import { createHash, createPrivateKey } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createSecureContext, type SecureContext } from 'node:tls'
+import type { SecureContext } from 'node:tls'
 import { watch, type FSWatcher } from 'chokidar'
 import type { Logger } from '../base/logger.ts'
 import { bundlePath, loadBundle, type TrustBundle } from './bundle.ts'
 import { CertFileError, CertInvalidError, CertUnavailableError } from './errors.ts'
 import { NodeIssuer, type LeafMaterial } from './issuer.ts'
+import { leafContext } from './leaf-context.ts'
 import { parseCertificates } from './pem.ts'
 import { parseWorkloadId, serverName } from './spiffe.ts'
 import { verifyPeer, type TrustPolicy } from './verify.ts'
@@ -472,11 +473,6 @@ export class CertManager extends EventEmitter<Events> implements LeafContexts {
 }
 
 /** File mode: where an external issuer writes an identity's cert.pem, key.pem and chain.pem. */
-/** The TLS context a leaf is served and dialled with (here, and in each worker thread). */
-export function leafContext(m: LeafMaterial, bundlePem: string): SecureContext {
-  return createSecureContext({ key: m.keyPem, cert: m.certPem + m.chainPem, ca: bundlePem, minVersion: 'TLSv1.3' })
-}
-
 export function fileModeDir(certDir: string, identity: string): string {
   const id = parseWorkloadId(identity)
   if (!id) throw new CertInvalidError(identity, 'not a workload SPIFFE ID')

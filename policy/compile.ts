@@ -130,6 +130,7 @@ export function compile(index: PolicyIndex, opts: CompileOptions): { snapshot?: 
     localWorkloads,
     outboundByPort: new Map(localWorkloads.map((l) => [l.outboundPort, l.workload])),
     authorization,
+    defaultDestination: defaultDestination(),
   }
   return { snapshot: deepFreeze(snapshot), problems }
 }

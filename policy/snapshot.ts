@@ -239,4 +239,10 @@ export interface Snapshot {
   readonly outboundByPort: ReadonlyMap<number, WorkloadInfo>
   /** Workload key → its AuthorizationPolicies, DENY and ALLOW. */
   readonly authorization: ReadonlyMap<string, WorkloadAuthz>
+  /**
+   * The settings of a destination no DestinationPolicy names (a workload dialled by its own
+   * address, a service port whose Service is gone): compiled here, so the data path (and
+   * every worker thread) needs neither the schema nor the compiler.
+   */
+  readonly defaultDestination: DestinationSettings
 }

@@ -8,7 +8,6 @@
 import type { Balancer } from '../balance/balancer.ts'
 import type { BreakerResource, CircuitBreakers } from '../limits/circuit-breaker.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
-import { defaultDestination } from '../../policy/compile.ts'
 import type { DestinationSettings, Endpoint, ServicePortInfo, Snapshot } from '../../policy/snapshot.ts'
 import type { AdminServer } from './server.ts'
 
@@ -118,7 +117,7 @@ export function clustersView(snapshot: Snapshot | undefined, balancer: Balancer,
 
 function clusterView(snapshot: Snapshot, sp: ServicePortInfo, balancer: Balancer, counts: ServiceCounts, activeConnections: number, pendingRequests: number, now: number): ClusterView {
   const svc = snapshot.services.get(sp.service)
-  const settings = svc?.destination ?? defaultDestination()
+  const settings = svc?.destination ?? snapshot.defaultDestination
   const route = sp.route
   const rb = settings.retryBudget
   // The name the breakers and budgets are kept under (Target.service).

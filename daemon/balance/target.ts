@@ -1,7 +1,6 @@
 // What a connection or a request is balanced over once its route is chosen: a service port's
 // endpoints and its DestinationPolicy settings. Shared by the connection path (TCPRoute
 // weights, once per connection) and the request path (HTTPRoute weights, per request).
-import { defaultDestination } from '../../policy/compile.ts'
 import type { DestinationSettings, Endpoint, ServicePortInfo, Snapshot, WeightedBackends } from '../../policy/snapshot.ts'
 
 /** Where a connection or request goes: the endpoints to choose from, and how. */
@@ -30,6 +29,6 @@ export function targetOf(snap: Snapshot, port: ServicePortInfo): Target {
     key: port.key,
     service: service ? `${service.name}.${service.namespace}` : port.service,
     endpoints: port.endpoints,
-    settings: service?.destination ?? defaultDestination(),
+    settings: service?.destination ?? snap.defaultDestination,
   }
 }

@@ -12,7 +12,6 @@
 //     for the connections the pools open: over either, 503 UO).
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../../base/logger.ts'
-import { defaultDestination } from '../../policy/compile.ts'
 import type { DestinationSettings, Endpoint, Protocol, Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import { countedConnect } from '../limits/counted-connect.ts'
 import type { Balancer } from '../balance/balancer.ts'
@@ -80,8 +79,8 @@ export class OutboundHttp {
       address: formatAuthority(ep.address, ep.port),
       // The pool keeps the connect function of its first request for every connection it opens
       // to this key, across reloads: the limits are read from the snapshot in force at each dial.
-      connect: countedConnect(deps.breakers, t.service, () => connectionPoolOf(deps.snapshot(), t.key).maxConnections,
-        () => deps.connect(source, ep, t.service, connectionPoolOf(deps.snapshot(), t.key).connectTimeoutMs)),
+      connect: countedConnect(deps.breakers, t.service, () => connectionPoolOf(deps.snapshot(), t.key, t.settings.connectionPool).maxConnections,
+        () => deps.connect(source, ep, t.service, connectionPoolOf(deps.snapshot(), t.key, t.settings.connectionPool).connectTimeoutMs)),
       observe: deps.balancer.request(ep, t.key, t.endpoints, t.settings),
       pending: () => deps.breakers.acquire(t.service, 'pending', t.settings.connectionPool.maxPendingRequests),
     })
@@ -124,13 +123,15 @@ export class OutboundHttp {
   }
 }
 
-/** The connectionPool settings of a service port's Service now (Envoy's defaults when it is gone). */
-function connectionPoolOf(snap: Snapshot | undefined, servicePort: string): DestinationSettings['connectionPool'] {
-  const sp = snap?.servicePorts.get(servicePort)
-  return (sp && snap?.services.get(sp.service)?.destination.connectionPool) ?? DEFAULT_POOL
+/**
+ * The connectionPool settings of a service port's Service now: the snapshot's defaults when it
+ * is gone, and the ones the connection was opened with when there is no snapshot at all.
+ */
+function connectionPoolOf(snap: Snapshot | undefined, servicePort: string, opened: DestinationSettings['connectionPool']): DestinationSettings['connectionPool'] {
+  if (!snap) return opened
+  const sp = snap.servicePorts.get(servicePort)
+  return (sp && snap.services.get(sp.service)?.destination.connectionPool) ?? snap.defaultDestination.connectionPool
 }
-
-const DEFAULT_POOL = defaultDestination().connectionPool
 
 function facts(deps: OutboundHttpDeps, conn: OutboundConn): Admitted<OutboundConn> {
   return {

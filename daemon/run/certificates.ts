@@ -10,6 +10,7 @@ import type { NodeConfig } from '../config/schema.ts'
 import type { Logger } from '../../base/logger.ts'
 import type { Metrics } from '../metrics/registry.ts'
 import type { Readiness } from './readiness.ts'
+import { nodesByIdentity } from './placement.ts'
 
 export interface Certificates {
   readonly manager: CertManager
@@ -22,16 +23,6 @@ export function localIdentities(s: Snapshot | undefined): Set<string> {
   return new Set(s?.localWorkloads.map((l) => l.workload.identity) ?? [])
 }
 
-/** identity → the nodes policy places workloads with that identity on. */
-export function nodesByIdentity(s: Snapshot | undefined): Map<string, Set<string>> {
-  const m = new Map<string, Set<string>>()
-  for (const w of s?.workloads.values() ?? []) {
-    let nodes = m.get(w.identity)
-    if (!nodes) m.set(w.identity, (nodes = new Set()))
-    nodes.add(w.node)
-  }
-  return m
-}
 
 export function createCertificates(config: NodeConfig, metrics: Metrics, log: Logger, readiness: Readiness): Certificates {
   const manager = new CertManager({

@@ -9,7 +9,9 @@
 // 100 ms p99 (the peer bench caught it). What it cannot release
 // (memory outside V8's heap) would make it run again and again for nothing: each collection
 // that frees little doubles the wait before the next, up to ten minutes, unless a new burst
-// came in between.
+// came in between. A look every 5 s cannot see a load that began a moment before it, so a
+// collection the look decides on waits CONFIRM_MS more and runs only if nothing new came and
+// the loop stayed idle meanwhile (the peer bench caught one landing at the start of a load).
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { Counter, type Registry } from 'prom-client'
@@ -33,6 +35,8 @@ export interface MemoryReliefOptions {
   readonly quietConnections?: number
   /** Quiet also: the event loop busy at most this share of the time since the last look. */
   readonly quietUtilization?: number
+  /** After a look decides to collect, how long it must stay quiet before the collection runs. */
+  readonly confirmMs?: number
   /** The event loop's utilization since the previous call, 0..1 (performance.eventLoopUtilization by default). */
   readonly utilization?: () => number
   readonly rss?: () => number
@@ -54,9 +58,10 @@ export class MemoryRelief {
   #wait: number
   #notBefore = 0
   #seenAtLast = 0
+  #confirming: NodeJS.Timeout | undefined
 
   constructor(opts: MemoryReliefOptions) {
-    this.#opts = { everyMs: 5000, thresholdBytes: 64 * 2 ** 20, quietConnections: 64, quietUtilization: 0.02, utilization: loopUtilization(), rss: () => process.memoryUsage.rss(), now: Date.now, ...opts }
+    this.#opts = { everyMs: 5000, confirmMs: 250, thresholdBytes: 64 * 2 ** 20, quietConnections: 64, quietUtilization: 0.02, utilization: loopUtilization(), rss: () => process.memoryUsage.rss(), now: Date.now, ...opts }
     this.#wait = this.#opts.everyMs
     this.#reliefs = new Counter({ name: 'hostmesh_memory_reliefs_total', help: 'Full garbage collections that released pooled heap memory after a burst, once the data plane was quiet.', registers: [opts.registry] })
     // V8's gc() takes the "last-resort" flavour that releases pooled pages; it is only
@@ -68,15 +73,42 @@ export class MemoryRelief {
   start(): void {
     this.#baseline = this.#opts.rss()
     this.#lastSeen = this.#opts.activity().seen
-    this.#timer = setInterval(() => this.check(), this.#opts.everyMs).unref()
+    this.#timer = setInterval(() => void this.checkConfirmed(), this.#opts.everyMs).unref()
   }
 
   stop(): void {
     clearInterval(this.#timer)
+    clearTimeout(this.#confirming)
   }
 
-  /** One look; returns whether a collection ran. */
+  /** One look, collecting at once when it is due; returns whether a collection ran. */
   check(): boolean {
+    if (!this.#due()) return false
+    this.#run()
+    return true
+  }
+
+  /**
+   * One look; when a collection is due, it runs confirmMs later unless a connection came or the
+   * event loop was busy meanwhile. Resolves with whether it ran.
+   */
+  checkConfirmed(): Promise<boolean> {
+    if (!this.#due()) return Promise.resolve(false)
+    const seen = this.#opts.activity().seen
+    this.#opts.utilization()
+    return new Promise((resolve) => {
+      this.#confirming = setTimeout(() => {
+        const still = this.#opts.activity().seen === seen && this.#opts.utilization() <= this.#opts.quietUtilization
+        if (still) this.#run()
+        else this.#quietLooks = 0
+        resolve(still)
+      }, this.#opts.confirmMs)
+      this.#confirming.unref()
+    })
+  }
+
+  /** Whether a collection is due now (updates the quiet looks and the back-off). */
+  #due(): boolean {
     const rss = this.#opts.rss()
     const { open, seen } = this.#opts.activity()
     const recent = seen - this.#lastSeen
@@ -90,8 +122,13 @@ export class MemoryRelief {
       this.#wait = this.#opts.everyMs
       this.#notBefore = 0
     }
-    if (rss < this.#baseline + this.#opts.thresholdBytes || this.#quietLooks < 2 || now < this.#notBefore) return false
-    this.#seenAtLast = seen
+    return rss >= this.#baseline + this.#opts.thresholdBytes && this.#quietLooks >= 2 && now >= this.#notBefore
+  }
+
+  #run(): void {
+    const rss = this.#opts.rss()
+    const now = this.#opts.now()
+    this.#seenAtLast = this.#opts.activity().seen
     const started = performance.now()
     this.#collect({ type: 'major', execution: 'sync', flavor: 'last-resort' })
     const after = this.#opts.rss()
@@ -100,7 +137,6 @@ export class MemoryRelief {
     this.#notBefore = now + this.#wait
     this.#reliefs.inc()
     this.#opts.log.debug({ rssBefore: rss, rssAfter: after, pauseMs: Math.round(performance.now() - started), nextInMs: this.#wait }, 'released pooled memory after a burst')
-    return true
   }
 }
 

@@ -31,14 +31,14 @@
 //   --perf                before the --cpu-prof runs, each profiled scenario once more on hostmesh
 //                         and on the pair under `perf record` (scripts/bench/peer-perf.ts): CPU by
 //                         native component (kernel, OpenSSL, nghttp2, V8, JIT code, libc, …)
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { parseMetrics, total } from '../demo/telemetry.ts'
-import { meshNodeConfigs, untilReady } from '../netns/mesh-nodes.ts'
+import { untilReady } from '../netns/mesh-nodes.ts'
 import { withTestNet, type HostProcess, type TestHost } from '../netns/hosts.ts'
 import { summariseFile } from './cpuprofile-summary.ts'
 import { ensureDebianTools } from './debian-tools.ts'
@@ -46,42 +46,18 @@ import { checkPairTls, haproxyInfo, startHaproxy, writePair, type PairPort, type
 import { report, SCENARIOS, targetsMissed, type Outcome, type PathName, type FreshDaemons, type PeerOptions, type PerfRun, type Proc, type ProfiledScenario, type RunRecord, type Scenario } from './peer-report.ts'
 import { perfRecord, perfSummarise, perfWorks } from './peer-perf.ts'
 import { cmdline, cpuSeconds, loadavg, rssMiB, threads } from './proc-stat.ts'
-import { nginxConf } from './nginx-conf.ts'
+import { BODY, CLIENT_UID, HTTP_PLAIN, IPERF_MESH, IPERF_PLAIN, L4_VIP, L7_VIP, LOG_LEVEL, peerFiles, peerNodeConfigs, SERVER_UID } from './peer-hosts.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
 const CLI = here('../../daemon/cli.ts')
 const NODE = process.execPath
 const TRUST = 'cluster.local'
 
-const CLIENT_UID = 3001
-const SERVER_UID = 3002
-const L4_VIP = '10.96.2.1'
-const L7_VIP = '10.96.2.2'
-const IPERF_MESH = 5201 // captured on node-b: reached through hostmesh only
-const IPERF_PLAIN = 5202 // direct and the pair
-const HTTP_MESH_L4 = 8080
-const HTTP_PLAIN = 8081
-const HTTP_MESH_L7 = 8082
 const PAIR_PORTS: readonly PairPort[] = [
   { name: 'iperf', clientPort: 15201, tlsPort: 25201, serverPort: IPERF_PLAIN },
   { name: 'http', clientPort: 18080, tlsPort: 28080, serverPort: HTTP_PLAIN },
 ]
-const BODY = Buffer.alloc(1024, 'x')
-const LOG_LEVEL = 'warn' // no access log
 const TOOLS = { haproxy: 'haproxy', iperf3: 'iperf3', wrk: 'wrk', nginx: 'nginx', openssl: 'openssl', curl: 'curl' } as const
-
-const V = 'apiVersion: hostmesh.io/v1alpha1\n'
-const POLICY = [
-  `${V}kind: Node\nmetadata: {name: node-a}\nspec: {addresses: [10.77.0.11]}\n`,
-  `${V}kind: Node\nmetadata: {name: node-b}\nspec: {addresses: [10.77.0.12]}\n`,
-  `${V}kind: Workload\nmetadata: {name: client, namespace: bench}\nspec: {node: node-a, serviceAccount: client, match: {uid: ${CLIENT_UID}}}\n`,
-  `${V}kind: Workload\nmetadata: {name: server, namespace: bench, labels: {app: server}}\nspec: {node: node-b, serviceAccount: server, match: {uid: ${SERVER_UID}}, ports: [{port: ${IPERF_MESH}}, {port: ${HTTP_MESH_L4}}, {name: http, port: ${HTTP_MESH_L7}}]}\n`,
-  `${V}kind: Service\nmetadata: {name: peer-l4, namespace: bench}\nspec: {addresses: [${L4_VIP}], ports: [{name: iperf, port: ${IPERF_MESH}}, {name: web, port: 80, targetPort: ${HTTP_MESH_L4}}], selector: {app: server}}\n`,
-  `${V}kind: Service\nmetadata: {name: peer-l7, namespace: bench}\nspec: {addresses: [${L7_VIP}], ports: [{name: http, port: 80, protocol: http, targetPort: ${HTTP_MESH_L7}}], selector: {app: server}}\n`,
-  `${V}kind: HTTPRoute\nmetadata: {name: peer-l7, namespace: bench}\nspec:\n  parentRefs: [{name: peer-l7, port: 80}]\n  rules: [{backendRefs: [{name: peer-l7, port: 80}]}]\n`,
-].join('---\n')
-
-const NGINX_CONF = (dir: string): string => nginxConf(dir, [HTTP_MESH_L4, HTTP_PLAIN, HTTP_MESH_L7], { workerConnections: 4096 })
 
 const ALL: readonly Scenario[] = ['bulk', 'conns', 'keepalive', 'http', 'latency']
 
@@ -129,22 +105,13 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
   const opts = peerOptions(args)
   const installed = await ensureDebianTools(opts.perf ? { ...TOOLS, perf: 'linux-perf' } : TOOLS)
   if (opts.perf && !(await perfWorks())) throw new Error('--perf: `perf stat true` fails here (no access to the CPU clock events?)')
-  const dir = mkdtempSync(join(tmpdir(), 'hostmesh-bench-peer-'))
-  // What the workload uids must read or write (nginx's prefix): a tree they can enter.
-  const io = mkdtempSync(join(tmpdir(), 'hostmesh-bench-peer-io-'))
+  const { dir, io, nginxDir } = peerFiles('peer')
   try {
-    chmodSync(io, 0o755)
-    const nginxDir = join(io, 'nginx')
-    for (const d of [nginxDir, join(nginxDir, 'tmp'), join(nginxDir, 'www')]) { mkdirSync(d); chownSync(d, SERVER_UID, SERVER_UID) }
-    writeFileSync(join(nginxDir, 'www', '1k'), BODY, { mode: 0o644 })
-    writeFileSync(join(nginxDir, 'nginx.conf'), NGINX_CONF(nginxDir), { mode: 0o644 })
-    mkdirSync(join(dir, 'policy.d'))
-    writeFileSync(join(dir, 'policy.d', 'policy.yaml'), POLICY)
     const loadBefore = await loadavg()
 
     await withTestNet({ hosts: ['node-a', 'node-b'] }, async (net) => {
       const [a, b] = [net.host('node-a'), net.host('node-b')]
-      const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), ipv6: false, extra: `logLevel: ${LOG_LEVEL}\ndrainSeconds: 1\n` })
+      const configs = await peerNodeConfigs(net, dir)
       const pairFiles = await writePair(dir, TRUST, a, b, join(dir, 'root', 'bundle.pem'), PAIR_PORTS)
       const startDaemon = async (h: TestHost, flags: string[] = []): Promise<HostProcess> => {
         const d = h.spawn([NODE, ...flags, CLI, 'run', '--config', configs.get(h.name)!])

@@ -10,6 +10,7 @@ import { benchMemory } from './memory.ts'
 import { benchMesh } from './mesh.ts'
 import { benchPeer } from './peer.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
+import { benchWorkers } from './workers.ts'
 import { median as med } from './stats.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
@@ -36,6 +37,8 @@ const benches: Record<string, (args: readonly string[]) => Promise<void>> = {
   'http-mesh': benchHttpMesh,
   /** hostmesh vs an HAProxy mTLS pair vs direct on two namespace hosts (issue #14): bulk, new connections/s, keep-alive and HTTP req/s, latency at 1,000 req/s, proxy CPU per unit and RSS. Installs haproxy, iperf3, wrk, nginx. */
   peer: benchPeer,
+  /** hostmesh with `workers: 1` vs `workers: 2` on the peer bench's two namespace hosts (issue #14): bulk (1 and 4 connections), new connections/s, keep-alive and HTTP req/s; clients and servers pinned to CPU 1; daemon CPU per unit, RSS, and how the work split across threads. */
+  workers: benchWorkers,
   /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
   async capture() {
     await withTestNet({ hosts: 1 }, async (net) => {
@@ -67,7 +70,7 @@ const benches: Record<string, (args: readonly string[]) => Promise<void>> = {
   },
 }
 
-const NEEDS_ROOT = new Set(['capture', 'mesh', 'http-mesh', 'peer'])
+const NEEDS_ROOT = new Set(['capture', 'mesh', 'http-mesh', 'peer', 'workers'])
 const names = process.argv[2] ? [process.argv[2]] : Object.keys(benches)
 for (const name of names) {
   const bench = benches[name]

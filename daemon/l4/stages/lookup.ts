@@ -1,6 +1,5 @@
 // What the original destination is in the snapshot in force: a Service port, a mesh workload
 // dialled at its own address, or nothing the mesh knows (also when there is no policy yet).
-import { defaultDestination } from '../../../policy/compile.ts'
 import { addressKey } from '../../../policy/ip.ts'
 import type { Snapshot } from '../../../policy/snapshot.ts'
 import type { Stage } from '../../../base/stage.ts'
@@ -29,7 +28,7 @@ export function lookup(snapshot: () => Snapshot | undefined): Stage<OutboundConn
     if (w && node) {
       x.destination = { kind: 'workload' }
       x.target = {
-        key: `workload:${w.key}:${dst.port}`, service: `${w.name}.${w.namespace}`, settings: defaultDestination(),
+        key: `workload:${w.key}:${dst.port}`, service: `${w.name}.${w.namespace}`, settings: snap.defaultDestination,
         endpoints: [{ address: dst.address, port: dst.port, workload: w.key, identity: w.identity, node }],
       }
       return next()

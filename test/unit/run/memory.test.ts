@@ -92,3 +92,26 @@ t.test('the default utilization reading is the event loop\'s own', async (t) => 
     t.notOk(relief.check(), `look ${look + 1}: a busy loop is not quiet`)
   }
 })
+
+t.test('a collection a look decided on waits confirmMs, and is dropped if a load began meanwhile', async (t) => {
+  let rss = 100 * MB
+  let activity = { open: 0, seen: 0 }
+  let busy = 0
+  const r = new MemoryRelief({ activity: () => activity, log: pino({ level: 'silent' }), registry: new Registry(), rss: () => rss, now: () => 0, everyMs: 5000, thresholdBytes: 64 * MB, quietConnections: 10, confirmMs: 30, utilization: () => busy })
+  r.start()
+  // The confirmation timer never holds the process: this test does, until it ends.
+  const hold = setInterval(() => undefined, 1000)
+  t.teardown(() => { r.stop(); clearInterval(hold) })
+  rss = 300 * MB
+  t.notOk(await r.checkConfirmed(), 'first quiet look')
+  const pending = r.checkConfirmed()
+  activity = { open: 1, seen: 1 }
+  t.notOk(await pending, 'a connection came during the wait: dropped')
+  t.notOk(await r.checkConfirmed(), 'and the quiet looks start over')
+  const busyNow = r.checkConfirmed()
+  busy = 0.5
+  t.notOk(await busyNow, 'the loop got busy during the wait: dropped')
+  busy = 0
+  t.notOk(await r.checkConfirmed(), 'quiet once more')
+  t.ok(await r.checkConfirmed(), 'quiet through the wait: collected')
+})
