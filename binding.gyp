@@ -35,6 +35,22 @@
       "include_dirs": [
         "daemon/native"
       ]
+    },
+    {
+      "target_name": "malloctrim",
+      "defines": [
+        "NAPI_VERSION=8"
+      ],
+      "sources": [
+        "daemon/run/addon/malloctrim.c"
+      ],
+      "cflags": [
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-O2"
+      ],
+      "include_dirs": []
     }
   ]
 }

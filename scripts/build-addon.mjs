@@ -1,4 +1,4 @@
-// npm's install hook: builds the SO_ORIGINAL_DST addon with node-gyp.
+// npm's install hook: builds the Node-API addons (SO_ORIGINAL_DST, sd_notify, malloc_trim) with node-gyp.
 // A failed build must not fail `npm ci` for everything else (the CLI, `validate`, unit tests
 // work without it), so this prints what went wrong and how to fix it, and the addon's loader
 // raises HOSTMESH_ERR_ORIGDST_UNAVAILABLE with the same advice when the daemon needs it.

@@ -25,6 +25,7 @@ import { createCertificates, type Certificates } from './certificates.ts'
 import { DataPlane } from './data-plane.ts'
 import { IptablesSync } from './iptables-sync.ts'
 import { MemoryRelief } from './memory.ts'
+import { loadMallocTrim } from './malloc-trim.ts'
 import { createPolicyWatcher } from './policy-reload.ts'
 import { Readiness } from './readiness.ts'
 import { capturedPorts } from '../intercept/iptables.ts'
@@ -198,7 +199,11 @@ export class Daemon {
     const run = log.component('run')
     if (readiness.ready) run.info({ workers, admin: `${adminAddress.address}:${adminAddress.port}`, adminSocket: config.admin.socket, config: opts.configPath, generation: policy.current?.generation }, 'hostmesh ready')
     else run.warn({ waitingFor: readiness.status().waitingFor }, 'hostmesh started but not ready')
-    const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: log.component('memory'), registry: metrics.registry })
+    const memoryLog = log.component('memory')
+    // malloc's arenas are the process's: the main thread trims for every worker thread too.
+    const malloc = loadMallocTrim()
+    if (malloc instanceof Error) memoryLog.warn({ err: malloc }, 'malloc_trim unavailable: memory malloc freed stays with the process')
+    const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: memoryLog, registry: metrics.registry, malloc: malloc instanceof Error ? undefined : malloc })
     memory.start()
     return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane, manager, iptables, memory, threads)
   }

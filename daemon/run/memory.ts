@@ -12,10 +12,15 @@
 // came in between. A look every 5 s cannot see a load that began a moment before it, so a
 // collection the look decides on waits CONFIRM_MS more and runs only if nothing new came and
 // the loop stayed idle meanwhile (the peer bench caught one landing at the start of a load).
+// Memory outside V8's heap that glibc's malloc freed but keeps (V8's compiler zones after a
+// round of JIT compilations, Node's buffers after a burst) is handed back with malloc_trim:
+// a millisecond or two, so it may run while traffic flows, but not on a saturated loop, and
+// only after RSS grew a step since the last trim, so a steady load does not trim again.
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../../base/logger.ts'
+import type { MallocTrim } from './malloc-trim.ts'
 
 /** What the data plane is doing: connections open now, and connections, streams and refusals seen since start. */
 export interface Activity {
@@ -41,6 +46,12 @@ export interface MemoryReliefOptions {
   readonly utilization?: () => number
   readonly rss?: () => number
   readonly now?: () => number
+  /** glibc's malloc_trim; without it nothing outside V8's heap is given back. */
+  readonly malloc?: MallocTrim
+  /** RSS growth since the last trim (or start) that is worth a trim, when malloc keeps at least half of it free. */
+  readonly trimStepBytes?: number
+  /** A trim waits for a look at which the event loop was busy at most this share of the time. */
+  readonly trimUtilization?: number
 }
 
 type Collect = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void
@@ -48,8 +59,9 @@ type Collect = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resor
 const MAX_BACKOFF_MS = 10 * 60_000
 
 export class MemoryRelief {
-  readonly #opts: Required<Omit<MemoryReliefOptions, 'log' | 'registry'>> & Pick<MemoryReliefOptions, 'log'>
+  readonly #opts: Required<Omit<MemoryReliefOptions, 'log' | 'registry' | 'malloc'>> & Pick<MemoryReliefOptions, 'log' | 'malloc'>
   readonly #reliefs: Counter
+  readonly #trims: Counter
   readonly #collect: Collect
   #timer: NodeJS.Timeout | undefined
   #baseline = 0
@@ -59,11 +71,13 @@ export class MemoryRelief {
   #notBefore = 0
   #seenAtLast = 0
   #confirming: NodeJS.Timeout | undefined
+  #trimmedAt = 0
 
   constructor(opts: MemoryReliefOptions) {
-    this.#opts = { everyMs: 5000, confirmMs: 250, thresholdBytes: 64 * 2 ** 20, quietConnections: 64, quietUtilization: 0.02, utilization: loopUtilization(), rss: () => process.memoryUsage.rss(), now: Date.now, ...opts }
+    this.#opts = { everyMs: 5000, confirmMs: 250, thresholdBytes: 64 * 2 ** 20, quietConnections: 64, quietUtilization: 0.02, trimStepBytes: 16 * 2 ** 20, trimUtilization: 0.5, utilization: loopUtilization(), rss: () => process.memoryUsage.rss(), now: Date.now, ...opts }
     this.#wait = this.#opts.everyMs
     this.#reliefs = new Counter({ name: 'hostmesh_memory_reliefs_total', help: 'Full garbage collections that released pooled heap memory after a burst, once the data plane was quiet.', registers: [opts.registry] })
+    this.#trims = new Counter({ name: 'hostmesh_memory_trims_total', help: 'Times memory that malloc had freed but kept was handed back to the kernel (malloc_trim), after RSS grew.', registers: [opts.registry] })
     // V8's gc() takes the "last-resort" flavour that releases pooled pages; it is only
     // reachable with --expose-gc, which a started isolate still accepts for new contexts.
     setFlagsFromString('--expose-gc')
@@ -72,6 +86,7 @@ export class MemoryRelief {
 
   start(): void {
     this.#baseline = this.#opts.rss()
+    this.#trimmedAt = this.#baseline
     this.#lastSeen = this.#opts.activity().seen
     this.#timer = setInterval(() => void this.checkConfirmed(), this.#opts.everyMs).unref()
   }
@@ -107,14 +122,15 @@ export class MemoryRelief {
     })
   }
 
-  /** Whether a collection is due now (updates the quiet looks and the back-off). */
+  /** Whether a collection is due now (updates the quiet looks and the back-off); trims malloc first when that is due. */
   #due(): boolean {
-    const rss = this.#opts.rss()
+    let rss = this.#opts.rss()
     const { open, seen } = this.#opts.activity()
     const recent = seen - this.#lastSeen
     this.#lastSeen = seen
     this.#baseline = Math.min(this.#baseline, rss)
     const busy = this.#opts.utilization()
+    if (busy <= this.#opts.trimUtilization) rss = this.#trim(rss)
     this.#quietLooks = open <= this.#opts.quietConnections && recent <= this.#opts.quietConnections && busy <= this.#opts.quietUtilization ? this.#quietLooks + 1 : 0
     const now = this.#opts.now()
     // A new burst since the last collection may have pooled new memory: no back-off for it.
@@ -131,12 +147,29 @@ export class MemoryRelief {
     this.#seenAtLast = this.#opts.activity().seen
     const started = performance.now()
     this.#collect({ type: 'major', execution: 'sync', flavor: 'last-resort' })
-    const after = this.#opts.rss()
+    // The collection freed external buffers into malloc: give those back too.
+    const after = this.#trim(this.#opts.rss(), true)
     // Freed little: what is left is not V8's to give back. Wait longer before trying again.
     this.#wait = rss - after < this.#opts.thresholdBytes / 2 ? Math.min(this.#wait * 2, MAX_BACKOFF_MS) : this.#opts.everyMs
     this.#notBefore = now + this.#wait
     this.#reliefs.inc()
     this.#opts.log.debug({ rssBefore: rss, rssAfter: after, pauseMs: Math.round(performance.now() - started), nextInMs: this.#wait }, 'released pooled memory after a burst')
+  }
+
+  /** Trims when RSS grew a step since the last trim and malloc keeps half a step free (or when forced); returns RSS after. */
+  #trim(rss: number, force = false): number {
+    const malloc = this.#opts.malloc
+    this.#trimmedAt = Math.min(this.#trimmedAt, rss)
+    if (!malloc) return rss
+    const step = this.#opts.trimStepBytes
+    if (!force && (rss < this.#trimmedAt + step || malloc.inUse().free < step / 2)) return rss
+    const started = performance.now()
+    malloc.trim()
+    const after = this.#opts.rss()
+    this.#trimmedAt = after
+    this.#trims.inc()
+    this.#opts.log.debug({ rssBefore: rss, rssAfter: after, pauseMs: Math.round((performance.now() - started) * 10) / 10 }, 'gave memory malloc kept back to the kernel')
+    return after
   }
 }
 

@@ -279,13 +279,13 @@ function report(variants: readonly Variant[], results: readonly Round[]): void {
   const f = (xs: number[], digits = 0): string => median(xs).toFixed(digits)
   const range = (xs: number[]): string => `${f(xs)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`
   console.log('**RSS in MiB** (median of rounds, min–max; heap is V8 used / total, new space its young generation)\n')
-  console.log('| variant | idle, example policy: RSS (anon + file), heap | at 1,000 req/s: most RSS, heap, new space | at peak: most RSS, heap, new space | 15 s later |')
+  console.log('| variant | idle, example policy: RSS (anon + file), heap | at 1,000 req/s: most RSS, at its end, heap, new space | at peak: most RSS, heap, new space | 15 s later |')
   console.log('|---|---|---|---|---|')
   for (const v of variants) {
     const rs = results.filter((r) => r.variant === v.name)
     if (rs.length === 0) continue
-    const col = (get: (r: Round) => Load): string => `${range(rs.map((r) => get(r).maxRss))}, ${f(rs.map((r) => get(r).end.heapUsed))} / ${f(rs.map((r) => get(r).end.heapTotal))}, ${f(rs.map((r) => get(r).end.newSpace))}`
-    console.log(`| ${v.name} | ${range(rs.map((r) => r.example.rss))} (${f(rs.map((r) => r.example.anon))} + ${f(rs.map((r) => r.example.file))}), ${f(rs.map((r) => r.example.heapUsed))} / ${f(rs.map((r) => r.example.heapTotal))} | ${col((r) => r.rate)} | ${col((r) => r.peak)} | ${range(rs.map((r) => r.after.rss))} |`)
+    const col = (get: (r: Round) => Load, end = false): string => `${range(rs.map((r) => get(r).maxRss))}, ${end ? `${f(rs.map((r) => get(r).end.rss))}, ` : ''}${f(rs.map((r) => get(r).end.heapUsed))} / ${f(rs.map((r) => get(r).end.heapTotal))}, ${f(rs.map((r) => get(r).end.newSpace))}`
+    console.log(`| ${v.name} | ${range(rs.map((r) => r.example.rss))} (${f(rs.map((r) => r.example.anon))} + ${f(rs.map((r) => r.example.file))}), ${f(rs.map((r) => r.example.heapUsed))} / ${f(rs.map((r) => r.example.heapTotal))} | ${col((r) => r.rate, true)} | ${col((r) => r.peak)} | ${range(rs.map((r) => r.after.rss))} |`)
   }
   console.log('\n**What it cost** (the daemon\'s CPU and GC pauses per 1,000 requests; client latency at 1,000 req/s)\n')
   console.log('| variant | 1k req/s: CPU ms / 1k | GC ms / 1k (scavenges) | p50 / p99 ms | peak req/s | peak: CPU ms / 1k | GC ms / 1k (scavenges) |')

@@ -4,7 +4,10 @@
 import { Registry } from 'prom-client'
 import pino from 'pino'
 import t from 'tap'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { MemoryRelief } from '../../../daemon/run/memory.ts'
+import { loadMallocTrim } from '../../../daemon/run/malloc-trim.ts'
 
 const MB = 2 ** 20
 
@@ -114,4 +117,66 @@ t.test('a collection a look decided on waits confirmMs, and is dropped if a load
   busy = 0
   t.notOk(await r.checkConfirmed(), 'quiet once more')
   t.ok(await r.checkConfirmed(), 'quiet through the wait: collected')
+})
+
+t.test('malloc is trimmed after RSS grew a step, when malloc keeps enough free and the loop is not saturated; once per step', async (t) => {
+  let rss = 100 * MB
+  let free = 0
+  let busy = 0.9
+  const trims: number[] = []
+  // A stand-in for glibc: a trim gives back what was free.
+  const malloc = { trim: () => { trims.push(free); rss -= free; free = 0; return true }, inUse: () => ({ arena: 200 * MB, free }) }
+  const registry = new Registry()
+  const r = new MemoryRelief({ activity: () => ({ open: 16, seen: 16 }), log: pino({ level: 'silent' }), registry, rss: () => rss, now: () => 0, thresholdBytes: 64 * MB, trimStepBytes: 16 * MB, trimUtilization: 0.5, utilization: () => busy, malloc })
+  r.start()
+  t.teardown(() => r.stop())
+  rss = 130 * MB
+  free = 20 * MB
+  t.notOk(r.check())
+  t.same(trims, [], 'the loop is 90% busy: no trim')
+  busy = 0.3
+  r.check()
+  t.same(trims, [20 * MB], 'grew 30 MB, 20 of it free in malloc, loop 30% busy: trimmed')
+  free = 12 * MB
+  rss += 12 * MB
+  r.check()
+  t.same(trims, [20 * MB], 'grew 12 MB since the trim: less than a step')
+  rss += 6 * MB
+  free = 6 * MB
+  r.check()
+  t.same(trims, [20 * MB], 'a step above the last trim, but malloc keeps less than half a step free: not ours to give')
+  free = 10 * MB
+  r.check()
+  t.same(trims, [20 * MB, 10 * MB], 'a step above, half a step free: trimmed')
+  t.equal((await registry.getSingleMetric('hostmesh_memory_trims_total')!.get()).values[0]!.value, 2)
+  // A last-resort collection is followed by a trim, whatever the step: it just freed buffers.
+  busy = 0
+  rss = 200 * MB
+  free = 1 * MB
+  r.check()
+  t.ok(r.check(), 'quiet twice: collected')
+  t.equal(trims.length, 3, 'and trimmed after it, though malloc kept less than half a step free')
+})
+
+t.test('the malloctrim addon is real: freed small buffers go back to the kernel', async (t) => {
+  const malloc = loadMallocTrim()
+  if (malloc instanceof Error) throw malloc
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  // Below glibc's mmap threshold each buffer is a malloc chunk; one in 64 stays, pinning the
+  // arena's top so an ordinary free() cannot shrink it.
+  let kept: Buffer[] = []
+  let junk: Buffer[] | undefined = []
+  for (let i = 0; i < 60_000; i++) (i % 64 === 0 ? kept : junk).push(Buffer.allocUnsafeSlow(2000))
+  junk = undefined
+  gc()
+  gc()
+  const free = malloc.inUse().free
+  t.ok(free > 50 * MB, `malloc keeps ${Math.round(free / MB)} MB freed`)
+  const before = process.memoryUsage.rss()
+  t.equal(malloc.trim(), true, 'trim released memory')
+  const after = process.memoryUsage.rss()
+  t.ok(before - after > 40 * MB, `RSS ${Math.round(before / MB)} → ${Math.round(after / MB)} MB`)
+  t.equal(kept.length, 938)
+  kept = []
 })
