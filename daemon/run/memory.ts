@@ -16,9 +16,8 @@
 // round of JIT compilations, Node's buffers after a burst) is handed back with malloc_trim:
 // a millisecond or two, so it may run while traffic flows, but not on a saturated loop, and
 // only after RSS grew a step since the last trim, so a steady load does not trim again.
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { Counter, type Registry } from 'prom-client'
+import { v8Collect, type Collect } from '../../base/gc.ts'
 import type { Logger } from '../../base/logger.ts'
 import type { MallocTrim } from './malloc-trim.ts'
 
@@ -54,8 +53,6 @@ export interface MemoryReliefOptions {
   readonly trimUtilization?: number
 }
 
-type Collect = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void
-
 const MAX_BACKOFF_MS = 10 * 60_000
 
 export class MemoryRelief {
@@ -78,10 +75,8 @@ export class MemoryRelief {
     this.#wait = this.#opts.everyMs
     this.#reliefs = new Counter({ name: 'hostmesh_memory_reliefs_total', help: 'Full garbage collections that released pooled heap memory after a burst, once the data plane was quiet.', registers: [opts.registry] })
     this.#trims = new Counter({ name: 'hostmesh_memory_trims_total', help: 'Times memory that malloc had freed but kept was handed back to the kernel (malloc_trim), after RSS grew.', registers: [opts.registry] })
-    // V8's gc() takes the "last-resort" flavour that releases pooled pages; it is only
-    // reachable with --expose-gc, which a started isolate still accepts for new contexts.
-    setFlagsFromString('--expose-gc')
-    this.#collect = runInNewContext('gc') as Collect
+    // V8's gc() takes the "last-resort" flavour that releases pooled pages.
+    this.#collect = v8Collect()
   }
 
   start(): void {

@@ -10,6 +10,7 @@ import { benchMemory } from './memory.ts'
 import { benchMesh } from './mesh.ts'
 import { benchPeer } from './peer.ts'
 import { benchPolicyCompile, benchPolicyReload } from './policy.ts'
+import { benchRelay } from './relay.ts'
 import { benchWorkers } from './workers.ts'
 import { median as med } from './stats.ts'
 
@@ -39,6 +40,8 @@ const benches: Record<string, (args: readonly string[]) => Promise<void>> = {
   peer: benchPeer,
   /** hostmesh with `workers: 1` vs `workers: 2` on the peer bench's two namespace hosts (issue #14): bulk (1 and 4 connections), new connections/s, keep-alive and HTTP req/s; clients and servers pinned to CPU 1; daemon CPU per unit, RSS, and how the work split across threads. */
   workers: benchWorkers,
+  /** Node's own TLS + HTTP/2 relay on loopback, without hostmesh (issue #14, cost per byte): Gbit/s, CPU and collections per GB, and the knobs that might move them. */
+  relay: benchRelay,
   /** Cost of capture: iptables REDIRECT + SO_ORIGINAL_DST per accepted connection vs a plain connect. */
   async capture() {
     await withTestNet({ hosts: 1 }, async (net) => {

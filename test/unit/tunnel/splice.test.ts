@@ -1,8 +1,12 @@
 // splice on real TCP socket pairs: half-close keeps the other direction open, a reset on
 // one side resets the other, and byte counts are reported once both sides closed.
-import type { Socket } from 'node:net'
+import http2 from 'node:http2'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { constants as perf, PerformanceObserver } from 'node:perf_hooks'
 import t from 'tap'
 import { splice, type SpliceResult } from '../../../daemon/tunnel/splice.ts'
+import { relayScavenges } from '../../../daemon/tunnel/relay-gc.ts'
 import { tcpPair } from '../../helpers/ports.ts'
 
 /** outer ⇄ a  [splice]  b ⇄ inner: two real TCP connections joined in the middle. */
@@ -67,4 +71,42 @@ t.test('closing a splice while a socket\'s shutdown is in flight still closes it
   t.match(await within(done, 'splice reported'), { error: { message: 'revoked' } }, 'reported once both sides closed')
   inner.destroy()
   outer.destroy()
+})
+
+t.test('bytes out of HTTP/2 streams pace young-generation collections: one forced scavenge per 16 MiB; bytes out of TCP do not', async (t) => {
+  const minors: number[] = []
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const { kind, flags } = (e as unknown as { detail: { kind: number; flags: number } }).detail
+      if (kind === perf.NODE_PERFORMANCE_GC_MINOR && (flags & perf.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) minors.push(e.startTime)
+    }
+  })
+  observer.observe({ entryTypes: ['gc'] })
+  // client stream → h2 → server stream [splice] b ⇄ inner (TCP)
+  const [b, inner] = await tcpPair()
+  const server = http2.createServer()
+  const result = new Promise<SpliceResult>((resolve) => server.once('stream', (stream) => { stream.respond({ ':status': 200 }); splice(stream, b, resolve) }))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+  t.teardown(() => { observer.disconnect(); session.destroy(); server.close() })
+  const outer = session.request({ ':method': 'CONNECT', ':authority': 'x:1' })
+  const chunk = Buffer.alloc(1 << 20, 1)
+  const through = async (from: Duplex, to: Duplex, mib: number): Promise<void> => {
+    let got = 0
+    const all = new Promise<void>((resolve) => to.on('data', (c: Buffer) => { got += c.length; if (got >= mib * chunk.length) resolve() }))
+    for (let i = 0; i < mib; i++) if (!from.write(chunk)) await new Promise((r) => from.once('drain', r))
+    await within(all, `${mib} MiB through`)
+  }
+  const before = relayScavenges()
+  await through(inner, outer, 40)
+  t.equal(relayScavenges() - before, 0, '40 MiB out of the TCP socket: no forced scavenge')
+  await through(outer, inner, 40)
+  const forced = relayScavenges() - before
+  t.ok(forced >= 2 && forced <= 3, `40 MiB out of the HTTP/2 stream: ${forced} forced (16 MiB steps)`)
+  outer.end()
+  inner.end()
+  const r = await within(result, 'closed')
+  t.equal(r.aToB + r.bToA, 80 * 2 ** 20, 'every byte counted')
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.ok(minors.length >= forced, `V8 reported ${minors.length} forced young collections`)
 })
