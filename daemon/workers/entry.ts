@@ -4,7 +4,6 @@
 // the primary posts. It reads no policy or certificate file, holds no CA key, and answers the
 // primary's admin questions about its own connections, balancer and metrics.
 import { parentPort, workerData } from 'node:worker_threads'
-import { Registry } from 'prom-client'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import { deepFreeze } from '../../policy/freeze.ts'
 import { clustersView } from '../admin/clusters.ts'
@@ -12,6 +11,7 @@ import { WORKER_SOCKETS } from '../listeners/bind.ts'
 import { SharedHostState } from '../limits/shared-host-state.ts'
 import { createLogger } from '../log/logger.ts'
 import { registerLogMetrics } from '../log/metrics.ts'
+import { createThreadRegistry } from '../metrics/registry.ts'
 import { nodesByIdentity } from '../run/placement.ts'
 import { DataPlane } from '../run/data-plane.ts'
 import { MemoryRelief } from '../run/memory.ts'
@@ -27,9 +27,9 @@ const post = (m: FromWorker): void => port.postMessage(m)
 
 const destination = new PortDestination(port)
 const log = createLogger(config.logLevel, { node: config.node.name, worker: String(init.id) }, destination)
-// Its own registry, without the process metrics (the primary exports those once); the
-// primary merges every worker's with its own for /metrics.
-const registry = new Registry()
+// Its own registry: its isolate's heap, collections and event loop, without the process's
+// metrics (the primary exports those once); the primary merges every worker's with its own.
+const registry = createThreadRegistry()
 registerLogMetrics(registry, { get droppedLines() { return destination.dropped } })
 
 // Structured clone drops freezing: each copy is frozen again, as the primary's was.

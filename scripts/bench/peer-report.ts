@@ -33,6 +33,8 @@ export interface RunRecord {
   rssPeakMiB: Record<Proc, number>
   /** Last-resort GCs the two daemons ran during the run (hostmesh_memory_reliefs_total). */
   daemonGcPauses: number
+  /** V8's collections in the two daemons during the run (client host, server host); absent in older results. */
+  daemonGcs?: { major: [number, number]; minor: [number, number] }
 }
 
 /** Both daemons restarted after the rounds: idle RSS, then a fixed 1,000 req/s on L4 and on L7 (round -2). */
@@ -102,6 +104,12 @@ function perRound(runs: readonly RunRecord[], s: Scenario, num: PathName, den: P
   }))
 }
 
+/** Median collections per unit of work in each daemon (client host, server host). */
+function gcsPerUnit(rs: readonly RunRecord[]): { major: [number, number]; minor: [number, number] } {
+  const per = (kind: 'major' | 'minor', i: 0 | 1): number => median(rs.map((r) => r.daemonGcs![kind][i] / SCENARIOS[r.scenario].work(r.out)))
+  return { major: [per('major', 0), per('major', 1)], minor: [per('minor', 0), per('minor', 1)] }
+}
+
 function cpuPerUnit(r: RunRecord, procs: readonly Proc[]): number {
   const work = SCENARIOS[r.scenario].work(r.out)
   return work > 0 ? procs.reduce((s, p) => s + r.cpu[p], 0) / work : NaN
@@ -110,7 +118,7 @@ function cpuPerUnit(r: RunRecord, procs: readonly Proc[]): number {
 export interface Summary {
   throughput: Record<string, { title: string; paths: Record<string, Stat>; ratio: Stat; errors: Record<string, number> }>
   latency?: { paths: Record<string, { p50: Stat; p90: Stat; p99: Stat; maxms: number; failed: number; daemonGcPauses: number }>; added: Record<string, { p50: Stat; p90: Stat; p99: Stat }> }
-  cpu: Record<string, { per: string; pair: Stat; hostmesh: Stat; ratio: Stat; byProcess: Record<Proc, number>; kernelShare: { pair: number; hostmesh: number } }>
+  cpu: Record<string, { per: string; pair: Stat; hostmesh: Stat; ratio: Stat; byProcess: Record<Proc, number>; kernelShare: { pair: number; hostmesh: number }; gcsPerUnit?: { major: [number, number]; minor: [number, number] } }>
   rss: { atStart: Record<Proc, number>; peak: Record<Proc, number>; at1000L4?: Record<Proc, number>; at1000L7?: Record<Proc, number>; after: Record<Proc, number>; fresh?: { idle: Record<Proc, number>; at1000L4: Record<Proc, number>; at1000L7: Record<Proc, number> } }
   targets: Array<{ target: string; goal: string; today: string; met: boolean | undefined }>
 }
@@ -145,6 +153,7 @@ export function summarise(runs: readonly RunRecord[], opts: PeerOptions, rss: { 
       ratio: perRound(runs, s, spec.mesh, 'pair', (r) => cpuPerUnit(r, PROCS[proxyOf(r.path)!]), 'ratio'),
       byProcess,
       kernelShare: { pair: kernel(pairRuns, PROCS.pair), hostmesh: kernel(meshRuns, PROCS.hostmesh) },
+      ...(meshRuns.length > 0 && meshRuns.every((r) => r.daemonGcs) ? { gcsPerUnit: gcsPerUnit(meshRuns) } : {}),
     }
   }
   let latency: Summary['latency']
@@ -269,12 +278,12 @@ export function report(o: ReportInput): Summary {
   }
 
   console.log('\nproxy CPU (both processes, /proc utime+stime around each run), seconds per unit of work; in brackets each process (client host + server host) and the kernel\'s share:\n')
-  console.log('| scenario | per | HAProxy pair | hostmesh | hostmesh / pair |')
-  console.log('|---|---|---|---|---|')
+  console.log('| scenario | per | HAProxy pair | hostmesh | hostmesh / pair | hostmesh collections per unit: mark-compact, scavenge (client host / server host) |')
+  console.log('|---|---|---|---|---|---|')
   for (const [sc, c] of Object.entries(s.cpu) as Array<[Scenario, Summary['cpu'][string]]>) {
     const b = c.byProcess
     const d = c.per === 'GB' ? 2 : 3
-    console.log(`| ${sc}${sc === 'http' || sc === 'latency' ? (sc === 'http' ? ' (hostmesh L7)' : ' (hostmesh L4)') : ''} | ${c.per} | ${cell(c.pair, d)} [${fmt(b['haproxy-client'], d)} + ${fmt(b['haproxy-server'], d)}; ${fmt(c.kernelShare.pair * 100, 0)}% kernel] | ${cell(c.hostmesh, d)} [${fmt(b['hostmesh-client'], d)} + ${fmt(b['hostmesh-server'], d)}; ${fmt(c.kernelShare.hostmesh * 100, 0)}% kernel] | **${fmt(c.ratio.median, 2)}** (${fmt(c.ratio.min, 2)}–${fmt(c.ratio.max, 2)}) |`)
+    console.log(`| ${sc}${sc === 'http' || sc === 'latency' ? (sc === 'http' ? ' (hostmesh L7)' : ' (hostmesh L4)') : ''} | ${c.per} | ${cell(c.pair, d)} [${fmt(b['haproxy-client'], d)} + ${fmt(b['haproxy-server'], d)}; ${fmt(c.kernelShare.pair * 100, 0)}% kernel] | ${cell(c.hostmesh, d)} [${fmt(b['hostmesh-client'], d)} + ${fmt(b['hostmesh-server'], d)}; ${fmt(c.kernelShare.hostmesh * 100, 0)}% kernel] | **${fmt(c.ratio.median, 2)}** (${fmt(c.ratio.min, 2)}–${fmt(c.ratio.max, 2)}) | ${c.gcsPerUnit ? `${fmt(c.gcsPerUnit.major[0], 1)}, ${fmt(c.gcsPerUnit.minor[0], 1)} / ${fmt(c.gcsPerUnit.major[1], 1)}, ${fmt(c.gcsPerUnit.minor[1], 1)}` : '—'} |`)
   }
 
   const r = s.rss

@@ -201,15 +201,22 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
       }
 
       // The daemons' last-resort GCs (run/memory.ts): each a pause of tens of ms on whatever
-      // traffic is in flight. Read before and after each run, outside its CPU window.
-      const reliefs = async (): Promise<number> => {
-        let n = 0
-        for (const h of [a, b]) n += total(parseMetrics(await h.mustExec(['curl', '-sS', '-m', '2', 'http://127.0.0.1:15000/metrics'])), 'hostmesh_memory_reliefs_total')
-        return n
+      // traffic is in flight; and V8's own collections (prom-client's nodejs_gc_duration_seconds,
+      // summed over the worker threads), which say what the CPU per unit went to. Read before and
+      // after each run, outside its CPU window.
+      const gcCounts = async (): Promise<{ reliefs: number; major: [number, number]; minor: [number, number] }> => {
+        const out = { reliefs: 0, major: [0, 0] as [number, number], minor: [0, 0] as [number, number] }
+        for (const [i, h] of [a, b].entries()) {
+          const samples = parseMetrics(await h.mustExec(['curl', '-sS', '-m', '2', 'http://127.0.0.1:15000/metrics']))
+          out.reliefs += total(samples, 'hostmesh_memory_reliefs_total')
+          out.major[i] = total(samples, 'nodejs_gc_duration_seconds_count', { kind: 'major' })
+          out.minor[i] = total(samples, 'nodejs_gc_duration_seconds_count', { kind: 'minor' })
+        }
+        return out
       }
       // CPU of all four proxy processes around each run, and each one's RSS every 250 ms during it.
       const measured = async (round: number, scenario: Scenario, path: PathName, seconds: number): Promise<RunRecord> => {
-        const g0 = await reliefs()
+        const g0 = await gcCounts()
         const c0 = await cpuOf(procs)
         const peak = await rssOf(procs)
         let sampling = true
@@ -225,10 +232,12 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
         const wall = (performance.now() - t0) / 1000
         await sampler
         const c1 = await cpuOf(procs)
-        const daemonGcPauses = (await reliefs()) - g0
+        const g1 = await gcCounts()
+        const daemonGcPauses = g1.reliefs - g0.reliefs
+        const daemonGcs = { major: [g1.major[0] - g0.major[0], g1.major[1] - g0.major[1]] as [number, number], minor: [g1.minor[0] - g0.minor[0], g1.minor[1] - g0.minor[1]] as [number, number] }
         const diff = (f: (x: { all: number; system: number }) => number): Record<Proc, number> =>
           Object.fromEntries((Object.keys(c0) as Proc[]).map((k) => [k, round3(f(c1[k]) - f(c0[k]))])) as Record<Proc, number>
-        return { round, scenario, path, out, wallSeconds: round3(wall), cpu: diff((x) => x.all), systemCpu: diff((x) => x.system), rssPeakMiB: roundAll(peak), daemonGcPauses }
+        return { round, scenario, path, out, wallSeconds: round3(wall), cpu: diff((x) => x.all), systemCpu: diff((x) => x.system), rssPeakMiB: roundAll(peak), daemonGcPauses, daemonGcs }
       }
 
       const paths = (s: Scenario): readonly PathName[] => SCENARIOS[s].paths

@@ -5,6 +5,7 @@
 // accepting; a drain ends both.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { getHeapStatistics } from 'node:v8'
 import t from 'tap'
 import type { ClustersView } from '../../daemon/admin/clusters.ts'
 import type { StatsView } from '../../daemon/admin/stats.ts'
@@ -45,6 +46,13 @@ t.test('two threads accept on one port, the admin endpoints add them up, and a p
   t.equal(sample(text, 'istio_tcp_received_bytes_total', 'reporter="destination"'), SESSIONS * 1000, 'bytes: added')
   t.equal(sample(text, 'hostmesh_workers'), 2, 'hostmesh_workers counts the main thread and the worker')
   t.equal(text.split('\n').filter((l) => l.startsWith('process_resident_memory_bytes ')).length, 1, 'process metrics once')
+  const rss = sample(text, 'process_resident_memory_bytes')
+  t.ok(rss > 0.75 * process.memoryUsage.rss() && rss < 1.25 * process.memoryUsage.rss(), `RSS is the process's, not added per thread: ${Math.round(rss / 2 ** 20)} MiB`)
+  // Each isolate's own V8 metrics are added: the worker's heap is in the total, its collections in the count.
+  const heap = sample(text, 'nodejs_heap_size_total_bytes')
+  const mainHeap = getHeapStatistics().total_heap_size
+  t.ok(heap > mainHeap + 4 * 2 ** 20, `heap total ${Math.round(heap / 2 ** 20)} MiB: the main thread's ${Math.round(mainHeap / 2 ** 20)} MiB and the worker's`)
+  t.equal(text.split('\n').filter((l) => l.startsWith('nodejs_version_info{')).length, 1, 'one version line')
 
   // /stats: the listeners of both threads are one row each; connections held open on both add up.
   const held = await Promise.all(pools.map((p) => live.open('client', p)))
