@@ -18,6 +18,7 @@ export interface PeerOptions {
   profile: 'auto' | 'none' | Scenario[]
   profileSeconds: number
   perf: boolean
+  workers: 'auto' | number
 }
 
 export interface RunRecord {
@@ -34,7 +35,7 @@ export interface RunRecord {
   /** Last-resort GCs the two daemons ran during the run (hostmesh_memory_reliefs_total). */
   daemonGcPauses: number
   /** V8's collections in the two daemons during the run (client host, server host); absent in older results. */
-  daemonGcs?: { major: [number, number]; minor: [number, number] }
+  daemonGcs?: { major: [number, number]; minor: [number, number]; pauseMs?: [number, number] }
 }
 
 /** Both daemons restarted after the rounds: idle RSS, then a fixed 1,000 req/s on L4 and on L7 (round -2). */
@@ -105,9 +106,9 @@ function perRound(runs: readonly RunRecord[], s: Scenario, num: PathName, den: P
 }
 
 /** Median collections per unit of work in each daemon (client host, server host). */
-function gcsPerUnit(rs: readonly RunRecord[]): { major: [number, number]; minor: [number, number] } {
-  const per = (kind: 'major' | 'minor', i: 0 | 1): number => median(rs.map((r) => r.daemonGcs![kind][i] / SCENARIOS[r.scenario].work(r.out)))
-  return { major: [per('major', 0), per('major', 1)], minor: [per('minor', 0), per('minor', 1)] }
+function gcsPerUnit(rs: readonly RunRecord[]): { major: [number, number]; minor: [number, number]; pauseMs: [number, number] } {
+  const per = (kind: 'major' | 'minor' | 'pauseMs', i: 0 | 1): number => median(rs.map((r) => (r.daemonGcs![kind]?.[i] ?? NaN) / SCENARIOS[r.scenario].work(r.out)))
+  return { major: [per('major', 0), per('major', 1)], minor: [per('minor', 0), per('minor', 1)], pauseMs: [per('pauseMs', 0), per('pauseMs', 1)] }
 }
 
 function cpuPerUnit(r: RunRecord, procs: readonly Proc[]): number {
@@ -117,8 +118,8 @@ function cpuPerUnit(r: RunRecord, procs: readonly Proc[]): number {
 
 export interface Summary {
   throughput: Record<string, { title: string; paths: Record<string, Stat>; ratio: Stat; errors: Record<string, number> }>
-  latency?: { paths: Record<string, { p50: Stat; p90: Stat; p99: Stat; maxms: number; failed: number; daemonGcPauses: number }>; added: Record<string, { p50: Stat; p90: Stat; p99: Stat }> }
-  cpu: Record<string, { per: string; pair: Stat; hostmesh: Stat; ratio: Stat; byProcess: Record<Proc, number>; kernelShare: { pair: number; hostmesh: number }; gcsPerUnit?: { major: [number, number]; minor: [number, number] } }>
+  latency?: { paths: Record<string, { p50: Stat; p90: Stat; p99: Stat; maxms: number; failed: number; daemonGcPauses: number; gcs?: { major: [number, number]; minor: [number, number]; pauseMs: [number, number] } }>; added: Record<string, { p50: Stat; p90: Stat; p99: Stat }> }
+  cpu: Record<string, { per: string; pair: Stat; hostmesh: Stat; ratio: Stat; byProcess: Record<Proc, number>; kernelShare: { pair: number; hostmesh: number }; gcsPerUnit?: { major: [number, number]; minor: [number, number]; pauseMs: [number, number] } }>
   rss: { atStart: Record<Proc, number>; peak: Record<Proc, number>; at1000L4?: Record<Proc, number>; at1000L7?: Record<Proc, number>; after: Record<Proc, number>; fresh?: { idle: Record<Proc, number>; at1000L4: Record<Proc, number>; at1000L7: Record<Proc, number> } }
   targets: Array<{ target: string; goal: string; today: string; met: boolean | undefined }>
 }
@@ -163,7 +164,7 @@ export function summarise(runs: readonly RunRecord[], opts: PeerOptions, rss: { 
     const added: NonNullable<Summary['latency']>['added'] = {}
     for (const p of SCENARIOS.latency.paths) {
       const rs = measuredRuns(runs, 'latency', p)
-      paths[p] = { p50: stat(rs.map(q('p50ms'))), p90: stat(rs.map(q('p90ms'))), p99: stat(rs.map(q('p99ms'))), maxms: Math.max(...rs.map(q('maxms'))), failed: rs.reduce((n, r) => n + Number(r.out.failed) + Number(r.out.non2xx), 0), daemonGcPauses: rs.reduce((n, r) => n + r.daemonGcPauses, 0) }
+      paths[p] = { p50: stat(rs.map(q('p50ms'))), p90: stat(rs.map(q('p90ms'))), p99: stat(rs.map(q('p99ms'))), maxms: Math.max(...rs.map(q('maxms'))), failed: rs.reduce((n, r) => n + Number(r.out.failed) + Number(r.out.non2xx), 0), daemonGcPauses: rs.reduce((n, r) => n + r.daemonGcPauses, 0), ...(p.startsWith('hostmesh') && rs.length > 0 && rs.every((r) => r.daemonGcs) ? { gcs: gcsPerUnit(rs) } : {}) }
       if (p !== 'direct') added[p] = { p50: perRound(runs, 'latency', p, 'direct', q('p50ms'), 'diff'), p90: perRound(runs, 'latency', p, 'direct', q('p90ms'), 'diff'), p99: perRound(runs, 'latency', p, 'direct', q('p99ms'), 'diff') }
     }
     latency = { paths, added }
@@ -269,21 +270,21 @@ export function report(o: ReportInput): Summary {
 
   if (s.latency) {
     console.log(`\nlatency at ${SCENARIOS.latency.title} (scripts/bench/rate-client.ts, timed from each request's due time), ms:\n`)
-    console.log('| path | p50 | p90 | p99 | max | failed | added p50 | added p90 | added p99 | daemons\' last-resort GCs during these runs |')
-    console.log('|---|---|---|---|---|---|---|---|---|---|')
+    console.log('| path | p50 | p90 | p99 | max | failed | added p50 | added p90 | added p99 | daemons\' last-resort GCs during these runs | hostmesh per 1,000 requests: scavenges, mark-compacts, ms of GC (client host / server host) |')
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|')
     for (const [p, l] of Object.entries(s.latency.paths)) {
       const a = s.latency.added[p]
-      console.log(`| ${p} | ${cell(l.p50, 2)} | ${cell(l.p90, 2)} | ${cell(l.p99, 2)} | ${fmt(l.maxms, 1)} | ${l.failed} | ${a ? cell(a.p50, 2) : ''} | ${a ? cell(a.p90, 2) : ''} | ${a ? `**${cell(a.p99, 2)}**` : ''} | ${l.daemonGcPauses} |`)
+      console.log(`| ${p} | ${cell(l.p50, 2)} | ${cell(l.p90, 2)} | ${cell(l.p99, 2)} | ${fmt(l.maxms, 1)} | ${l.failed} | ${a ? cell(a.p50, 2) : ''} | ${a ? cell(a.p90, 2) : ''} | ${a ? `**${cell(a.p99, 2)}**` : ''} | ${l.daemonGcPauses} | ${l.gcs ? `${fmt(l.gcs.minor[0], 1)}, ${fmt(l.gcs.major[0], 1)}, ${fmt(l.gcs.pauseMs[0], 1)} / ${fmt(l.gcs.minor[1], 1)}, ${fmt(l.gcs.major[1], 1)}, ${fmt(l.gcs.pauseMs[1], 1)}` : ''} |`)
     }
   }
 
   console.log('\nproxy CPU (both processes, /proc utime+stime around each run), seconds per unit of work; in brackets each process (client host + server host) and the kernel\'s share:\n')
-  console.log('| scenario | per | HAProxy pair | hostmesh | hostmesh / pair | hostmesh collections per unit: mark-compact, scavenge (client host / server host) |')
+  console.log('| scenario | per | HAProxy pair | hostmesh | hostmesh / pair | hostmesh collections per unit: mark-compact, scavenge, ms of GC (client host / server host) |')
   console.log('|---|---|---|---|---|---|')
   for (const [sc, c] of Object.entries(s.cpu) as Array<[Scenario, Summary['cpu'][string]]>) {
     const b = c.byProcess
     const d = c.per === 'GB' ? 2 : 3
-    console.log(`| ${sc}${sc === 'http' || sc === 'latency' ? (sc === 'http' ? ' (hostmesh L7)' : ' (hostmesh L4)') : ''} | ${c.per} | ${cell(c.pair, d)} [${fmt(b['haproxy-client'], d)} + ${fmt(b['haproxy-server'], d)}; ${fmt(c.kernelShare.pair * 100, 0)}% kernel] | ${cell(c.hostmesh, d)} [${fmt(b['hostmesh-client'], d)} + ${fmt(b['hostmesh-server'], d)}; ${fmt(c.kernelShare.hostmesh * 100, 0)}% kernel] | **${fmt(c.ratio.median, 2)}** (${fmt(c.ratio.min, 2)}–${fmt(c.ratio.max, 2)}) | ${c.gcsPerUnit ? `${fmt(c.gcsPerUnit.major[0], 1)}, ${fmt(c.gcsPerUnit.minor[0], 1)} / ${fmt(c.gcsPerUnit.major[1], 1)}, ${fmt(c.gcsPerUnit.minor[1], 1)}` : '—'} |`)
+    console.log(`| ${sc}${sc === 'http' || sc === 'latency' ? (sc === 'http' ? ' (hostmesh L7)' : ' (hostmesh L4)') : ''} | ${c.per} | ${cell(c.pair, d)} [${fmt(b['haproxy-client'], d)} + ${fmt(b['haproxy-server'], d)}; ${fmt(c.kernelShare.pair * 100, 0)}% kernel] | ${cell(c.hostmesh, d)} [${fmt(b['hostmesh-client'], d)} + ${fmt(b['hostmesh-server'], d)}; ${fmt(c.kernelShare.hostmesh * 100, 0)}% kernel] | **${fmt(c.ratio.median, 2)}** (${fmt(c.ratio.min, 2)}–${fmt(c.ratio.max, 2)}) | ${c.gcsPerUnit ? `${fmt(c.gcsPerUnit.major[0], 1)}, ${fmt(c.gcsPerUnit.minor[0], 1)}, ${fmt(c.gcsPerUnit.pauseMs[0], 1)} / ${fmt(c.gcsPerUnit.major[1], 1)}, ${fmt(c.gcsPerUnit.minor[1], 1)}, ${fmt(c.gcsPerUnit.pauseMs[1], 1)}` : '—'} |`)
   }
 
   const r = s.rss

@@ -28,6 +28,7 @@
 //   --only S[,S…]         only these scenarios (bulk, conns, keepalive, http, latency)
 //   --profile auto|none|S[,S…]  which scenarios to profile (default auto: those missing a target)
 //   --profile-seconds N   each profiled run (default 10)
+//   --workers auto|N      both daemons' `workers` (default auto: one thread per CPU)
 //   --perf                before the --cpu-prof runs, each profiled scenario once more on hostmesh
 //                         and on the pair under `perf record` (scripts/bench/peer-perf.ts): CPU by
 //                         native component (kernel, OpenSSL, nghttp2, V8, JIT code, libc, …)
@@ -70,7 +71,7 @@ function parseScenarios(flag: string, v: string): Scenario[] {
 export function peerOptions(args: readonly string[]): PeerOptions {
   const { values } = parseArgs({
     args: [...args], strict: true, allowPositionals: false,
-    options: { seconds: { type: 'string' }, rounds: { type: 'string' }, only: { type: 'string' }, profile: { type: 'string' }, 'profile-seconds': { type: 'string' }, perf: { type: 'boolean' } },
+    options: { seconds: { type: 'string' }, rounds: { type: 'string' }, only: { type: 'string' }, profile: { type: 'string' }, 'profile-seconds': { type: 'string' }, perf: { type: 'boolean' }, workers: { type: 'string' } },
   })
   const num = (name: string, v: string | undefined, dflt: number, min: number): number => {
     if (v === undefined) return dflt
@@ -88,7 +89,16 @@ export function peerOptions(args: readonly string[]): PeerOptions {
     profile: p === 'auto' || p === 'none' ? p : parseScenarios('--profile', p),
     profileSeconds: num('profile-seconds', values['profile-seconds'], 10, 1),
     perf: values.perf === true,
+    workers: workersOption(values.workers),
   }
+}
+
+/** --workers auto|N: the daemons' `workers` setting (default: the node config's default, auto). */
+function workersOption(v: string | undefined): 'auto' | number {
+  if (v === undefined || v === 'auto') return 'auto'
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`--workers: expected auto or 1–256, got ${v}`)
+  return n
 }
 
 async function firstLine(host: TestHost, cmd: string[], match?: RegExp): Promise<string> {
@@ -111,7 +121,7 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
 
     await withTestNet({ hosts: ['node-a', 'node-b'] }, async (net) => {
       const [a, b] = [net.host('node-a'), net.host('node-b')]
-      const configs = await peerNodeConfigs(net, dir)
+      const configs = await peerNodeConfigs(net, dir, `workers: ${opts.workers}\n`)
       const pairFiles = await writePair(dir, TRUST, a, b, join(dir, 'root', 'bundle.pem'), PAIR_PORTS)
       const startDaemon = async (h: TestHost, flags: string[] = []): Promise<HostProcess> => {
         const d = h.spawn([NODE, ...flags, CLI, 'run', '--config', configs.get(h.name)!])
@@ -204,13 +214,14 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
       // traffic is in flight; and V8's own collections (prom-client's nodejs_gc_duration_seconds,
       // summed over the worker threads), which say what the CPU per unit went to. Read before and
       // after each run, outside its CPU window.
-      const gcCounts = async (): Promise<{ reliefs: number; major: [number, number]; minor: [number, number] }> => {
-        const out = { reliefs: 0, major: [0, 0] as [number, number], minor: [0, 0] as [number, number] }
+      const gcCounts = async (): Promise<{ reliefs: number; major: [number, number]; minor: [number, number]; pauseMs: [number, number] }> => {
+        const out = { reliefs: 0, major: [0, 0] as [number, number], minor: [0, 0] as [number, number], pauseMs: [0, 0] as [number, number] }
         for (const [i, h] of [a, b].entries()) {
           const samples = parseMetrics(await h.mustExec(['curl', '-sS', '-m', '2', 'http://127.0.0.1:15000/metrics']))
           out.reliefs += total(samples, 'hostmesh_memory_reliefs_total')
           out.major[i] = total(samples, 'nodejs_gc_duration_seconds_count', { kind: 'major' })
           out.minor[i] = total(samples, 'nodejs_gc_duration_seconds_count', { kind: 'minor' })
+          out.pauseMs[i] = total(samples, 'nodejs_gc_duration_seconds_sum') * 1000
         }
         return out
       }
@@ -234,14 +245,14 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
         const c1 = await cpuOf(procs)
         const g1 = await gcCounts()
         const daemonGcPauses = g1.reliefs - g0.reliefs
-        const daemonGcs = { major: [g1.major[0] - g0.major[0], g1.major[1] - g0.major[1]] as [number, number], minor: [g1.minor[0] - g0.minor[0], g1.minor[1] - g0.minor[1]] as [number, number] }
+        const daemonGcs = { major: [g1.major[0] - g0.major[0], g1.major[1] - g0.major[1]] as [number, number], minor: [g1.minor[0] - g0.minor[0], g1.minor[1] - g0.minor[1]] as [number, number], pauseMs: [g1.pauseMs[0] - g0.pauseMs[0], g1.pauseMs[1] - g0.pauseMs[1]] as [number, number] }
         const diff = (f: (x: { all: number; system: number }) => number): Record<Proc, number> =>
           Object.fromEntries((Object.keys(c0) as Proc[]).map((k) => [k, round3(f(c1[k]) - f(c0[k]))])) as Record<Proc, number>
         return { round, scenario, path, out, wallSeconds: round3(wall), cpu: diff((x) => x.all), systemCpu: diff((x) => x.system), rssPeakMiB: roundAll(peak), daemonGcPauses, daemonGcs }
       }
 
       const paths = (s: Scenario): readonly PathName[] => SCENARIOS[s].paths
-      console.log(`peer: ${opts.scenarios.join(', ')}; ${opts.rounds} rounds of ${opts.seconds} s; HAProxy nbthread default (${versions.haproxyThreads.client}/${versions.haproxyThreads.server} threads); TLS ${tls.protocol} ${tls.cipher}`)
+      console.log(`peer: ${opts.scenarios.join(', ')}; ${opts.rounds} rounds of ${opts.seconds} s; hostmesh workers: ${opts.workers}; HAProxy nbthread default (${versions.haproxyThreads.client}/${versions.haproxyThreads.server} threads); TLS ${tls.protocol} ${tls.cipher}`)
       // Warm-up: the HBONE session, HAProxy's TLS session cache, the pools, the JIT.
       for (const s of opts.scenarios) for (const p of paths(s)) await load(s, p, 2)
       const runs: RunRecord[] = []
