@@ -28,9 +28,9 @@ const res = spawnSync(cmd, cmdArgs, { stdio: 'inherit' })
 if (res.status !== 0) {
   const why = res.error ? res.error.message : `node-gyp exited with ${res.status ?? res.signal}`
   process.stderr.write(
-    `\nhostmesh: building the original-destination addon failed (${why}).\n` +
-    `hostmesh: the daemon cannot read SO_ORIGINAL_DST without it. To fix: install a C toolchain\n` +
-    `hostmesh: (Debian: apt-get install -y g++ make python3), then run \`npm rebuild hostmesh\`\n` +
-    `hostmesh: or \`npm run build:addon\` in the package directory.\n\n`,
+    `\nhostmesh: building the Node-API addons failed (${why}); see node-gyp's output above for which.\n` +
+    `hostmesh: origdst (SO_ORIGINAL_DST) is required by the daemon, sdnotify under systemd; malloctrim is\n` +
+    `hostmesh: optional (glibc's malloc_trim). To fix: install a C toolchain (Debian: apt-get install -y g++ make python3),\n` +
+    `hostmesh: then run \`npm rebuild hostmesh\` or \`npm run build:addon\` in the package directory.\n\n`,
   )
 }

@@ -11,22 +11,31 @@ export interface MallocUse {
 
 /** Gives glibc's free pages back to the kernel; reads what it holds. */
 export interface MallocTrim {
+  /** Whether anything went back to the kernel. */
   trim(): boolean
   inUse(): MallocUse
 }
 
+interface Addon extends MallocTrim {
+  /** false when built against another libc than glibc: trim() would do nothing. */
+  readonly supported: boolean
+}
+
 export class MallocTrimUnavailableError extends HostmeshError {
   constructor(path: string, options?: { cause?: unknown }) {
-    super('HOSTMESH_ERR_MALLOC_TRIM_UNAVAILABLE', `the malloctrim addon ${path} could not be loaded; memory freed by malloc stays with the process until reused. Rebuild with \`npm run build:addon\`.`, options)
+    const why = options?.cause instanceof Error ? options.cause.message.split('\n')[0] : 'unknown reason'
+    super('HOSTMESH_ERR_MALLOC_TRIM_UNAVAILABLE', `the malloctrim addon ${path} cannot trim (${why}); memory freed by malloc stays with the process until reused. With glibc, rebuild it: \`npm run build:addon\`.`, options)
   }
 }
 
-const loader = addonLoader<MallocTrim>('malloctrim', (path, cause) => new MallocTrimUnavailableError(path, { cause }))
+const loader = addonLoader<Addon>('malloctrim', (path, cause) => new MallocTrimUnavailableError(path, { cause }))
 
-/** The addon, or the error saying why it is not there. */
+/** The addon, or the error saying why it is not there or cannot trim here. */
 export function loadMallocTrim(path?: string): MallocTrim | MallocTrimUnavailableError {
   try {
-    return loader.load(path)
+    const addon = loader.load(path)
+    if (!addon.supported) return new MallocTrimUnavailableError(path ?? 'malloctrim', { cause: new Error('not glibc: malloc_trim is not available') })
+    return addon
   } catch (err) {
     return err as MallocTrimUnavailableError
   }

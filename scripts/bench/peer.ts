@@ -46,6 +46,7 @@ import { ensureDebianTools } from './debian-tools.ts'
 import { checkPairTls, haproxyInfo, startHaproxy, writePair, type PairPort, type PairTls } from './peer-haproxy.ts'
 import { report, SCENARIOS, targetsMissed, type Outcome, type PathName, type FreshDaemons, type PeerOptions, type PerfRun, type Proc, type ProfiledScenario, type RunRecord, type Scenario } from './peer-report.ts'
 import { perfRecord, perfSummarise, perfWorks } from './peer-perf.ts'
+import { sourceState } from './source-state.ts'
 import { cmdline, cpuSeconds, loadavg, rssMiB, threads } from './proc-stat.ts'
 import { BODY, CLIENT_UID, HTTP_PLAIN, IPERF_MESH, IPERF_PLAIN, L4_VIP, L7_VIP, LOG_LEVEL, peerFiles, peerNodeConfigs, SERVER_UID } from './peer-hosts.ts'
 
@@ -350,7 +351,7 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
       const summary = report({ opts, runs, versions, tls, rssAtStart, rssAfter, ...(fresh ? { fresh } : {}), daemonMetrics, haproxyStats, profiles, perfRuns, machine, installed, load: { before: loadBefore, rounds: roundLoads, afterRuns: loadAfterRuns, after: await loadavg() } })
       const at = new Date().toISOString()
       const raw = {
-        bench: 'peer', at, machine, loadavg: { before: loadBefore, rounds: roundLoads, afterRuns: loadAfterRuns }, versions, tls, installed,
+        bench: 'peer', at, source: await sourceState(), machine, loadavg: { before: loadBefore, rounds: roundLoads, afterRuns: loadAfterRuns }, versions, tls, installed,
         params: { ...opts, responseBytes: BODY.length, rate: 1000, rateConnections: 16, keepAliveConnections: 64, newConnectionsConcurrency: 16, daemonLogLevel: LOG_LEVEL, haproxyNbthread: 'default (one per CPU)' },
         summary, runs, rssAtStart, rssAfter, daemonMetrics, haproxyStats, ...(fresh ? { fresh } : {}),
         profiles: profiles.map((p) => ({ ...p, daemons: { client: trimProfile(p.daemons.client), server: trimProfile(p.daemons.server) } })),

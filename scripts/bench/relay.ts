@@ -12,6 +12,7 @@ import net from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
+import { sourceState } from './source-state.ts'
 import { median } from './stats.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
@@ -56,7 +57,7 @@ export async function benchRelay(argv: readonly string[] = []): Promise<void> {
     }
     report(variants, runs, bytes)
     const out = here(`./results/relay-${new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z')}.json`)
-    writeFileSync(out, JSON.stringify({ machine: machine(), rounds, bytes, variants, runs }, null, 1))
+    writeFileSync(out, JSON.stringify({ machine: machine(), source: await sourceState(), rounds, bytes, variants, runs }, null, 1))
     console.log(`\nraw: ${out.slice(out.indexOf('scripts/'))}`)
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -77,11 +78,33 @@ async function once(v: Variant, bytes: number, key: string, cert: string): Promi
     })
     return { child, port }
   }
-  const server = await start(['--role', 'server', '--listen', '0', '--to', `127.0.0.1:${(sink.address() as net.AddressInfo).port}`, '--cert', cert, '--key', key])
-  const client = await start(['--role', 'client', '--listen', '0', '--to', `127.0.0.1:${server.port}`])
+  const children: ChildProcess[] = []
+  try {
+    const server = await start(['--role', 'server', '--listen', '0', '--to', `127.0.0.1:${(sink.address() as net.AddressInfo).port}`, '--cert', cert, '--key', key])
+    children.push(server.child)
+    const client = await start(['--role', 'client', '--listen', '0', '--to', `127.0.0.1:${server.port}`])
+    children.push(client.child)
+    return await transfer(v, bytes, client, server.child, finished, done, () => received)
+  } finally {
+    // Normally they exited after their report; after a failure they must not outlive the bench.
+    for (const c of children) if (c.exitCode === null) c.kill()
+    sink.close()
+  }
+}
+
+async function transfer(v: Variant, bytes: number, client: { child: ChildProcess; port: number }, server: ChildProcess, finished: Promise<void>, done: () => void, received: () => number): Promise<Run> {
   const chunk = Buffer.alloc(1 << 20, 7)
   const t0 = performance.now()
   const source = net.connect(client.port, '127.0.0.1')
+  source.on('error', () => done())
+  try {
+    return await measure(v, bytes, client.child, server, source, chunk, t0, finished, done, received)
+  } finally {
+    source.destroy()
+  }
+}
+
+async function measure(v: Variant, bytes: number, client: ChildProcess, server: ChildProcess, source: net.Socket, chunk: Buffer, t0: number, finished: Promise<void>, done: () => void, received: () => number): Promise<Run> {
   let sent = 0
   const pump = (): void => {
     while (sent < bytes) {
@@ -94,11 +117,9 @@ async function once(v: Variant, bytes: number, key: string, cert: string): Promi
   await finished
   clearTimeout(timeout)
   const seconds = (performance.now() - t0) / 1000
-  if (received < bytes) throw new Error(`${v.name}: ${received} of ${bytes} bytes in 120 s`)
+  if (received() < bytes) throw new Error(`${v.name}: ${received()} of ${bytes} bytes in 120 s`)
   const ask = (c: ChildProcess): Promise<Report> => new Promise((resolve) => { c.once('message', (m) => resolve(m as Report)); c.send('report') })
-  const [c, s] = [await ask(client.child), await ask(server.child)]
-  source.destroy()
-  sink.close()
+  const [c, s] = [await ask(client), await ask(server)]
   return { variant: v.name, gbits: (bytes * 8) / seconds / 1e9, client: c, server: s }
 }
 

@@ -48,7 +48,7 @@ t.test('two threads accept on one port, the admin endpoints add them up, and a p
   t.equal(text.split('\n').filter((l) => l.startsWith('process_resident_memory_bytes ')).length, 1, 'process metrics once')
   const rss = sample(text, 'process_resident_memory_bytes')
   t.ok(rss > 0.75 * process.memoryUsage.rss() && rss < 1.25 * process.memoryUsage.rss(), `RSS is the process's, not added per thread: ${Math.round(rss / 2 ** 20)} MiB`)
-  // Each isolate's own V8 metrics are added: the worker's heap is in the total, its collections in the count.
+  // Each isolate's own V8 metrics are added: the worker's heap is in the total.
   const heap = sample(text, 'nodejs_heap_size_total_bytes')
   const mainHeap = getHeapStatistics().total_heap_size
   t.ok(heap > mainHeap + 4 * 2 ** 20, `heap total ${Math.round(heap / 2 ** 20)} MiB: the main thread's ${Math.round(mainHeap / 2 ** 20)} MiB and the worker's`)

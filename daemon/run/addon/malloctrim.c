@@ -11,6 +11,11 @@
 #define HAVE_MALLINFO2 1
 #endif
 #endif
+#ifdef HAVE_TRIM
+#define TRIM_SUPPORTED true
+#else
+#define TRIM_SUPPORTED false
+#endif
 
 // trim() -> boolean: whether any memory went back to the kernel.
 static napi_value trim(napi_env env, napi_callback_info info) {
@@ -30,10 +35,15 @@ static napi_value trim(napi_env env, napi_callback_info info) {
 static napi_value in_use(napi_env env, napi_callback_info info) {
   (void)info;
   double a = 0, f = 0;
-#ifdef HAVE_MALLINFO2
+#if defined(HAVE_MALLINFO2)
   struct mallinfo2 mi = mallinfo2();
   a = (double)mi.arena;
   f = (double)mi.fordblks;
+#elif defined(HAVE_TRIM)
+  // glibc before 2.33: the int fields wrap past 2 GiB, which a proxy's malloc never reaches.
+  struct mallinfo mi = mallinfo();
+  a = (double)(unsigned)mi.arena;
+  f = (double)(unsigned)mi.fordblks;
 #endif
   napi_value obj, arena, fr;
   napi_create_object(env, &obj);
@@ -45,7 +55,10 @@ static napi_value in_use(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn;
+  napi_value fn, supported;
+  // false: another libc, where trim() does nothing; the daemon says so once at start.
+  napi_get_boolean(env, TRIM_SUPPORTED, &supported);
+  napi_set_named_property(env, exports, "supported", supported);
   napi_create_function(env, "trim", NAPI_AUTO_LENGTH, trim, NULL, &fn);
   napi_set_named_property(env, exports, "trim", fn);
   napi_create_function(env, "inUse", NAPI_AUTO_LENGTH, in_use, NULL, &fn);

@@ -158,7 +158,20 @@ t.test('malloc is trimmed after RSS grew a step, when malloc keeps enough free a
   t.equal(trims.length, 3, 'and trimmed after it, though malloc kept less than half a step free')
 })
 
-t.test('the malloctrim addon is real: freed small buffers go back to the kernel', async (t) => {
+t.test('a trim that gave nothing back is not counted', async (t) => {
+  let rss = 100 * MB
+  const registry = new Registry()
+  const r = new MemoryRelief({ activity: () => ({ open: 0, seen: 0 }), log: pino({ level: 'silent' }), registry, rss: () => rss, now: () => 0, thresholdBytes: 1000 * MB, trimStepBytes: 16 * MB, utilization: () => 0, malloc: { trim: () => false, inUse: () => ({ arena: 100 * MB, free: 50 * MB }) } })
+  r.start()
+  t.teardown(() => r.stop())
+  rss = 130 * MB
+  r.check()
+  t.equal((await registry.getSingleMetric('hostmesh_memory_trims_total')!.get()).values[0]?.value ?? 0, 0)
+})
+
+// glibc only (the addon reports `supported: false` elsewhere, and the daemon warns at start).
+const glibc = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime
+t.test('the malloctrim addon is real: freed small buffers go back to the kernel', { skip: glibc ? false : 'NOT glibc: malloc_trim does not exist here' }, async (t) => {
   const malloc = loadMallocTrim()
   if (malloc instanceof Error) throw malloc
   setFlagsFromString('--expose-gc')
@@ -177,6 +190,7 @@ t.test('the malloctrim addon is real: freed small buffers go back to the kernel'
   t.equal(malloc.trim(), true, 'trim released memory')
   const after = process.memoryUsage.rss()
   t.ok(before - after > 40 * MB, `RSS ${Math.round(before / MB)} → ${Math.round(after / MB)} MB`)
-  t.equal(kept.length, 938)
+  // The survivors were what kept the freed chunks below the arena's top: still there.
+  t.ok(kept.every((b) => b.length === 2000))
   kept = []
 })
