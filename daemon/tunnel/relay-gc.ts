@@ -7,12 +7,19 @@
 // A scavenge every 16 MiB frees the buffers while they are young, for a fraction of a
 // millisecond (the young generation is nearly empty then). `npm run bench -- relay` measures it
 // on Node's bare relay: on the host that reads the stream, mark-compacts per GB 16 → 0.5 and
-// CPU per GB −30%. Only stream bytes count (splice.ts): on the sending host the socket's chunks
-// wait in the stream's flow-control window, and scavenging them there promoted them; the peer
-// bench measured that worse than no scavenge at all.
+// CPU per GB −30%. Only stream bytes count (splice.ts): counting the socket's bytes as well
+// measured worse on the daemons (more mark-compacts on the sending host), though those runs did
+// not control which thread carried the connection (below).
+// Main thread only, for now: in the daemon's worker threads the same scavenges *raised* the
+// mark-compacts (about 20 → 50 per GB on the host reading the stream, in every run where the
+// HBONE session landed on a worker thread), although Node's bare relay in a worker thread
+// gains as the main thread does (`npm run bench -- relay`, worker-young-16). Until that is
+// understood, worker threads relay as before. BENCHMARKS.md "relay" has the runs.
+import { isMainThread } from 'node:worker_threads'
 import { v8Collect, type Collect } from '../../base/gc.ts'
 
 export const RELAY_GC_STEP = 16 * 2 ** 20
+const ON_THIS_THREAD = isMainThread
 
 let relayed = 0
 let forced = 0
@@ -20,6 +27,7 @@ let collect: Collect | undefined
 
 /** Counts bytes an HTTP/2 stream handed to a splice; every RELAY_GC_STEP of them, one scavenge. */
 export function relayedBytes(n: number): void {
+  if (!ON_THIS_THREAD) return
   relayed += n
   if (relayed < RELAY_GC_STEP) return
   relayed = 0

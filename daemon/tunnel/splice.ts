@@ -26,9 +26,8 @@ export function splice(a: Duplex, b: Duplex, done: (r: SpliceResult) => void): S
   const closed = (): void => {
     if (--open === 0) done({ aToB, bToA, ...(error ? { error } : {}) })
   }
-  // Only what HTTP/2 streams hand over paces the collections (relay-gc.ts): bytes read from
-  // the TCP side wait in the stream's flow-control window long enough for a forced scavenge to
-  // promote them, which measured worse than no scavenge at all on the sending host.
+  // Only what HTTP/2 streams hand over paces the collections (relay-gc.ts): counting the TCP
+  // side's bytes as well measured worse on the sending host.
   if (isH2Stream(a)) a.on('data', (c: Buffer) => { aToB += c.length; relayedBytes(c.length) })
   else a.on('data', (c: Buffer) => { aToB += c.length })
   if (isH2Stream(b)) b.on('data', (c: Buffer) => { bToA += c.length; relayedBytes(c.length) })

@@ -1,12 +1,14 @@
 // splice on real TCP socket pairs: half-close keeps the other direction open, a reset on
 // one side resets the other, and byte counts are reported once both sides closed.
+import { once } from 'node:events'
 import http2 from 'node:http2'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { Worker } from 'node:worker_threads'
 import { constants as perf, PerformanceObserver } from 'node:perf_hooks'
 import t from 'tap'
 import { splice, type SpliceResult } from '../../../daemon/tunnel/splice.ts'
-import { relayScavenges } from '../../../daemon/tunnel/relay-gc.ts'
+import { RELAY_GC_STEP, relayedBytes, relayScavenges } from '../../../daemon/tunnel/relay-gc.ts'
 import { tcpPair } from '../../helpers/ports.ts'
 
 /** outer ⇄ a  [splice]  b ⇄ inner: two real TCP connections joined in the middle. */
@@ -109,4 +111,19 @@ t.test('bytes out of HTTP/2 streams pace young-generation collections: one force
   t.equal(r.aToB + r.bToA, 80 * 2 ** 20, 'every byte counted')
   await new Promise((resolve) => setTimeout(resolve, 50))
   t.ok(minors.length >= forced, `V8 reported ${minors.length} forced young collections`)
+})
+
+t.test('worker threads do not force scavenges (measured counterproductive there: relay-gc.ts)', async (t) => {
+  const code = `
+    import { parentPort } from 'node:worker_threads'
+    const { relayedBytes, relayScavenges, RELAY_GC_STEP } = await import(${JSON.stringify(new URL('../../../daemon/tunnel/relay-gc.ts', import.meta.url).href)})
+    for (let i = 0; i < 4; i++) relayedBytes(RELAY_GC_STEP)
+    parentPort.postMessage(relayScavenges())`
+  const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`))
+  const [forced] = await once(worker, 'message') as [number]
+  await worker.terminate()
+  t.equal(forced, 0, '4 steps relayed in a worker thread: none forced')
+  const before = relayScavenges()
+  for (let i = 0; i < 2; i++) relayedBytes(RELAY_GC_STEP)
+  t.equal(relayScavenges() - before, 2, 'the main thread: one per step')
 })
