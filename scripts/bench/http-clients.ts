@@ -10,11 +10,11 @@
 // Run: `node scripts/bench/http-clients.ts` or `npm run bench -- http-clients`. Loopback only;
 // raw results go to scripts/bench/results/.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import http from 'node:http'
-import { cpus, totalmem } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
+import { machineLine, writeResults } from './results.ts'
 import { startOrigin, type Origin } from './http-origin.ts'
 import { median } from './stats.ts'
 
@@ -167,7 +167,7 @@ export async function benchHttpClients(): Promise<void> {
     for (const l of leaks) console.log(`| ${l.config} | ${l.aborted} | ${l.failed} | ${l.originSockets} | ${l.tunnelStreams} |`)
 
     const version = async (pkg: string): Promise<string> => (JSON.parse(await readFile(here(`../../node_modules/${pkg}/package.json`), 'utf8')) as { version: string }).version
-    const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`
+    const machine = machineLine()
     const at = new Date().toISOString()
     const raw = {
       bench: 'http-clients', at, machine, loader: loaderName,
@@ -175,10 +175,7 @@ export async function benchHttpClients(): Promise<void> {
       params: { connections: CONNS, seconds: SECONDS, rounds: ROUNDS, responseBytes: 1024, aborts: ABORTS, abortConcurrency: ABORT_CONCURRENCY, settleMs: SETTLE_MS },
       runs, summary, leaks,
     }
-    const dir = here('./results/')
-    await mkdir(dir, { recursive: true })
-    const file = `${dir}http-clients-${at.slice(0, 19).replace(/:/g, '-')}Z.json`
-    await writeFile(file, `${JSON.stringify(raw, null, 2)}\n`)
+    const file = await writeResults('http-clients', raw, at)
     console.log(`\nraw: ${file}`)
   } finally {
     for (const p of proxies.values()) await p.stop()
@@ -188,5 +185,5 @@ export async function benchHttpClients(): Promise<void> {
 
 if (import.meta.main) {
   await benchHttpClients()
-  console.log(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`)
+  console.log(`\nmachine: ${machineLine()}`)
 }

@@ -22,7 +22,7 @@
 //   --no-post            the stage cost with GET only
 import { execFile } from 'node:child_process'
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -30,6 +30,7 @@ import { parseArgs, promisify } from 'node:util'
 import { parseMetrics, total } from '../demo/telemetry.ts'
 import { meshNodeConfigs, untilReady } from '../netns/mesh-nodes.ts'
 import { withTestNet, type HostProcess, type TestHost } from '../netns/hosts.ts'
+import { machineLine, writeResults } from './results.ts'
 import { summariseFile, type ProfileSummary } from './cpuprofile-summary.ts'
 import { checkStagesInForce, measureStages, profileStages, reportStageProfiles, reportStages, stagesPolicy, STAGES_PORT, STAGES_VIP, type Method, type StageProfiles, type StagesOutcome } from './http-mesh-stages.ts'
 import { median, percentile } from './stats.ts'
@@ -458,14 +459,11 @@ async function report(o: Outcome): Promise<void> {
     ...(o.mesh?.profiled ? { profiledLoad: o.mesh.profiled.load, profiles: o.mesh.profiled.profiles } : {}),
     ...(o.stages && stages ? { stages: { runs: o.stages.runs, summary: stages, ...(stageProfiles ? { profiles: stageProfiles } : {}) } } : {}),
   }
-  const out = here('./results/')
-  await mkdir(out, { recursive: true })
-  const file = `${out}http-mesh-${o.opts.only === 'stages' ? 'stages-' : ''}${at.slice(0, 19).replace(/:/g, '-')}Z.json`
-  await writeFile(file, `${JSON.stringify(raw, null, 2)}\n`)
+  const file = await writeResults(`http-mesh${o.opts.only === 'stages' ? '-stages' : ''}`, raw, at)
   console.log(`\nraw: ${file}`)
 }
 
 if (import.meta.main) {
   await benchHttpMesh(process.argv.slice(2))
-  console.log(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`)
+  console.log(`\nmachine: ${machineLine()}`)
 }

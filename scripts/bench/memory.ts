@@ -29,12 +29,13 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { cpus, tmpdir, totalmem } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs, promisify } from 'node:util'
 import { initRootCa, makeNodeCa } from '../../certs/ca-ops.ts'
 import { parseMetrics, total } from '../demo/telemetry.ts'
+import { machineLine, writeResults } from './results.ts'
 import { median } from './stats.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
@@ -262,8 +263,7 @@ export async function benchMemory(argv: readonly string[] = []): Promise<void> {
       }
     }
     report(variants, results)
-    const out = here(`./results/memory-${new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z')}.json`)
-    writeFileSync(out, JSON.stringify({ machine: machine(), rounds, rateSeconds, peakSeconds, variants: variants.map((v) => ({ name: v.name, cli: v.cli.replace(dir, '<scratch>'), nodeOptions: v.env.NODE_OPTIONS ?? null, mallocArenaMax: v.env.MALLOC_ARENA_MAX ?? null })), results }, null, 1))
+    const out = await writeResults('memory', { machine: machineLine(), rounds, rateSeconds, peakSeconds, variants: variants.map((v) => ({ name: v.name, cli: v.cli.replace(dir, '<scratch>'), nodeOptions: v.env.NODE_OPTIONS ?? null, mallocArenaMax: v.env.MALLOC_ARENA_MAX ?? null })), results })
     console.log(`\nraw: ${out.replace(ROOT, '')}`)
   } finally {
     origin.close()
@@ -271,9 +271,6 @@ export async function benchMemory(argv: readonly string[] = []): Promise<void> {
   }
 }
 
-function machine(): string {
-  return `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`
-}
 
 function report(variants: readonly Variant[], results: readonly Round[]): void {
   const f = (xs: number[], digits = 0): string => median(xs).toFixed(digits)
@@ -296,7 +293,7 @@ function report(variants: readonly Variant[], results: readonly Round[]): void {
     const g = (get: (r: Round) => number, digits = 1): string => f(rs.map(get), digits)
     console.log(`| ${v.name} | ${g((r) => r.rate.cpuMsPer1k, 0)} | ${g((r) => r.rate.gcMsPer1k)} (${g((r) => r.rate.scavengesPer1k)}) | ${g((r) => r.rate.p50ms, 2)} / ${g((r) => r.rate.p99ms, 2)} | ${range(rs.map((r) => r.peak.rate))} | ${g((r) => r.peak.cpuMsPer1k, 0)} | ${g((r) => r.peak.gcMsPer1k)} (${g((r) => r.peak.scavengesPer1k)}) |`)
   }
-  console.log(`\nmachine: ${machine()}`)
+  console.log(`\nmachine: ${machineLine()}`)
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await benchMemory(process.argv.slice(2))

@@ -33,7 +33,6 @@
 //                         and on the pair under `perf record` (scripts/bench/peer-perf.ts): CPU by
 //                         native component (kernel, OpenSSL, nghttp2, V8, JIT code, libc, …)
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -41,6 +40,7 @@ import { parseArgs } from 'node:util'
 import { parseMetrics, total } from '../demo/telemetry.ts'
 import { untilReady } from '../netns/mesh-nodes.ts'
 import { withTestNet, type HostProcess, type TestHost } from '../netns/hosts.ts'
+import { machineLine, writeResults } from './results.ts'
 import { summariseFile } from './cpuprofile-summary.ts'
 import { ensureDebianTools } from './debian-tools.ts'
 import { checkPairTls, haproxyInfo, startHaproxy, writePair, type PairPort, type PairTls } from './peer-haproxy.ts'
@@ -357,10 +357,7 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
         profiles: profiles.map((p) => ({ ...p, daemons: { client: trimProfile(p.daemons.client), server: trimProfile(p.daemons.server) } })),
         perf: perfRuns,
       }
-      const out = here('./results/')
-      await mkdir(out, { recursive: true })
-      const file = `${out}peer-${at.slice(0, 19).replace(/:/g, '-')}Z.json`
-      await writeFile(file, `${JSON.stringify(raw, null, 2)}\n`)
+      const file = await writeResults('peer', raw, at)
       console.log(`\nraw: ${file}${profRoot ? `\nprofiles: ${profRoot}` : ''}`)
     })
   } finally {
@@ -399,5 +396,5 @@ function trimProfile(p: ProfiledScenario['daemons']['client']): Record<string, u
 
 if (import.meta.main) {
   await benchPeer(process.argv.slice(2))
-  console.log(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`)
+  console.log(`\nmachine: ${machineLine()}`)
 }

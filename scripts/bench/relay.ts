@@ -7,11 +7,12 @@
 // per variant, variants interleaved; per variant the median of the rounds.
 // Options: --rounds N (default 3), --gib N (default 2), --only NAME,NAME.
 import { execFile, fork, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import { cpus, tmpdir, totalmem } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
+import { machineLine, writeResults } from './results.ts'
 import { sourceState } from './source-state.ts'
 import { median } from './stats.ts'
 
@@ -51,7 +52,7 @@ export async function benchRelay(argv: readonly string[] = []): Promise<void> {
     const key = join(dir, 'key.pem')
     const cert = join(dir, 'cert.pem')
     await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=relay'])
-    console.log(`relay: ${rounds} rounds of ${values.gib} GiB per variant, one connection; ${machine()}`)
+    console.log(`relay: ${rounds} rounds of ${values.gib} GiB per variant, one connection; ${machineLine()}`)
     const runs: Run[] = []
     for (let r = 0; r < rounds; r++) {
       for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
@@ -61,8 +62,7 @@ export async function benchRelay(argv: readonly string[] = []): Promise<void> {
       }
     }
     report(variants, runs, bytes)
-    const out = here(`./results/relay-${new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z')}.json`)
-    writeFileSync(out, JSON.stringify({ machine: machine(), source: await sourceState(), rounds, bytes, variants, runs }, null, 1))
+    const out = await writeResults('relay', { machine: machineLine(), source: await sourceState(), rounds, bytes, variants, runs })
     console.log(`\nraw: ${out.slice(out.indexOf('scripts/'))}`)
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -140,6 +140,3 @@ function report(variants: readonly Variant[], runs: readonly Run[], bytes: numbe
   }
 }
 
-function machine(): string {
-  return `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`
-}

@@ -13,7 +13,7 @@
 // Options: --seconds N (each run, default 5), --rounds N (default 3). Needs root.
 import { execFile } from 'node:child_process'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -21,6 +21,7 @@ import { parseArgs, promisify } from 'node:util'
 import { parseMetrics, total } from '../demo/telemetry.ts'
 import { untilReady } from '../netns/mesh-nodes.ts'
 import { withTestNet, type HostProcess, type TestHost } from '../netns/hosts.ts'
+import { writeResults } from './results.ts'
 import { ensureDebianTools } from './debian-tools.ts'
 import { BODY, CLIENT_UID, HTTP_PLAIN, IPERF_MESH, IPERF_PLAIN, L4_VIP, L7_VIP, LOG_LEVEL, peerFiles, peerNodeConfigs, SERVER_UID } from './peer-hosts.ts'
 import type { Outcome } from './peer-report.ts'
@@ -228,10 +229,7 @@ export async function benchWorkers(args: readonly string[] = []): Promise<void> 
         params: { ...opts, responseBytes: BODY.length, daemonLogLevel: LOG_LEVEL, pinning: 'clients and servers: taskset -c 1; daemons: unpinned', cpusAllowed: affinity },
         summary, workersSeen, runs,
       }
-      const out = here('./results/')
-      await mkdir(out, { recursive: true })
-      const file = `${out}workers-${at.slice(0, 19).replace(/:/g, '-')}Z.json`
-      await writeFile(file, `${JSON.stringify(raw, null, 2)}\n`)
+      const file = await writeResults('workers', raw, at)
       console.log(`\nraw: ${file}`)
     })
   } finally {
