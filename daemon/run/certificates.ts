@@ -23,7 +23,6 @@ export function localIdentities(s: Snapshot | undefined): Set<string> {
   return new Set(s?.localWorkloads.map((l) => l.workload.identity) ?? [])
 }
 
-
 export function createCertificates(config: NodeConfig, metrics: Metrics, log: Logger, readiness: Readiness): Certificates {
   const manager = new CertManager({
     mode: config.certificates.mode,

@@ -16,14 +16,13 @@
 // gains as the main thread does (`npm run bench -- relay`, worker-young-16). Until that is
 // understood, worker threads relay as before. BENCHMARKS.md "relay" has the runs.
 import { isMainThread } from 'node:worker_threads'
-import { v8Collect, type Collect } from '../../base/gc.ts'
+import { v8Collect } from '../../base/gc.ts'
 
 export const RELAY_GC_STEP = 16 * 2 ** 20
 const ON_THIS_THREAD = isMainThread
 
 let relayed = 0
 let forced = 0
-let collect: Collect | undefined
 
 /** Counts bytes an HTTP/2 stream handed to a splice; every RELAY_GC_STEP of them, one scavenge. */
 export function relayedBytes(n: number): void {
@@ -32,7 +31,7 @@ export function relayedBytes(n: number): void {
   if (relayed < RELAY_GC_STEP) return
   relayed = 0
   forced++
-  ;(collect ??= v8Collect())({ type: 'minor', execution: 'sync' })
+  v8Collect()({ type: 'minor', execution: 'sync' })
 }
 
 /** Scavenges forced so far in this thread (tests, diagnostics). */
