@@ -80,7 +80,10 @@ t.test('bytes out of HTTP/2 streams pace young-generation collections: one force
   const observer = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const { kind, flags } = (e as unknown as { detail: { kind: number; flags: number } }).detail
-      if (kind === perf.NODE_PERFORMANCE_GC_MINOR && (flags & perf.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) minors.push(e.startTime)
+      // A forced scavenge can come back as a mark-compact: V8 upgrades a young collection it
+      // cannot be sure of promoting (old space near its limit, as under coverage in CI).
+      const collection = kind === perf.NODE_PERFORMANCE_GC_MINOR || kind === perf.NODE_PERFORMANCE_GC_MAJOR
+      if (collection && (flags & perf.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) minors.push(e.startTime)
     }
   })
   observer.observe({ entryTypes: ['gc'] })
@@ -109,8 +112,9 @@ t.test('bytes out of HTTP/2 streams pace young-generation collections: one force
   inner.end()
   const r = await within(result, 'closed')
   t.equal(r.aToB + r.bToA, 80 * 2 ** 20, 'every byte counted')
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  t.ok(minors.length >= forced, `V8 reported ${minors.length} forced young collections`)
+  // gc entries reach observers asynchronously; wait for them, bounded.
+  for (let i = 0; i < 40 && minors.length < forced; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.ok(minors.length >= forced, `V8 reported ${minors.length} forced collections for ${forced} forced`)
 })
 
 t.test('worker threads do not force scavenges (measured counterproductive there: relay-gc.ts)', async (t) => {
