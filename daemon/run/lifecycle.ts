@@ -203,7 +203,9 @@ export class Daemon {
     // malloc's arenas are the process's: the main thread trims for every worker thread too.
     const malloc = loadMallocTrim()
     if (malloc instanceof Error) memoryLog.warn({ err: malloc }, 'malloc_trim unavailable: memory malloc freed stays with the process')
-    const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: memoryLog, registry: metrics.registry, malloc: malloc instanceof Error ? undefined : malloc })
+    // The process's RSS holds every thread's pooled pages: this thread decides, and each worker thread collects in the same round.
+    const others = threads
+    const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: memoryLog, registry: metrics.registry, malloc: malloc instanceof Error ? undefined : malloc, others: others && (() => others.ask('relieve')) })
     memory.start()
     return new Daemon(config, log, metrics, readiness, admin, adminAddress, policy, certificates, dataPlane, manager, iptables, memory, threads)
   }

@@ -17,6 +17,12 @@
 // about a millisecond per 30 MiB given back (measured: 5 ms for 125 MiB), so it may run while
 // traffic flows, but not on a saturated loop, and only after RSS grew a step since the last
 // trim, so a steady load does not trim again.
+// With worker threads, each isolate pools its own freed pages, and its heap statistics do not
+// show them (a thread's heap looks back to idle while the process holds 100 MB more): only the
+// process's RSS does. So the main thread alone looks and decides, and a collection is a round:
+// its own, then each worker thread's, each run only if that thread stayed quiet through
+// confirmMs (relieveIfQuiet), then one trim. The hostile-peer test caught RSS left 110 MB up
+// when a burst's pool sat in a worker thread that measured only its own heap.
 import { Counter, type Registry } from 'prom-client'
 import { v8Collect, type Collect } from '../../base/gc.ts'
 import type { Logger } from '../../base/logger.ts'
@@ -52,12 +58,14 @@ export interface MemoryReliefOptions {
   readonly trimStepBytes?: number
   /** A trim waits for a look at which the event loop was busy at most this share of the time. */
   readonly trimUtilization?: number
+  /** The worker threads' part of a collection round: each collects if it stayed quiet (relieveIfQuiet). */
+  readonly others?: () => Promise<unknown>
 }
 
 const MAX_BACKOFF_MS = 10 * 60_000
 
 export class MemoryRelief {
-  readonly #opts: Required<Omit<MemoryReliefOptions, 'log' | 'registry' | 'malloc'>> & Pick<MemoryReliefOptions, 'log' | 'malloc'>
+  readonly #opts: Required<Omit<MemoryReliefOptions, 'log' | 'registry' | 'malloc' | 'others'>> & Pick<MemoryReliefOptions, 'log' | 'malloc' | 'others'>
   readonly #reliefs: Counter
   readonly #trims: Counter
   readonly #collect: Collect
@@ -70,6 +78,7 @@ export class MemoryRelief {
   #seenAtLast = 0
   #confirming: NodeJS.Timeout | undefined
   #trimmedAt = 0
+  #inRound = false
 
   constructor(opts: MemoryReliefOptions) {
     this.#opts = { everyMs: 5000, confirmMs: 250, thresholdBytes: 64 * 2 ** 20, quietConnections: 64, quietUtilization: 0.02, trimStepBytes: 16 * 2 ** 20, trimUtilization: 0.5, utilization: loopUtilization(), rss: () => process.memoryUsage.rss(), now: Date.now, ...opts }
@@ -92,11 +101,31 @@ export class MemoryRelief {
     clearTimeout(this.#confirming)
   }
 
-  /** One look, collecting at once when it is due; returns whether a collection ran. */
+  /** One look, collecting at once when it is due; returns whether a collection round started (the other threads' part may still run). */
   check(): boolean {
     if (!this.#due()) return false
-    this.#run()
+    void this.#run()
     return true
+  }
+
+  /**
+   * A worker thread's part of the main thread's round: collects confirmMs from now if this
+   * thread stayed quiet meanwhile (few connections open, none new, an idle event loop).
+   */
+  relieveIfQuiet(): Promise<boolean> {
+    const seen = this.#opts.activity().seen
+    this.#opts.utilization()
+    return new Promise((resolve) => {
+      setTimeout(() => {
+        const { open, seen: now } = this.#opts.activity()
+        const quiet = open <= this.#opts.quietConnections && now === seen && this.#opts.utilization() <= this.#opts.quietUtilization
+        if (quiet) {
+          this.#collect({ type: 'major', execution: 'sync', flavor: 'last-resort' })
+          this.#reliefs.inc()
+        }
+        resolve(quiet)
+      }, this.#opts.confirmMs).unref()
+    })
   }
 
   /**
@@ -110,9 +139,8 @@ export class MemoryRelief {
     return new Promise((resolve) => {
       this.#confirming = setTimeout(() => {
         const still = this.#opts.activity().seen === seen && this.#opts.utilization() <= this.#opts.quietUtilization
-        if (still) this.#run()
-        else this.#quietLooks = 0
-        resolve(still)
+        if (!still) this.#quietLooks = 0
+        resolve(still ? this.#run().then(() => true) : false)
       }, this.#opts.confirmMs)
       this.#confirming.unref()
     })
@@ -134,22 +162,41 @@ export class MemoryRelief {
       this.#wait = this.#opts.everyMs
       this.#notBefore = 0
     }
-    return rss >= this.#baseline + this.#opts.thresholdBytes && this.#quietLooks >= 2 && now >= this.#notBefore
+    return !this.#inRound && rss >= this.#baseline + this.#opts.thresholdBytes && this.#quietLooks >= 2 && now >= this.#notBefore
   }
 
-  #run(): void {
+  /** One round: this thread's collection, then the others' (each if quiet), then a trim. Without others, all of it synchronously. */
+  #run(): Promise<void> {
     const rss = this.#opts.rss()
     const now = this.#opts.now()
     this.#seenAtLast = this.#opts.activity().seen
     const started = performance.now()
     this.#collect({ type: 'major', execution: 'sync', flavor: 'last-resort' })
-    // The collection freed external buffers into malloc: give those back too.
+    const pauseMs = Math.round(performance.now() - started)
+    const others = this.#opts.others
+    if (!others) {
+      this.#finish(rss, now, pauseMs)
+      return Promise.resolve()
+    }
+    this.#inRound = true
+    const done = (): void => {
+      this.#inRound = false
+      this.#finish(rss, now, pauseMs)
+    }
+    return others().then(done, (err: unknown) => {
+      this.#opts.log.warn({ err }, 'the worker threads\' part of a memory relief round failed')
+      done()
+    })
+  }
+
+  #finish(rss: number, now: number, pauseMs: number): void {
+    // The collections freed external buffers into malloc: give those back too.
     const after = this.#trim(this.#opts.rss(), true)
     // Freed little: what is left is not V8's to give back. Wait longer before trying again.
     this.#wait = rss - after < this.#opts.thresholdBytes / 2 ? Math.min(this.#wait * 2, MAX_BACKOFF_MS) : this.#opts.everyMs
     this.#notBefore = now + this.#wait
     this.#reliefs.inc()
-    this.#opts.log.debug({ rssBefore: rss, rssAfter: after, pauseMs: Math.round(performance.now() - started), nextInMs: this.#wait }, 'released pooled memory after a burst')
+    this.#opts.log.debug({ rssBefore: rss, rssAfter: after, pauseMs, nextInMs: this.#wait }, 'released pooled memory after a burst')
   }
 
   /** Trims when RSS grew a step since the last trim and malloc keeps half a step free (or when forced); returns RSS after. */

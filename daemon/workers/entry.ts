@@ -3,7 +3,6 @@
 // threads), follows the snapshots the primary compiled and posts, and serves with the leaves
 // the primary posts. It reads no policy or certificate file, holds no CA key, and answers the
 // primary's admin questions about its own connections, balancer and metrics.
-import { getHeapStatistics } from 'node:v8'
 import { parentPort, workerData } from 'node:worker_threads'
 import type { Snapshot } from '../../policy/snapshot.ts'
 import { deepFreeze } from '../../policy/freeze.ts'
@@ -16,7 +15,6 @@ import { createThreadRegistry } from '../metrics/registry.ts'
 import { nodesByIdentity } from '../run/placement.ts'
 import { DataPlane } from '../run/data-plane.ts'
 import { MemoryRelief } from '../run/memory.ts'
-import { loadMallocTrim } from '../run/malloc-trim.ts'
 import { PortDestination } from './log-port.ts'
 import type { Answers, FromWorker, Question, ToWorker, WorkerInit } from './messages.ts'
 import { PostedCertificates } from './posted-certs.ts'
@@ -42,11 +40,16 @@ certs.update(init.certs)
 const dataPlane = new DataPlane(config, { manager: certs, verifier: certs.verifier }, { registry }, log.component('dataplane'), () => snapshot, WORKER_SOCKETS,
   (ok) => post({ type: 'bound', ok }), { hostState: new SharedHostState(init.hostState), workers: init.workers, ejected: (endpoint, untilMs) => post({ type: 'ejected', endpoint, untilMs }) })
 
+// This thread's pooled pages show only in the process's RSS, which the main thread watches: it
+// asks every thread to collect in one round (run/memory.ts) and trims malloc after.
+const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: log.component('memory'), registry })
+
 const answers: { readonly [Q in Question]: () => Promise<Answers[Q]> | Answers[Q] } = {
   metrics: () => registry.getMetricsAsJSON(),
   // Breakers are shared memory, the same in every thread; the retry budgets are per thread.
   clusters: () => clustersView(snapshot, dataPlane.balancer, { breakers: dataPlane.breakers, retryBudgetRemaining: (s) => dataPlane.retryBudgets.remaining(s) }),
   listeners: () => dataPlane.listeners(),
+  relieve: () => memory.relieveIfQuiet(),
 }
 
 port.on('message', (m: ToWorker) => {
@@ -83,21 +86,9 @@ port.on('message', (m: ToWorker) => {
   }
 })
 
-// Each thread's heap grows with its own bursts and gives its pages back on its own: the relief
-// looks at this isolate's memory (heap and the buffers it holds), not the process's RSS, so a
-// burst on another thread does not set off a collection here that frees nothing; after one,
-// it trims malloc (process-wide and thread-safe) for what the collection freed.
-const malloc = loadMallocTrim()
-const memory = new MemoryRelief({ activity: () => dataPlane.activity, log: log.component('memory'), registry, rss: isolateMemory, malloc: malloc instanceof Error ? undefined : malloc })
-
-function isolateMemory(): number {
-  const h = getHeapStatistics()
-  return h.total_heap_size + h.external_memory
-}
 
 try {
   await dataPlane.start(snapshot)
-  memory.start()
   post({ type: 'started' })
 } catch (err) {
   const e = err as NodeJS.ErrnoException

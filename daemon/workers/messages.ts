@@ -24,6 +24,8 @@ export interface Answers {
   readonly metrics: MetricsJson
   readonly clusters: ClustersView
   readonly listeners: ListenerView[]
+  /** Whether the thread collected, as its part of a memory relief round (run/memory.ts). */
+  readonly relieve: boolean
 }
 export type Question = keyof Answers
 

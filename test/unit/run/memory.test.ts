@@ -119,6 +119,78 @@ t.test('a collection a look decided on waits confirmMs, and is dropped if a load
   t.ok(await r.checkConfirmed(), 'quiet through the wait: collected')
 })
 
+t.test('with worker threads, a collection is a round: this thread, then the others, then one trim, and back-off measured after all of it', async (t) => {
+  let rss = 100 * MB
+  let now = 0
+  const trims: number[] = []
+  const malloc = { trim: () => { trims.push(rss); return true }, inUse: () => ({ arena: 100 * MB, free: 0 }) }
+  let asked = 0
+  let answer: (() => void) | undefined
+  // The worker threads' part: their collections free what their isolates pooled.
+  const others = (): Promise<unknown> => new Promise<void>((resolve) => { asked++; answer = () => { rss -= 150 * MB; resolve() } })
+  const r = new MemoryRelief({ activity: () => ({ open: 0, seen: 0 }), log: pino({ level: 'silent' }), registry: new Registry(), rss: () => rss, now: () => now, everyMs: 5000, thresholdBytes: 64 * MB, utilization: () => 0, malloc, others })
+  r.start()
+  t.teardown(() => r.stop())
+  rss = 300 * MB
+  t.notOk(r.check(), 'quiet once')
+  t.ok(r.check(), 'quiet twice: the round starts')
+  t.equal(asked, 1, 'the other threads were asked')
+  t.same(trims, [], 'the trim waits for the other threads')
+  now += 5000
+  t.notOk(r.check(), 'no second round while one is in flight')
+  t.equal(asked, 1)
+  answer!()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(trims, [150 * MB], 'trimmed once the others collected')
+  // The round freed 150 MB of 300: no back-off, and RSS is under the threshold now.
+  now += 5000
+  t.notOk(r.check(), 'RSS is back: nothing due')
+  rss = 300 * MB
+  now += 5000
+  t.ok(r.check(), 'a round freed enough: the next is not held back')
+  t.equal(asked, 2)
+  answer!()
+})
+
+t.test('a round whose other threads fail still trims and ends (a rejected part is logged)', async (t) => {
+  let rss = 100 * MB
+  const trims: number[] = []
+  const lines: string[] = []
+  const log = pino({ level: 'warn' }, { write: (l: string) => { lines.push(l) } })
+  const r = new MemoryRelief({ activity: () => ({ open: 0, seen: 0 }), log, registry: new Registry(), rss: () => rss, now: () => 0, everyMs: 5000, thresholdBytes: 64 * MB, utilization: () => 0, confirmMs: 1,
+    malloc: { trim: () => { trims.push(rss); return true }, inUse: () => ({ arena: 0, free: 0 }) }, others: () => Promise.reject(new Error('thread gone')) })
+  r.start()
+  const hold = setInterval(() => undefined, 1000)
+  t.teardown(() => { r.stop(); clearInterval(hold) })
+  rss = 300 * MB
+  t.notOk(await r.checkConfirmed(), 'quiet once')
+  t.ok(await r.checkConfirmed(), 'the round ran')
+  t.equal(trims.length, 1, 'and trimmed')
+  t.match(lines.join(''), /thread gone/, 'the failure is logged')
+})
+
+t.test('a worker thread collects for a round only if it stayed quiet through confirmMs', async (t) => {
+  let activity = { open: 0, seen: 0 }
+  let busy = 0
+  const registry = new Registry()
+  const r = new MemoryRelief({ activity: () => activity, log: pino({ level: 'silent' }), registry, quietConnections: 10, confirmMs: 20, utilization: () => busy })
+  const hold = setInterval(() => undefined, 1000)
+  t.teardown(() => clearInterval(hold))
+  const reliefs = async (): Promise<number> => (await registry.getSingleMetric('hostmesh_memory_reliefs_total')!.get()).values[0]?.value ?? 0
+  t.ok(await r.relieveIfQuiet(), 'quiet: collected')
+  t.equal(await reliefs(), 1, 'and counted')
+  const newConnection = r.relieveIfQuiet()
+  activity = { open: 1, seen: 1 }
+  t.notOk(await newConnection, 'a connection came meanwhile: no collection')
+  const loaded = r.relieveIfQuiet()
+  busy = 0.5
+  t.notOk(await loaded, 'the loop got busy meanwhile: no collection')
+  busy = 0
+  activity = { open: 11, seen: 1 }
+  t.notOk(await r.relieveIfQuiet(), 'more connections open than quiet allows: no collection')
+  t.equal(await reliefs(), 1)
+})
+
 t.test('malloc is trimmed after RSS grew a step, when malloc keeps enough free and the loop is not saturated; once per step', async (t) => {
   let rss = 100 * MB
   let free = 0
