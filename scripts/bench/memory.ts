@@ -25,16 +25,17 @@
 //                       carries it and the others show what an idle worker thread costs
 //   --cli FILE          measure this built entry (another checkout's dist/daemon/cli.js) instead
 //                       of building this one, e.g. to compare with an earlier commit
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { parseArgs, promisify } from 'node:util'
+import { parseArgs } from 'node:util'
 import { initRootCa, makeNodeCa } from '../../certs/ca-ops.ts'
 import { parseMetrics, total } from '../demo/telemetry.ts'
+import { buildDist, unitEnvironment, withoutUnitEnvironment } from './installed.ts'
 import { machineLine, writeResults } from './results.ts'
 import { median } from './stats.ts'
 
@@ -70,32 +71,6 @@ interface Round {
   rate: Load
   peak: Load
   after: Memory
-}
-
-/** The unit's `Environment=KEY=VALUE` lines. */
-function unitEnvironment(): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const line of readFileSync(join(ROOT, 'systemd/hostmesh.service'), 'utf8').split('\n')) {
-    const m = /^Environment=("?)([A-Z_]+)=(.*)\1\s*$/.exec(line)
-    if (m) out[m[2]!] = m[3]!
-  }
-  return out
-}
-
-function baseEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env }
-  delete env.NODE_OPTIONS
-  delete env.MALLOC_ARENA_MAX
-  return env
-}
-
-/** dist/ as `npm run build` makes it, in a scratch package that links this checkout's node_modules and addons. */
-async function buildDist(dir: string): Promise<string> {
-  await promisify(execFile)(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')])
-  cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'))
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
-  symlinkSync(join(ROOT, 'build'), join(dir, 'build'))
-  return join(dir, 'dist/daemon/cli.js')
 }
 
 function procStatus(pid: number): { rss: number; anon: number; file: number } {
@@ -157,7 +132,7 @@ async function load(d: Daemon, certDir: string, hbone: number, workload: number,
   const poll = setInterval(() => { maxRss = Math.max(maxRss, procStatus(d.pid).rss) }, 100)
   const gc0 = await gc()
   const cpu0 = cpuSeconds(d.pid)
-  const client = spawn(process.execPath, [here('./memory-client.ts'), certDir, String(hbone), String(workload), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: baseEnv() })
+  const client = spawn(process.execPath, [here('./memory-client.ts'), certDir, String(hbone), String(workload), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: withoutUnitEnvironment() })
   let out = ''
   client.stdout!.on('data', (b: Buffer) => { out += b.toString() })
   const code = await new Promise<number | null>((r) => client.once('exit', r))
@@ -205,21 +180,21 @@ export async function benchMemory(argv: readonly string[] = []): Promise<void> {
     const cli = values.cli ?? await buildDist(join(dir, 'pkg'))
     const unit = unitEnvironment()
     const variants: Variant[] = [
-      { name: 'Node defaults', cli, env: baseEnv() },
-      { name: `hostmesh.service (${Object.entries(unit).map(([k, v]) => `${k}=${v}`).join(' ')})`, cli, env: { ...baseEnv(), ...unit } },
+      { name: 'Node defaults', cli, env: withoutUnitEnvironment() },
+      { name: `hostmesh.service (${Object.entries(unit).map(([k, v]) => `${k}=${v}`).join(' ')})`, cli, env: { ...withoutUnitEnvironment(), ...unit } },
     ]
     for (const mib of (values.semi ?? '').split(',').filter(Boolean)) {
-      variants.push({ name: `--max-semi-space-size=${mib}, MALLOC_ARENA_MAX=${unit.MALLOC_ARENA_MAX ?? '(unset)'}`, cli, env: { ...baseEnv(), ...unit, NODE_OPTIONS: `--max-semi-space-size=${mib}` } })
+      variants.push({ name: `--max-semi-space-size=${mib}, MALLOC_ARENA_MAX=${unit.MALLOC_ARENA_MAX ?? '(unset)'}`, cli, env: { ...withoutUnitEnvironment(), ...unit, NODE_OPTIONS: `--max-semi-space-size=${mib}` } })
     }
     for (const spec of values.env ?? []) {
       const extra = Object.fromEntries(spec.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
-      variants.push({ name: `hostmesh.service + ${spec.replaceAll(';', ' ')}`, cli, env: { ...baseEnv(), ...unit, ...extra } })
+      variants.push({ name: `hostmesh.service + ${spec.replaceAll(';', ' ')}`, cli, env: { ...withoutUnitEnvironment(), ...unit, ...extra } })
     }
     for (const n of (values.workers ?? '').split(',').filter(Boolean).map(Number)) {
       if (!Number.isInteger(n) || n < 1) throw new Error(`--workers takes whole numbers ≥ 1, not "${values.workers}"`)
-      variants.push({ name: `hostmesh.service, workers: ${n}`, cli, env: { ...baseEnv(), ...unit }, workers: n })
+      variants.push({ name: `hostmesh.service, workers: ${n}`, cli, env: { ...withoutUnitEnvironment(), ...unit }, workers: n })
     }
-    if (values.source) variants.push({ name: 'hostmesh.service, from the TypeScript sources', cli: join(ROOT, 'daemon/cli.ts'), env: { ...baseEnv(), ...unit } })
+    if (values.source) variants.push({ name: 'hostmesh.service, from the TypeScript sources', cli: join(ROOT, 'daemon/cli.ts'), env: { ...withoutUnitEnvironment(), ...unit } })
 
     // The example policy on node-c, as the daemon-start bench runs it.
     await initRootCa({ dir: join(dir, 'root'), trustDomain: 'cluster.local' })

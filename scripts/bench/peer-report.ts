@@ -19,6 +19,8 @@ export interface PeerOptions {
   profileSeconds: number
   perf: boolean
   workers: 'auto' | number
+  /** installed: dist/ with hostmesh.service's Environment=; source: daemon/cli.ts with Node's defaults. */
+  daemon: 'installed' | 'source'
 }
 
 export interface RunRecord {

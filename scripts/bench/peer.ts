@@ -29,6 +29,9 @@
 //   --profile auto|none|S[,S…]  which scenarios to profile (default auto: those missing a target)
 //   --profile-seconds N   each profiled run (default 10)
 //   --workers auto|N      both daemons' `workers` (default auto: one thread per CPU)
+//   --source              run the daemons from the TypeScript sources with Node's defaults,
+//                         instead of as installed (dist/ built here, with hostmesh.service's
+//                         Environment=: NODE_OPTIONS, MALLOC_ARENA_MAX; scripts/bench/installed.ts)
 //   --perf                before the --cpu-prof runs, each profiled scenario once more on hostmesh
 //                         and on the pair under `perf record` (scripts/bench/peer-perf.ts): CPU by
 //                         native component (kernel, OpenSSL, nghttp2, V8, JIT code, libc, …)
@@ -40,6 +43,7 @@ import { parseArgs } from 'node:util'
 import { parseMetrics, total } from '../demo/telemetry.ts'
 import { untilReady } from '../netns/mesh-nodes.ts'
 import { withTestNet, type HostProcess, type TestHost } from '../netns/hosts.ts'
+import { buildDist, unitEnvironment, withoutUnitEnvironment } from './installed.ts'
 import { machineLine, writeResults } from './results.ts'
 import { summariseFile } from './cpuprofile-summary.ts'
 import { ensureDebianTools } from './debian-tools.ts'
@@ -51,7 +55,7 @@ import { cmdline, cpuSeconds, loadavg, rssMiB, threads } from './proc-stat.ts'
 import { BODY, CLIENT_UID, HTTP_PLAIN, IPERF_MESH, IPERF_PLAIN, L4_VIP, L7_VIP, LOG_LEVEL, peerFiles, peerNodeConfigs, SERVER_UID } from './peer-hosts.ts'
 
 const here = (f: string): string => new URL(f, import.meta.url).pathname
-const CLI = here('../../daemon/cli.ts')
+const SOURCE_CLI = here('../../daemon/cli.ts')
 const NODE = process.execPath
 const TRUST = 'cluster.local'
 
@@ -72,7 +76,7 @@ function parseScenarios(flag: string, v: string): Scenario[] {
 export function peerOptions(args: readonly string[]): PeerOptions {
   const { values } = parseArgs({
     args: [...args], strict: true, allowPositionals: false,
-    options: { seconds: { type: 'string' }, rounds: { type: 'string' }, only: { type: 'string' }, profile: { type: 'string' }, 'profile-seconds': { type: 'string' }, perf: { type: 'boolean' }, workers: { type: 'string' } },
+    options: { seconds: { type: 'string' }, rounds: { type: 'string' }, only: { type: 'string' }, profile: { type: 'string' }, 'profile-seconds': { type: 'string' }, perf: { type: 'boolean' }, workers: { type: 'string' }, source: { type: 'boolean' } },
   })
   const num = (name: string, v: string | undefined, dflt: number, min: number): number => {
     if (v === undefined) return dflt
@@ -91,6 +95,7 @@ export function peerOptions(args: readonly string[]): PeerOptions {
     profileSeconds: num('profile-seconds', values['profile-seconds'], 10, 1),
     perf: values.perf === true,
     workers: workersOption(values.workers),
+    daemon: values.source === true ? 'source' : 'installed',
   }
 }
 
@@ -120,12 +125,18 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
   try {
     const loadBefore = await loadavg()
 
+    // As installed (the unit's environment, dist/), unless --source.
+    const daemonRun = opts.daemon === 'installed'
+      ? { cli: await buildDist(join(dir, 'pkg')), env: unitEnvironment() }
+      : { cli: SOURCE_CLI, env: {} }
+    const CLI = daemonRun.cli
+    const daemonEnv = { ...withoutUnitEnvironment(), ...daemonRun.env }
     await withTestNet({ hosts: ['node-a', 'node-b'] }, async (net) => {
       const [a, b] = [net.host('node-a'), net.host('node-b')]
       const configs = await peerNodeConfigs(net, dir, `workers: ${opts.workers}\n`)
       const pairFiles = await writePair(dir, TRUST, a, b, join(dir, 'root', 'bundle.pem'), PAIR_PORTS)
       const startDaemon = async (h: TestHost, flags: string[] = []): Promise<HostProcess> => {
-        const d = h.spawn([NODE, ...flags, CLI, 'run', '--config', configs.get(h.name)!])
+        const d = h.spawn([NODE, ...flags, CLI, 'run', '--config', configs.get(h.name)!], { env: daemonEnv })
         await untilReady(h, d)
         return d
       }
@@ -352,7 +363,7 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
       const at = new Date().toISOString()
       const raw = {
         bench: 'peer', at, source: await sourceState(), machine, loadavg: { before: loadBefore, rounds: roundLoads, afterRuns: loadAfterRuns }, versions, tls, installed,
-        params: { ...opts, responseBytes: BODY.length, rate: 1000, rateConnections: 16, keepAliveConnections: 64, newConnectionsConcurrency: 16, daemonLogLevel: LOG_LEVEL, haproxyNbthread: 'default (one per CPU)' },
+        params: { ...opts, daemonCli: opts.daemon === 'installed' ? 'dist/daemon/cli.js (built for this run)' : 'daemon/cli.ts', daemonEnv: daemonRun.env, responseBytes: BODY.length, rate: 1000, rateConnections: 16, keepAliveConnections: 64, newConnectionsConcurrency: 16, daemonLogLevel: LOG_LEVEL, haproxyNbthread: 'default (one per CPU)' },
         summary, runs, rssAtStart, rssAfter, daemonMetrics, haproxyStats, ...(fresh ? { fresh } : {}),
         profiles: profiles.map((p) => ({ ...p, daemons: { client: trimProfile(p.daemons.client), server: trimProfile(p.daemons.server) } })),
         perf: perfRuns,
