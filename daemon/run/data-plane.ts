@@ -18,6 +18,7 @@ import { HboneClientPool } from '../tunnel/client-pool.ts'
 import { HboneServer } from '../tunnel/server.ts'
 import type { HboneLimits } from '../tunnel/admission.ts'
 import { keepaliveOf } from '../tunnel/keepalive.ts'
+import { relayedChunks } from '../tunnel/relay-gc.ts'
 import { ConnectionTelemetry } from '../telemetry/connection.ts'
 import { RequestTelemetry } from '../telemetry/request.ts'
 import { httpMetrics } from '../metrics/istio-http.ts'
@@ -224,9 +225,10 @@ export class DataPlane {
     void l.close().then(() => this.#retired.delete(l))
   }
 
-  /** Connections open now and opened in all, across every listener. */
+  /** Connections open now; connections, streams, requests and L4 chunks relayed since start, across every listener. */
   get activity(): Activity {
-    return this.#telemetry.activity
+    const { open, seen } = this.#telemetry.activity
+    return { open, seen: seen + relayedChunks() }
   }
 
   /** The destination services' retry budgets, for /clusters. */

@@ -23,9 +23,11 @@ const ON_THIS_THREAD = isMainThread
 
 let relayed = 0
 let forced = 0
+let chunks = 0
 
 /** Counts bytes an HTTP/2 stream handed to a splice; every RELAY_GC_STEP of them, one scavenge. */
 export function relayedBytes(n: number): void {
+  chunks++
   if (!ON_THIS_THREAD) return
   relayed += n
   if (relayed < RELAY_GC_STEP) return
@@ -37,4 +39,12 @@ export function relayedBytes(n: number): void {
 /** Scavenges forced so far in this thread (tests, diagnostics). */
 export function relayScavenges(): number {
   return forced
+}
+
+/**
+ * Chunks HTTP/2 streams handed to splices in this thread since start. Traffic on long-lived L4
+ * tunnels opens nothing new, so run/memory.ts counts these as activity besides connections.
+ */
+export function relayedChunks(): number {
+  return chunks
 }

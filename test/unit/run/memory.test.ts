@@ -81,6 +81,20 @@ t.test('long-lived connections moving traffic are not quiet: the event loop says
   t.ok(relief.check(), 'idle twice: now it collects')
 })
 
+t.test('a loop a few percent busy with admin reads is quiet by default; one at a quarter is not', async (t) => {
+  let busy = 0.25
+  let rss = 100 * MB
+  const r = new MemoryRelief({ activity: () => ({ open: 0, seen: 0 }), log: pino({ level: 'silent' }), registry: new Registry(), rss: () => rss, now: () => 0, thresholdBytes: 64 * MB, utilization: () => busy })
+  r.start()
+  t.teardown(() => r.stop())
+  rss = 300 * MB
+  t.notOk(r.check(), 'a quarter busy')
+  t.notOk(r.check(), 'still not quiet')
+  busy = 0.08
+  t.notOk(r.check(), '8% busy (a /metrics read several times a second): quiet once')
+  t.ok(r.check(), 'quiet twice: collected')
+})
+
 t.test('the default utilization reading is the event loop\'s own', async (t) => {
   // The loop reports no utilization before its first turn (a test file's first moments).
   await new Promise((resolve) => setTimeout(resolve, 20))
@@ -150,6 +164,26 @@ t.test('with worker threads, a collection is a round: this thread, then the othe
   t.ok(r.check(), 'a round freed enough: the next is not held back')
   t.equal(asked, 2)
   answer!()
+})
+
+t.test('a burst this thread did not see (it landed on a worker thread) still cancels the back-off, by the growth of RSS', async (t) => {
+  let rss = 100 * MB
+  let now = 0
+  const r = new MemoryRelief({ activity: () => ({ open: 0, seen: 0 }), log: pino({ level: 'silent' }), registry: new Registry(), rss: () => rss, now: () => now, everyMs: 5000, thresholdBytes: 64 * MB, utilization: () => 0, others: () => Promise.resolve() })
+  r.start()
+  t.teardown(() => r.stop())
+  rss = 300 * MB
+  r.check()
+  t.ok(r.check(), 'a round')
+  await new Promise((resolve) => setImmediate(resolve))
+  // It freed nothing: the next waits 10 s.
+  now += 5000
+  t.notOk(r.check(), 'backing off')
+  rss = 340 * MB
+  t.ok(r.check(), 'RSS grew half a threshold past the last round: collected without waiting out the back-off')
+  await new Promise((resolve) => setImmediate(resolve))
+  now += 5000
+  t.notOk(r.check(), 'and that round freed nothing either: backing off again')
 })
 
 t.test('a round whose other threads fail still trims and ends (a rejected part is logged)', async (t) => {

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads'
 import { constants as perf, PerformanceObserver } from 'node:perf_hooks'
 import t from 'tap'
 import { splice, type SpliceResult } from '../../../daemon/tunnel/splice.ts'
-import { RELAY_GC_STEP, relayedBytes, relayScavenges } from '../../../daemon/tunnel/relay-gc.ts'
+import { RELAY_GC_STEP, relayedBytes, relayScavenges, relayedChunks } from '../../../daemon/tunnel/relay-gc.ts'
 import { tcpPair } from '../../helpers/ports.ts'
 
 /** outer ⇄ a  [splice]  b ⇄ inner: two real TCP connections joined in the middle. */
@@ -103,9 +103,12 @@ t.test('bytes out of HTTP/2 streams pace young-generation collections: one force
     await within(all, `${mib} MiB through`)
   }
   const before = relayScavenges()
+  const chunksBefore = relayedChunks()
   await through(inner, outer, 40)
   t.equal(relayScavenges() - before, 0, '40 MiB out of the TCP socket: no forced scavenge')
+  t.equal(relayedChunks(), chunksBefore, 'nor any chunk counted as relayed out of a stream')
   await through(outer, inner, 40)
+  t.ok(relayedChunks() - chunksBefore >= 40, `the stream's chunks count as activity (${relayedChunks() - chunksBefore}; run/memory.ts)`)
   const forced = relayScavenges() - before
   t.ok(forced >= 2 && forced <= 3, `40 MiB out of the HTTP/2 stream: ${forced} forced (16 MiB steps)`)
   outer.end()
