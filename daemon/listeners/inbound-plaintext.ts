@@ -43,7 +43,7 @@ export class InboundPlaintextListener {
     this.#deps = deps
     this.#throttle = new LogThrottle(deps.log)
     this.#inbound = inboundPath({ snapshot: deps.snapshot, http: deps.http, connectTimeoutMs: deps.connectTimeoutMs ?? 5000, log: deps.log })
-    this.#server = createServer({ allowHalfOpen: true }, (s) => this.#accept(s))
+    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#accept(s))
     this.#refused = new Counter({ name: 'hostmesh_inbound_plaintext_refused_total', help: 'Plaintext connections to local workloads refused, by reason (strict: the workload requires mTLS; denied: AuthorizationPolicy; unknown: not a local workload).', labelNames: ['reason'], registers: [deps.registry] })
     for (const reason of ['strict', 'denied', 'unknown']) this.#refused.inc({ reason }, 0)
   }

@@ -31,7 +31,9 @@ export class OutboundListener {
    */
   async listen(from?: SocketSource): Promise<void> {
     for (const host of this.#hosts()) {
-      const server = createServer({ allowHalfOpen: true }, (s) => this.#accept(s))
+      // TCP_NODELAY on every mesh socket, as Envoy and HAProxy set it: a proxy's writes are
+      // whole reads of the other side, and Nagle would hold a small one for an ACK.
+      const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#accept(s))
       try {
         await bind(server, host, this.port, from)
       } catch (err) {

@@ -10,7 +10,8 @@ import { connect, type Socket } from 'node:net'
 export function dialTcp(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason)
-    const s = connect({ host, port, allowHalfOpen: true })
+    // TCP_NODELAY, as on every mesh socket (listeners/outbound.ts).
+    const s = connect({ host, port, allowHalfOpen: true, noDelay: true })
     const fail = (err: unknown): void => {
       clearTimeout(timer)
       signal?.removeEventListener('abort', abort)
