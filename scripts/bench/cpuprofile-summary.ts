@@ -1,7 +1,8 @@
-// Self time by function and by file from a V8 .cpuprofile (node --cpu-prof), for the
+// Self time by function and by file from V8 .cpuprofiles (node --cpu-prof), for the
 // benchmarks' write-ups. Self time of a node = its hitCount x the mean sample interval; with a
-// window, its samples within it x their mean interval there.
-// Usage: node scripts/bench/cpuprofile-summary.ts FILE.cpuprofile [TOP]
+// window, its samples within it x their mean interval there. A daemon with worker threads
+// writes one profile per thread: summarised together, their wall and idle times add up.
+// Usage: node scripts/bench/cpuprofile-summary.ts FILE.cpuprofile... [--top N]
 import { readFile } from 'node:fs/promises'
 
 interface CallFrame { functionName: string; url: string; lineNumber: number }
@@ -26,10 +27,20 @@ export interface ProfileSummary {
 }
 
 const ROOT = new URL('../../', import.meta.url).href
+// The daemon as installed runs dist/ (built into a scratch package by scripts/bench/installed.ts):
+// its files are named by their source path.
+const DIST = /^file:\/\/.*\/dist\/((?:base|daemon|policy|certs|scripts)\/.*)\.js$/
+
+/** This checkout's path of a profiled file: a source file, or the source of a dist/ file. */
+function ours(url: string): string | undefined {
+  if (url.startsWith(ROOT)) return url.slice(ROOT.length)
+  const m = DIST.exec(url)
+  return m ? `${m[1]}.ts` : undefined
+}
 
 function where(url: string): string {
   if (url === '') return '(native)'
-  return url.startsWith(ROOT) ? url.slice(ROOT.length) : url
+  return ours(url) ?? url
 }
 
 function owner(functionName: string, url: string): string {
@@ -39,7 +50,8 @@ function owner(functionName: string, url: string): string {
     const parts = url.slice(nm + '/node_modules/'.length).split('/')
     return `npm ${parts[0]!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]}`
   }
-  if (url.startsWith(ROOT)) return `hostmesh ${url.slice(ROOT.length).split('/').slice(0, 2).join('/').replace(/\.ts$/, '')}`
+  const path = ours(url)
+  if (path !== undefined) return `hostmesh ${path.split('/').slice(0, 2).join('/').replace(/\.ts$/, '')}`
   if (url.startsWith('node:')) {
     const first = url.slice(5).replace(/^internal\//, '').split('/')[0]!
     const family = first.replace(/^_/, '').replace(/_.*$/, '')
@@ -64,16 +76,31 @@ function hitsIn(p: CpuProfile, w: Window): Map<number, number> {
   return hits
 }
 
-export function summarise(p: CpuProfile, n = 15, window?: Window): ProfileSummary {
+/** One profile, or several (a process's threads) summed: wall and idle are the threads' sums. */
+export function summarise(profiles: CpuProfile | readonly CpuProfile[], n = 15, window?: Window): ProfileSummary {
+  const byFunction = new Map<string, number>()
+  const byFile = new Map<string, number>()
+  const byOwner = new Map<string, number>()
+  let wallMs = 0
+  let idleMs = 0
+  let intervalUs = 0
+  for (const p of Array.isArray(profiles) ? profiles as readonly CpuProfile[] : [profiles as CpuProfile]) {
+    const one = addProfile(p, window, byFunction, byFile, byOwner)
+    wallMs += one.wallMs
+    idleMs += one.idleMs
+    intervalUs = Math.max(intervalUs, one.intervalUs)
+  }
+  const busyMs = wallMs - idleMs
+  return { wallMs: Math.round(wallMs), intervalUs: Math.round(intervalUs), idleMs: Math.round(idleMs), busyMs: Math.round(busyMs), functions: top(byFunction, busyMs, n), files: top(byFile, busyMs, n), owners: top(byOwner, busyMs, n) }
+}
+
+function addProfile(p: CpuProfile, window: Window | undefined, byFunction: Map<string, number>, byFile: Map<string, number>, byOwner: Map<string, number>): { wallMs: number; idleMs: number; intervalUs: number } {
   const inWindow = window ? hitsIn(p, window) : undefined
   const hitsOf = (x: ProfileNode): number => (inWindow ? inWindow.get(x.id) ?? 0 : x.hitCount ?? 0)
   const [from, to] = window ? [Math.max(window.startUs, p.startTime), Math.min(window.endUs, p.endTime)] : [p.startTime, p.endTime]
   if (to <= from) throw new Error(`the window ${window?.startUs}–${window?.endUs} µs is outside the profile (${p.startTime}–${p.endTime} µs)`)
   const hits = p.nodes.reduce((s, x) => s + hitsOf(x), 0)
   const intervalUs = hits > 0 ? (to - from) / hits : 0
-  const byFunction = new Map<string, number>()
-  const byFile = new Map<string, number>()
-  const byOwner = new Map<string, number>()
   let idleMs = 0
   for (const node of p.nodes) {
     const ms = (hitsOf(node) * intervalUs) / 1000
@@ -87,22 +114,25 @@ export function summarise(p: CpuProfile, n = 15, window?: Window): ProfileSummar
     const who = owner(functionName, url)
     byOwner.set(who, (byOwner.get(who) ?? 0) + ms)
   }
-  const wallMs = (to - from) / 1000
-  const busyMs = wallMs - idleMs
-  return { wallMs: Math.round(wallMs), intervalUs: Math.round(intervalUs), idleMs: Math.round(idleMs), busyMs: Math.round(busyMs), functions: top(byFunction, busyMs, n), files: top(byFile, busyMs, n), owners: top(byOwner, busyMs, n) }
+  return { wallMs: (to - from) / 1000, idleMs, intervalUs }
 }
 
-export async function summariseFile(file: string, n = 15, window?: Window): Promise<ProfileSummary> {
-  return summarise(JSON.parse(await readFile(file, 'utf8')) as CpuProfile, n, window)
+/** The profiles in `files` (one process's threads), summarised together. */
+export async function summariseFile(files: string | readonly string[], n = 15, window?: Window): Promise<ProfileSummary> {
+  const list = typeof files === 'string' ? [files] : files
+  return summarise(await Promise.all(list.map(async (f) => JSON.parse(await readFile(f, 'utf8')) as CpuProfile)), n, window)
 }
 
 if (import.meta.main) {
-  const [file, n] = process.argv.slice(2)
-  if (!file) {
-    process.stderr.write('usage: cpuprofile-summary.ts FILE.cpuprofile [TOP]\n')
+  const args = process.argv.slice(2)
+  const at = args.indexOf('--top')
+  const n = at >= 0 ? Number(args[at + 1]) : 15
+  const files = args.filter((_, i) => at < 0 || (i !== at && i !== at + 1))
+  if (files.length === 0) {
+    process.stderr.write('usage: cpuprofile-summary.ts FILE.cpuprofile... [--top N]\n')
     process.exit(2)
   }
-  const s = await summariseFile(file, n ? Number(n) : 15)
+  const s = await summariseFile(files, n)
   console.log(`wall ${s.wallMs} ms, busy ${s.busyMs} ms, idle ${s.idleMs} ms, sample interval ${s.intervalUs} µs\n`)
   for (const [title, rows] of [['function', s.functions], ['file', s.files], ['owner', s.owners]] as const) {
     console.log(`| ${title} | self ms | of busy |\n|---|---|---|`)

@@ -346,9 +346,10 @@ export async function benchPeer(args: readonly string[] = []): Promise<void> {
         const exits = { client: await daemons.client.stop('SIGTERM', 20_000), server: await daemons.server.stop('SIGTERM', 20_000) }
         const summary = async (who: 'client' | 'server'): Promise<ProfiledScenario['daemons']['client']> => {
           const d = join(profDir, who)
-          const f = readdirSync(d).find((n) => n.endsWith('.cpuprofile'))
-          if (!f) throw new Error(`no .cpuprofile from the ${who} daemon (exit ${JSON.stringify(exits[who])})`)
-          return { file: join(d, f), ...(await summariseFile(join(d, f), 400, window)) }
+          // One profile per thread (workers): all of them, summed.
+          const files = readdirSync(d).filter((n) => n.endsWith('.cpuprofile')).map((f) => join(d, f))
+          if (files.length === 0) throw new Error(`no .cpuprofile from the ${who} daemon (exit ${JSON.stringify(exits[who])})`)
+          return { file: files.join(' '), ...(await summariseFile(files, 400, window)) }
         }
         profiles.push({ scenario: s, path, run: r, daemons: { client: await summary('client'), server: await summary('server') } })
         process.stderr.write(`profiled ${s} (${path}): ${brief(s, r.out)}\n`)

@@ -3,9 +3,9 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
 
-/** Writes `raw` as scripts/bench/results/<name>-<at, to the second>Z.json; returns the path. */
-export async function writeResults(name: string, raw: unknown, at = new Date().toISOString()): Promise<string> {
-  const dir = new URL('./results/', import.meta.url).pathname
+/** Writes `raw` as <dir, default scripts/bench/results>/<name>-<at, to the second>Z.json; returns the path. */
+export async function writeResults(name: string, raw: unknown, at = new Date().toISOString(), folder = new URL('./results/', import.meta.url)): Promise<string> {
+  const dir = folder.pathname
   await mkdir(dir, { recursive: true })
   const file = `${dir}${name}-${at.slice(0, 19).replace(/:/g, '-')}Z.json`
   await writeFile(file, `${JSON.stringify(raw, null, 2)}\n`)

@@ -23,7 +23,7 @@ const EXAMPLES = new URL('../../../policy/examples/', import.meta.url).pathname
 const PEER = new URL('../../../scripts/netns/workloads/hbone-peer.ts', import.meta.url).pathname
 const SERVER = new URL('../../../scripts/netns/workloads/identify-server.ts', import.meta.url).pathname
 const BURST = new URL('../../../scripts/netns/workloads/burst-server.ts', import.meta.url).pathname
-const STEADY = new URL('../fixtures/steady-client.ts', import.meta.url).pathname
+const STEADY = new URL('../../../scripts/netns/workloads/steady-client.ts', import.meta.url).pathname
 const TCP_CLIENT = new URL('../../../scripts/netns/workloads/tcp-client.ts', import.meta.url).pathname
 const NODE = process.execPath
 // A workload on node-b that anyone may reach: 9200 sends without end, 9201 sends 1,000 bytes and ends.

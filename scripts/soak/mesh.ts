@@ -1,0 +1,112 @@
+// The soak's three namespace hosts (issue #15), as the demo's: node-a runs checkout (uid 2001),
+// node-b payments-v1 and node-c payments-v2 (uid 2002; HTTP on 8080, the TCP ledger on 7000),
+// each host the real `hostmesh run` as installed (scripts/bench/installed.ts) with
+// policy/examples. The loads go from checkout to the payments Service VIP: HTTP through the
+// L7 path (the canary HTTPRoute) and TCP through the L4 path (the ledger's TCPRoute).
+import { cpSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseMetrics, total } from '../demo/telemetry.ts'
+import type { HostProcess, TestHost, TestNet } from '../netns/hosts.ts'
+import { meshNodeConfigs, untilReady } from '../netns/mesh-nodes.ts'
+import { buildDist, unitEnvironment, withoutUnitEnvironment } from '../bench/installed.ts'
+
+const here = (f: string): string => new URL(f, import.meta.url).pathname
+const EXAMPLES = here('../../policy/examples/')
+const HTTP_SERVER = here('../netns/workloads/http-server.ts')
+const TCP_SERVER = here('../netns/workloads/identify-server.ts')
+const RATE_CLIENT = here('../bench/rate-client.ts')
+const STEADY_CLIENT = here('../netns/workloads/steady-client.ts')
+const NODE = process.execPath
+export const HOSTS = ['node-a', 'node-b', 'node-c'] as const
+const CHECKOUT = { uid: 2001, gid: 2001 }
+const PAYMENTS = { uid: 2002, gid: 2002 }
+const VIP = '10.96.0.20'
+
+/** What an HTTP load reported (scripts/bench/rate-client.ts). */
+export interface HttpLoad { requests: number; failed: number; non2xx: number; rate: number; p50ms: number; p99ms: number; maxms: number }
+/** What a TCP load reported (scripts/netns/workloads/steady-client.ts). */
+export interface TcpLoad { ok: number; refused: number; reset: number; timeout: number; short: number; other: number; errors: string[] }
+
+export interface SoakMeshOptions {
+  /** HTTP requests per second from checkout, open loop. */
+  readonly httpRate: number
+  readonly httpConnections: number
+  /** TCP connections kept going from checkout, each pausing this long between connections. */
+  readonly tcpConcurrency: number
+  readonly tcpPauseMs: number
+}
+
+export class SoakMesh {
+  readonly dir: string
+  readonly policyDir: string
+  readonly net: TestNet
+  readonly #opts: SoakMeshOptions
+  readonly #configs: Map<string, string>
+  readonly #cli: string
+  readonly #env: NodeJS.ProcessEnv
+  readonly daemons = new Map<string, HostProcess>()
+
+  private constructor(net: TestNet, dir: string, configs: Map<string, string>, cli: string, opts: SoakMeshOptions) {
+    this.net = net
+    this.dir = dir
+    this.policyDir = join(dir, 'policy.d')
+    this.#configs = configs
+    this.#cli = cli
+    this.#env = { ...withoutUnitEnvironment(), ...unitEnvironment() }
+    this.#opts = opts
+  }
+
+  static async start(net: TestNet, opts: SoakMeshOptions): Promise<SoakMesh> {
+    const dir = mkdtempSync(join(tmpdir(), 'hostmesh-soak-'))
+    cpSync(EXAMPLES, join(dir, 'policy.d'), { recursive: true })
+    const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), extra: 'drainSeconds: 2\nlogLevel: warn\n' })
+    const mesh = new SoakMesh(net, dir, configs, await buildDist(join(dir, 'pkg')), opts)
+    for (const name of HOSTS) mesh.daemons.set(name, mesh.#spawnDaemon(net.host(name)))
+    for (const name of HOSTS) await untilReady(net.host(name), mesh.daemons.get(name)!)
+    for (const [host, version] of [['node-b', 'v1'], ['node-c', 'v2']] as const) {
+      const h = net.host(host)
+      await h.spawn([NODE, HTTP_SERVER, `payments-${version}`, '8080'], PAYMENTS).waitFor(/listening/)
+      await h.spawn([NODE, TCP_SERVER, `payments-${version}`, '7000'], PAYMENTS).waitFor(/listening/)
+    }
+    return mesh
+  }
+
+  host(name: string): TestHost {
+    return this.net.host(name)
+  }
+
+  #spawnDaemon(h: TestHost): HostProcess {
+    return h.spawn([NODE, this.#cli, 'run', '--config', this.#configs.get(h.name)!], { env: this.#env })
+  }
+
+  /** HTTP from checkout to payments for `seconds`, at the mesh's rate; resolves when it is done. */
+  async http(seconds: number): Promise<HttpLoad> {
+    const out = await this.host('node-a').mustExec([NODE, RATE_CLIENT, `http://${VIP}/pay`, String(this.#opts.httpRate), String(seconds), String(this.#opts.httpConnections)], { ...CHECKOUT, timeoutMs: (seconds + 30) * 1000 })
+    return JSON.parse(out.trim().split('\n').at(-1)!) as HttpLoad
+  }
+
+  /** TCP connections from checkout to the payments ledger for `seconds`. */
+  async tcp(seconds: number): Promise<TcpLoad> {
+    const out = await this.host('node-a').mustExec([NODE, STEADY_CLIENT, VIP, '7000', String(seconds * 1000), String(this.#opts.tcpConcurrency), String(this.#opts.tcpPauseMs)], { ...CHECKOUT, timeoutMs: (seconds + 30) * 1000 })
+    return JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as TcpLoad
+  }
+
+  /** One daemon's /metrics, parsed. */
+  async metrics(name: string): Promise<ReturnType<typeof parseMetrics>> {
+    return parseMetrics(await this.host(name).mustExec(['curl', '-sS', '-m', '5', 'http://127.0.0.1:15000/metrics']))
+  }
+
+  /** Each daemon's RSS in MiB, by host. */
+  async rss(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {}
+    for (const name of HOSTS) out[name] = Math.round(total(await this.metrics(name), 'process_resident_memory_bytes') / 2 ** 20)
+    return out
+  }
+
+  /** One daemon's /config_dump `policy` (without the compiled snapshot). */
+  async policy(name: string): Promise<{ generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null }> {
+    const dump = JSON.parse(await this.host(name).mustExec(['curl', '-sS', '-m', '5', 'http://127.0.0.1:15000/config_dump'])) as { policy: { generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null } }
+    return dump.policy
+  }
+}
