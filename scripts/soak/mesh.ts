@@ -22,11 +22,12 @@ export const HOSTS = ['node-a', 'node-b', 'node-c'] as const
 const CHECKOUT = { uid: 2001, gid: 2001 }
 const PAYMENTS = { uid: 2002, gid: 2002 }
 const VIP = '10.96.0.20'
+const VERSION: Record<string, string> = { 'node-b': 'v1', 'node-c': 'v2' }
 
 /** What an HTTP load reported (scripts/bench/rate-client.ts). */
 export interface HttpLoad { requests: number; failed: number; non2xx: number; rate: number; p50ms: number; p99ms: number; maxms: number }
 /** What a TCP load reported (scripts/netns/workloads/steady-client.ts). */
-export interface TcpLoad { ok: number; refused: number; reset: number; timeout: number; short: number; other: number; errors: string[] }
+export interface TcpLoad { ok: number; refused: number; reset: number; timeout: number; short: number; other: number; errors: string[]; slowestMs: number }
 
 export interface SoakMeshOptions {
   /** HTTP requests per second from checkout, open loop. */
@@ -46,6 +47,8 @@ export class SoakMesh {
   readonly #cli: string
   readonly #env: NodeJS.ProcessEnv
   readonly daemons = new Map<string, HostProcess>()
+  /** The payments HTTP servers, by host (node-b: v1, node-c: v2). */
+  readonly httpServers = new Map<string, HostProcess>()
 
   private constructor(net: TestNet, dir: string, configs: Map<string, string>, cli: string, opts: SoakMeshOptions) {
     this.net = net
@@ -64,16 +67,41 @@ export class SoakMesh {
     const mesh = new SoakMesh(net, dir, configs, await buildDist(join(dir, 'pkg')), opts)
     for (const name of HOSTS) mesh.daemons.set(name, mesh.#spawnDaemon(net.host(name)))
     for (const name of HOSTS) await untilReady(net.host(name), mesh.daemons.get(name)!)
-    for (const [host, version] of [['node-b', 'v1'], ['node-c', 'v2']] as const) {
-      const h = net.host(host)
-      await h.spawn([NODE, HTTP_SERVER, `payments-${version}`, '8080'], PAYMENTS).waitFor(/listening/)
-      await h.spawn([NODE, TCP_SERVER, `payments-${version}`, '7000'], PAYMENTS).waitFor(/listening/)
+    for (const host of ['node-b', 'node-c']) {
+      await mesh.startHttpServer(host)
+      await net.host(host).spawn([NODE, TCP_SERVER, `payments-${VERSION[host]}`, '7000'], PAYMENTS).waitFor(/listening/)
     }
     return mesh
   }
 
+  /** Starts (or starts again) the payments HTTP server on `host`. */
+  async startHttpServer(host: string): Promise<HostProcess> {
+    const p = this.net.host(host).spawn([NODE, HTTP_SERVER, `payments-${VERSION[host]}`, '8080'], PAYMENTS)
+    await p.waitFor(/listening/)
+    this.httpServers.set(host, p)
+    return p
+  }
+
+  /** node-a's view of one service port's endpoints (/clusters). */
+  async clusterHosts(cluster: string): Promise<{ address: string; node: string; health: string; ejections: number }[]> {
+    const view = JSON.parse(await this.host('node-a').mustExec(['curl', '-sS', '-m', '5', 'http://127.0.0.1:15000/clusters'])) as { clusters: { name: string; hosts: { address: string; node: string; health: string; ejections: number }[] }[] }
+    return view.clusters.find((c) => c.name === cluster)?.hosts ?? []
+  }
+
   host(name: string): TestHost {
     return this.net.host(name)
+  }
+
+  /** Kills `name`'s daemon with SIGKILL (nothing drains, the kernel closes its sockets). */
+  async killDaemon(name: string): Promise<void> {
+    await this.daemons.get(name)!.stop('SIGKILL')
+  }
+
+  /** Starts `name`'s daemon again and waits for its /ready. */
+  async startDaemon(name: string): Promise<void> {
+    const d = this.#spawnDaemon(this.host(name))
+    this.daemons.set(name, d)
+    await untilReady(this.host(name), d)
   }
 
   #spawnDaemon(h: TestHost): HostProcess {

@@ -4,7 +4,8 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { HOSTS, type SoakMesh } from './mesh.ts'
+import { total } from '../demo/telemetry.ts'
+import { HOSTS, type HttpLoad, type SoakMesh, type TcpLoad } from './mesh.ts'
 
 export interface Check { readonly name: string; readonly ok: boolean; readonly detail: string }
 export interface Disturbance { readonly did: string; readonly checks: readonly Check[] }
@@ -13,7 +14,19 @@ export interface Scenario {
   readonly name: string
   /** The bar, as issue #15 words it. */
   readonly bar: string
+  /** The share of HTTP requests that must succeed during the disturbance (default 1: none may fail). */
+  readonly httpSuccess?: number
+  /** The share of TCP connections that must succeed during the disturbance (default 1). */
+  readonly tcpSuccess?: number
+  /** The shortest disturbance that shows what the bar asks (--quick runs at least this long). */
+  readonly minSeconds?: number
+  /** Checks of the loads' figures besides the success shares. */
+  loadChecks?(http: HttpLoad, tcp: TcpLoad): readonly Check[]
+  /** Before the loads: the policy the scenario needs, in force on every host. */
+  prepare?(mesh: SoakMesh): Promise<void>
   run(mesh: SoakMesh, seconds: number): Promise<Disturbance>
+  /** After the row is measured: the mesh as the next scenario expects it. */
+  cleanup?(mesh: SoakMesh): Promise<void>
 }
 
 /** Writes a policy file as editors and config managers do: a temporary file renamed over it. */
@@ -132,4 +145,148 @@ export const badFile: Scenario = {
   },
 }
 
-export const SCENARIOS: readonly Scenario[] = [policyChurn, badFile]
+/** Applies a policy change and waits (bounded) until every host runs a newer generation without error. */
+async function applyPolicy(mesh: SoakMesh, change: () => void): Promise<void> {
+  const before = await generations(mesh)
+  change()
+  for (let i = 0; i < 100; i++) {
+    await sleep(100)
+    const now = await Promise.all(HOSTS.map((name) => mesh.policy(name)))
+    const bad = now.find((p) => p.lastError !== null)
+    if (bad) throw new Error(`the soak's policy change was refused: ${bad.lastError!.problems.slice(0, 3).join('; ')}`)
+    if (now.every((p, j) => p.generation > before[HOSTS[j]!]!)) return
+  }
+  throw new Error('the soak\'s policy change was not in force on every host within 10 s')
+}
+
+const ROUTE_SPLIT = `      backendRefs:
+        - {name: payments-v1, port: 80, weight: 90}
+        - {name: payments-v2, port: 80, weight: 10}
+      timeouts: {request: 5s, backendRequest: 2s}`
+// Retries go to an endpoint not tried yet in the same backend Service: so the route sends to
+// the Service with both versions, and the dead endpoint's requests are retried on the other.
+const ROUTE_RETRY = `      backendRefs: [{name: payments, port: 80}]
+      timeouts: {request: 5s, backendRequest: 2s}
+      retry: {attempts: 3, codes: [502, 503, 504], backoff: 25ms}`
+const OUTLIER = `apiVersion: hostmesh.io/v1alpha1
+kind: DestinationPolicy
+metadata: {name: soak-payments, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, name: payments}]
+  outlierDetection: {consecutive5xxErrors: 3, consecutiveGatewayErrors: 3, interval: 1s, baseEjectionTime: 5s, maxEjectionPercent: 50}
+  retryBudget: {percent: 50, minRetriesPerSecond: 100}
+`
+const CLUSTER = 'shop/payments:80'
+
+/** payments-v1's HTTP server on node-b killed (SIGKILL) mid-load, and started again. */
+export const endpointRestart: Scenario = {
+  name: 'endpoint-restart',
+  bar: '≥ 99.9% success with retries, ejected within consecutive5xxErrors, back after recovery',
+  httpSuccess: 0.999,
+  // A quarter up, a quarter (at least 3 s) down, then the 5 s ejection must run out under load.
+  minSeconds: 12,
+  async prepare(mesh) {
+    const routes = join(mesh.policyDir, '30-routes.yaml')
+    await applyPolicy(mesh, () => {
+      const text = readFileSync(routes, 'utf8')
+      if (!text.includes(ROUTE_SPLIT)) throw new Error(`${routes}: the canary rule is not the one the soak knows`)
+      replaceFile(routes, text.replace(ROUTE_SPLIT, ROUTE_RETRY))
+      replaceFile(join(mesh.policyDir, '48-soak-outlier.yaml'), OUTLIER)
+    })
+  },
+  async run(mesh, seconds) {
+    const start = Date.now()
+    const downFor = Math.max(3, seconds / 4) * 1000
+    await sleep((seconds * 1000) / 4)
+    const retries = async (): Promise<number> => total(await mesh.metrics('node-a'), 'hostmesh_retries_total', { result: 'success' })
+    const retriedBefore = await retries()
+    const killedAt = Date.now()
+    await mesh.httpServers.get('node-b')!.stop('SIGKILL')
+    let ejectedMs: number | undefined
+    for (let i = 0; i < downFor / 100 && ejectedMs === undefined; i++) {
+      const b = (await mesh.clusterHosts(CLUSTER)).find((h) => h.node === 'node-b')
+      if (b?.health === 'EJECTED') ejectedMs = Date.now() - killedAt
+      else await sleep(100)
+    }
+    await sleep(Math.max(0, killedAt + downFor - Date.now()))
+    await mesh.startHttpServer('node-b')
+    const restartedAt = Date.now()
+    await sleep(Math.max(0, start + seconds * 1000 - Date.now()))
+    // Back: out of ejection (baseEjectionTime 5 s) and answering requests again.
+    let served = 0
+    let health = ''
+    for (let i = 0; i < 100; i++) {
+      served = requestsServed(mesh, 'node-b')
+      health = (await mesh.clusterHosts(CLUSTER)).find((h) => h.node === 'node-b')?.health ?? 'absent'
+      if (served > 0 && health !== 'EJECTED') break
+      await sleep(100)
+    }
+    return {
+      did: `node-b's payments HTTP server killed (SIGKILL) ${Math.round((killedAt - start) / 1000)} s in, down ${Math.round(downFor / 1000)} s, then started again`,
+      checks: [
+        // The kill was felt: requests to the dead endpoint failed and were retried elsewhere.
+        { name: 'requests that met the dead endpoint were retried on the other', ok: (await retries()) > retriedBefore, detail: `${(await retries()) - retriedBefore} retries that succeeded (node-a, hostmesh_retries_total{result="success"})` },
+        { name: 'node-b\'s endpoint was ejected while it was down', ok: ejectedMs !== undefined, detail: ejectedMs === undefined ? 'never seen ejected' : `ejected ${ejectedMs} ms after the kill (consecutive5xxErrors 3, consecutiveGatewayErrors 3)` },
+        { name: 'node-b\'s endpoint was back after recovery', ok: served > 0 && health !== 'EJECTED', detail: `${served} requests served by the restarted server, ${Math.round((Date.now() - restartedAt) / 1000)} s after its start; health ${health}` },
+      ],
+    }
+  },
+  async cleanup(mesh) {
+    const routes = join(mesh.policyDir, '30-routes.yaml')
+    await applyPolicy(mesh, () => {
+      replaceFile(routes, readFileSync(routes, 'utf8').replace(ROUTE_RETRY, ROUTE_SPLIT))
+      rmSync(join(mesh.policyDir, '48-soak-outlier.yaml'))
+    })
+  },
+}
+
+/** Seconds node-a's daemon gives a connection to an endpoint (connectionPool.connectTimeout's default). */
+const CONNECT_TIMEOUT_MS = 10_000
+
+/** node-c's hostmesh killed with SIGKILL under load and started again: callers fail fast and recover, their own hostmesh untouched. */
+export const peerKill: Scenario = {
+  name: 'peer-kill',
+  bar: 'callers fail fast (no hang beyond the connect timeout), recover without restarting their hostmesh',
+  // node-c carries payments-v2, 10% of both loads: those fail while it is down.
+  httpSuccess: 0,
+  tcpSuccess: 0,
+  minSeconds: 12,
+  async run(mesh, seconds) {
+    const start = Date.now()
+    const downFor = Math.max(3, seconds / 4) * 1000
+    const callerPid = mesh.daemons.get('node-a')!.pid
+    await sleep((seconds * 1000) / 4)
+    const killedAt = Date.now()
+    await mesh.killDaemon('node-c')
+    await sleep(downFor)
+    const servedBefore = requestsServed(mesh, 'node-c')
+    await mesh.startDaemon('node-c')
+    const restartedMs = Date.now() - killedAt
+    await sleep(Math.max(0, start + seconds * 1000 - Date.now()))
+    let served = 0
+    for (let i = 0; i < 50 && served === 0; i++) {
+      served = requestsServed(mesh, 'node-c') - servedBefore
+      if (served === 0) await sleep(100)
+    }
+    return {
+      did: `node-c's hostmesh killed (SIGKILL) ${Math.round((killedAt - start) / 1000)} s in, ready again ${Math.round(restartedMs / 1000)} s later`,
+      checks: [
+        { name: 'payments-v2 served requests again once node-c\'s hostmesh was back', ok: served > 0, detail: `${served} requests reached payments-v2 after the restart` },
+        { name: 'the callers\' hostmesh was not restarted', ok: mesh.daemons.get('node-a')!.pid === callerPid && mesh.daemons.get('node-a')!.running, detail: `node-a's daemon pid ${callerPid}` },
+      ],
+    }
+  },
+  loadChecks(http, tcp) {
+    return [
+      { name: 'no HTTP request waited past the connect timeout', ok: http.maxms <= CONNECT_TIMEOUT_MS, detail: `slowest ${Math.round(http.maxms)} ms; ${http.failed + http.non2xx} of ${http.requests} failed (errors ${http.failed}, not 2xx ${http.non2xx})` },
+      { name: 'no TCP connection hung past the connect timeout', ok: tcp.timeout === 0 && tcp.slowestMs <= CONNECT_TIMEOUT_MS, detail: `slowest ${Math.round(tcp.slowestMs)} ms; refused ${tcp.refused}, reset ${tcp.reset}, short ${tcp.short}, timed out ${tcp.timeout}, other ${tcp.other}, ok ${tcp.ok}` },
+    ]
+  },
+}
+
+/** Requests the payments HTTP server on `host` has printed (REQ lines), since it started. */
+function requestsServed(mesh: SoakMesh, host: string): number {
+  return mesh.httpServers.get(host)!.output.split('\n').filter((l) => l.startsWith('REQ ')).length
+}
+
+export const SCENARIOS: readonly Scenario[] = [policyChurn, badFile, endpointRestart, peerKill]
