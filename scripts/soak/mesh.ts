@@ -1,11 +1,13 @@
 // The soak's three namespace hosts (issue #15), as the demo's: node-a runs checkout (uid 2001),
 // node-b payments-v1 and node-c payments-v2 (uid 2002; HTTP on 8080, the TCP ledger on 7000),
 // each host the real `hostmesh run` as installed (scripts/bench/installed.ts) with
-// policy/examples. The loads go from checkout to the payments Service VIP: HTTP through the
+// policy/examples, under the systemd stand-in (scripts/netns/service-manager.py) as the units
+// configure it: hostmesh.socket's ports passed in, the fd store, the watchdog. The loads go from checkout to the payments Service VIP: HTTP through the
 // L7 path (the canary HTTPRoute) and TCP through the L4 path (the ledger's TCPRoute).
 import { cpSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseMetrics, total } from '../demo/telemetry.ts'
 import type { HostProcess, TestHost, TestNet } from '../netns/hosts.ts'
 import { meshNodeConfigs, untilReady } from '../netns/mesh-nodes.ts'
@@ -17,6 +19,7 @@ const HTTP_SERVER = here('../netns/workloads/http-server.ts')
 const TCP_SERVER = here('../netns/workloads/identify-server.ts')
 const RATE_CLIENT = here('../bench/rate-client.ts')
 const STEADY_CLIENT = here('../netns/workloads/steady-client.ts')
+const MANAGER = here('../netns/service-manager.py')
 const NODE = process.execPath
 export const HOSTS = ['node-a', 'node-b', 'node-c'] as const
 const CHECKOUT = { uid: 2001, gid: 2001 }
@@ -92,20 +95,34 @@ export class SoakMesh {
     return this.net.host(name)
   }
 
-  /** Kills `name`'s daemon with SIGKILL (nothing drains, the kernel closes its sockets). */
+  /** Kills `name`'s daemon and its service manager with SIGKILL, as a host crash would: nothing drains, the kernel closes every socket. */
   async killDaemon(name: string): Promise<void> {
     await this.daemons.get(name)!.stop('SIGKILL')
   }
 
-  /** Starts `name`'s daemon again and waits for its /ready. */
+  /** Starts `name`'s service manager and daemon again and waits for its /ready. */
   async startDaemon(name: string): Promise<void> {
     const d = this.#spawnDaemon(this.host(name))
     this.daemons.set(name, d)
     await untilReady(this.host(name), d)
   }
 
+  /** `systemctl restart`: the stand-in stops the daemon (SIGTERM, drain) and starts it with the same sockets; resolves at its READY=1. */
+  async restartDaemon(name: string, timeoutMs = 30_000): Promise<void> {
+    const manager = this.daemons.get(name)!
+    const ready = (): number => manager.output.split('\n').filter((l) => l.startsWith('{"event"') && (JSON.parse(l) as { event: string }).event === 'ready').length
+    const before = ready()
+    process.kill(manager.pid, 'SIGUSR1')
+    const deadline = Date.now() + timeoutMs
+    for (let i = 0; i < timeoutMs / 50 && ready() === before && Date.now() < deadline; i++) await sleep(50)
+    if (ready() === before) throw new Error(`${name}: no READY=1 within ${timeoutMs} ms of the restart:\n${manager.output.slice(-2000)}`)
+  }
+
+  /** The daemon under the stand-in, with the units' settings: hostmesh.socket's ListenStream= and ReusePort=, FileDescriptorStoreMax=, WatchdogSec=. */
   #spawnDaemon(h: TestHost): HostProcess {
-    return h.spawn([NODE, this.#cli, 'run', '--config', this.#configs.get(h.name)!], { env: this.#env })
+    return h.spawn(['python3', '-B', MANAGER, '--listen', '127.0.0.1:15000', '--listen', '[::]:15006', '--listen', '[::]:15008', '--reuse-port',
+      '--fdstore-max', '512', '--watchdog-usec', '20000000', '--log', join(this.dir, h.name, 'daemon.log'), '--',
+      NODE, this.#cli, 'run', '--config', this.#configs.get(h.name)!], { env: this.#env })
   }
 
   /** HTTP from checkout to payments for `seconds`, at the mesh's rate; resolves when it is done. */
@@ -123,6 +140,17 @@ export class SoakMesh {
   /** One daemon's /metrics, parsed. */
   async metrics(name: string): Promise<ReturnType<typeof parseMetrics>> {
     return parseMetrics(await this.host(name).mustExec(['curl', '-sS', '-m', '5', 'http://127.0.0.1:15000/metrics']))
+  }
+
+  /** node-a's answers to checkout that were not 200, by "code flags" (istio_requests_total, reporter source). */
+  async failedAnswers(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {}
+    for (const s of await this.metrics('node-a')) {
+      if (s.name !== 'istio_requests_total' || s.labels.reporter !== 'source' || s.labels.response_code === '200') continue
+      const k = `${s.labels.response_code} ${s.labels.response_flags}`
+      out[k] = (out[k] ?? 0) + s.value
+    }
+    return out
   }
 
   /** Each daemon's RSS in MiB, by host. */

@@ -4,7 +4,7 @@
 // INSTALLED package runs the way its units run it: hostmesh-capture.service's ExecStart as
 // root with CAP_NET_ADMIN only installs the capture rules before any daemon runs; then
 // hostmesh.service's ExecStart through /usr/bin/hostmesh, as a non-root system user with only
-// the unit's capabilities, under the systemd stand-in (fixtures/service-manager.py) with
+// the unit's capabilities, under the systemd stand-in (scripts/netns/service-manager.py) with
 // hostmesh.socket's sockets. It must send READY=1 and sync its iptables rules. uninstall.sh,
 // run in that host, stops before deleting anything when the rules cannot be removed, removes
 // the rules (with --root only when given --remove-rules) and the package, and keeps
@@ -24,7 +24,7 @@ import { listing, unitSettings, unitValue } from '../helpers/install.ts'
 const REPO = new URL('../../', import.meta.url).pathname
 const INSTALL = join(REPO, 'scripts/install.sh')
 const UNINSTALL = join(REPO, 'scripts/uninstall.sh')
-const MANAGER = new URL('./fixtures/service-manager.py', import.meta.url).pathname
+const MANAGER = new URL('../../scripts/netns/service-manager.py', import.meta.url).pathname
 const PKG = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> }
 // What systemd gives a system service: its default PATH and a few variables, nothing of ours.
 const SERVICE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin'

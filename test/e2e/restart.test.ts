@@ -1,5 +1,5 @@
 // `systemctl restart hostmesh` under load refuses no connection. systemd is not PID 1 here,
-// so fixtures/service-manager.py plays its part exactly as the units configure it: it holds
+// so scripts/netns/service-manager.py plays its part exactly as the units configure it: it holds
 // hostmesh.socket's ports (admin, :15006, :15008), passes them with LISTEN_FDS and
 // LISTEN_FDNAMES, keeps the outbound sockets the daemon stores with FDSTORE=1, reads READY=1
 // and WATCHDOG=1 (from the main pid only), and restarts with SIGTERM then a new start.
@@ -17,7 +17,7 @@ import { e2eSkip } from '../helpers/e2e.ts'
 import { assertQuiet } from '../helpers/mesh-checks.ts'
 
 const EXAMPLES = new URL('../../policy/examples/', import.meta.url).pathname
-const MANAGER = new URL('./fixtures/service-manager.py', import.meta.url).pathname
+const MANAGER = new URL('../../scripts/netns/service-manager.py', import.meta.url).pathname
 const CLIENT = new URL('../../scripts/netns/workloads/steady-client.ts', import.meta.url).pathname
 const SLOW = new URL('./fixtures/slow-client.ts', import.meta.url).pathname
 const SERVER = new URL('../../scripts/netns/workloads/identify-server.ts', import.meta.url).pathname
