@@ -87,7 +87,7 @@ export class SoakMesh {
 
   /** node-a's view of one service port's endpoints (/clusters). */
   async clusterHosts(cluster: string): Promise<{ address: string; node: string; health: string; ejections: number }[]> {
-    const view = JSON.parse(await this.host('node-a').mustExec(['curl', '-sS', '-m', '5', 'http://127.0.0.1:15000/clusters'])) as { clusters: { name: string; hosts: { address: string; node: string; health: string; ejections: number }[] }[] }
+    const view = JSON.parse(await this.#admin('node-a', '/clusters')) as { clusters: { name: string; hosts: { address: string; node: string; health: string; ejections: number }[] }[] }
     return view.clusters.find((c) => c.name === cluster)?.hosts ?? []
   }
 
@@ -137,9 +137,14 @@ export class SoakMesh {
     return JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as TcpLoad
   }
 
+  /** GET `path` on the admin port of `name`'s daemon (loopback inside its host). */
+  #admin(name: string, path: string): Promise<string> {
+    return this.host(name).mustExec(['curl', '-sS', '-m', '5', `http://127.0.0.1:15000${path}`])
+  }
+
   /** One daemon's /metrics, parsed. */
   async metrics(name: string): Promise<ReturnType<typeof parseMetrics>> {
-    return parseMetrics(await this.host(name).mustExec(['curl', '-sS', '-m', '5', 'http://127.0.0.1:15000/metrics']))
+    return parseMetrics(await this.#admin(name, '/metrics'))
   }
 
   /** node-a's answers to checkout that were not 200, by "code flags" (istio_requests_total, reporter source). */
@@ -162,7 +167,7 @@ export class SoakMesh {
 
   /** One daemon's /config_dump `policy` (without the compiled snapshot). */
   async policy(name: string): Promise<{ generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null }> {
-    const dump = JSON.parse(await this.host(name).mustExec(['curl', '-sS', '-m', '5', 'http://127.0.0.1:15000/config_dump'])) as { policy: { generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null } }
+    const dump = JSON.parse(await this.#admin(name, '/config_dump')) as { policy: { generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null } }
     return dump.policy
   }
 }

@@ -52,8 +52,8 @@ async function runScenario(mesh: SoakMesh, s: Scenario, seconds: number, beforeS
   await s.prepare?.(mesh)
   const [http0, tcp0] = await Promise.all([mesh.http(beforeSeconds), mesh.tcp(beforeSeconds)])
   const rssBefore = await mesh.rss()
-  // The loads outlast the disturbance by a second on each side, so its first and last acts land on traffic.
   const answersBefore = await mesh.failedAnswers()
+  // The loads outlast the disturbance by a second on each side, so its first and last acts land on traffic.
   const loads = Promise.all([mesh.http(seconds + 2), mesh.tcp(seconds + 2)])
   await new Promise((r) => setTimeout(r, 1000))
   const disturbance = await s.run(mesh, seconds)
@@ -65,10 +65,11 @@ async function runScenario(mesh: SoakMesh, s: Scenario, seconds: number, beforeS
   await s.cleanup?.(mesh)
   const success = s.httpSuccess ?? 1
   const succeeded = http.requests > 0 ? (http.requests - failedHttp(http)) / http.requests : 0
+  const httpDetail = `${http.requests} sent, ${failedHttp(http)} failed (${http.failed} errors, ${http.non2xx} not 2xx${notOk ? `; node-a answered ${notOk}` : ''})`
   const checks: Check[] = [
     ...success === 0 ? [] : [success === 1
-      ? { name: 'no HTTP request failed', ok: failedHttp(http) === 0 && http.requests > 0, detail: `${http.requests} sent, ${failedHttp(http)} failed (${http.failed} errors, ${http.non2xx} not 2xx${notOk ? `; node-a answered ${notOk}` : ''})` }
-      : { name: `at least ${success * 100}% of HTTP requests succeeded`, ok: succeeded >= success, detail: `${http.requests} sent, ${failedHttp(http)} failed (${http.failed} errors, ${http.non2xx} not 2xx${notOk ? `; node-a answered ${notOk}` : ''}): ${(succeeded * 100).toFixed(3)}%` }],
+      ? { name: 'no HTTP request failed', ok: failedHttp(http) === 0 && http.requests > 0, detail: httpDetail }
+      : { name: `at least ${success * 100}% of HTTP requests succeeded`, ok: succeeded >= success, detail: `${httpDetail}: ${(succeeded * 100).toFixed(3)}%` }],
     ...(s.tcpSuccess ?? 1) === 1 ? [{ name: 'no TCP connection failed', ok: failedTcp(tcp) === 0 && tcp.ok > 0, detail: `${tcp.ok + failedTcp(tcp)} opened, ${failedTcp(tcp)} failed ${JSON.stringify(tcp.errors.slice(0, 2))}` }] : [],
     ...s.loadChecks?.(http, tcp) ?? [],
     ...disturbance.checks,
