@@ -117,6 +117,11 @@ export class OutboundHttp {
     this.#path.drain()
   }
 
+  /** Once no connection is left to serve: the pooled upstream connections go (idle by then). */
+  destroyUpstreams(): void {
+    this.#pool.destroy()
+  }
+
   destroy(): void {
     this.#path.destroy()
     this.#pool.destroy()

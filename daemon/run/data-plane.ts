@@ -265,6 +265,14 @@ export class DataPlane {
     this.#inboundHttp.drain()
     this.#pool.close()
     await Promise.all([this.#hbone.close(), this.#plaintext.close(), ...[...this.#outbound.values(), ...this.#retired].map((l) => l.close())])
+    // Every accepted connection has ended, so nothing in flight needs an upstream (a mirror
+    // copy may be cut: mirrors are best effort). Pooled upstream connections would otherwise
+    // hold the process open after its drain, and a restart's new daemon waits for its exit.
+    // Not a graceful close: node leaves a client session that obeyed a GOAWAY closed but not
+    // destroyed, and a close would wait for it.
+    this.#outboundHttp.destroyUpstreams()
+    this.#inboundHttp.destroyUpstreams()
+    this.#pool.destroy()
   }
 
   destroy(): void {

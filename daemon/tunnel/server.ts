@@ -323,10 +323,7 @@ export class HboneServer {
         stream.respond({ ':status': 200 })
         record.update({ upstream: authority })
       },
-      keep: (tunnel) => {
-        session.tunnels.add(tunnel)
-        return () => session.tunnels.delete(tunnel)
-      },
+      keep: (tunnel) => session.keep(tunnel),
     }
   }
 

@@ -78,6 +78,25 @@ export class PeerSession {
     this.#goingAway = true
     this.#lastAccepted = this.lastStreamId
     this.h2.goaway(constants.NGHTTP2_NO_ERROR, this.lastStreamId)
+    this.#closeIfDone()
+  }
+
+  /** Carries `t` until the returned function is called (its end). */
+  keep(t: SessionTunnel): () => void {
+    this.tunnels.add(t)
+    return () => {
+      this.tunnels.delete(t)
+      this.#closeIfDone()
+    }
+  }
+
+  /**
+   * After our GOAWAY, the last tunnel's end closes the session from this side. A node client
+   * that gets a GOAWAY ends its socket, but a node server never reads that FIN (the session
+   * owns the socket's reads), so waiting for the peer held a drain to its deadline.
+   */
+  #closeIfDone(): void {
+    if (this.#goingAway && this.tunnels.size === 0 && !this.h2.closed && !this.h2.destroyed) this.h2.close()
   }
 
   /**

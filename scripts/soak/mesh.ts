@@ -19,6 +19,7 @@ const HTTP_SERVER = here('../netns/workloads/http-server.ts')
 const TCP_SERVER = here('../netns/workloads/identify-server.ts')
 const RATE_CLIENT = here('../bench/rate-client.ts')
 const STEADY_CLIENT = here('../netns/workloads/steady-client.ts')
+const SLOW_CLIENT = here('../netns/workloads/slow-client.ts')
 const MANAGER = here('../netns/service-manager.py')
 const NODE = process.execPath
 export const HOSTS = ['node-a', 'node-b', 'node-c'] as const
@@ -31,6 +32,14 @@ const VERSION: Record<string, string> = { 'node-b': 'v1', 'node-c': 'v2' }
 export interface HttpLoad { requests: number; failed: number; non2xx: number; rate: number; p50ms: number; p99ms: number; maxms: number }
 /** What a TCP load reported (scripts/netns/workloads/steady-client.ts). */
 export interface TcpLoad { ok: number; refused: number; reset: number; timeout: number; short: number; other: number; errors: string[]; slowestMs: number }
+
+/** What /certs says (docs/certs.md), as far as the soak reads it. */
+export interface CertsView {
+  bundle: { roots: { serial: string; sha256: string }[] }
+  nodeCa: { serial: string } | null
+  lastError: string | null
+  identities: { identity: string; state: string; serial: string; issuer: string }[]
+}
 
 export interface SoakMeshOptions {
   /** HTTP requests per second from checkout, open loop. */
@@ -66,7 +75,7 @@ export class SoakMesh {
   static async start(net: TestNet, opts: SoakMeshOptions): Promise<SoakMesh> {
     const dir = mkdtempSync(join(tmpdir(), 'hostmesh-soak-'))
     cpSync(EXAMPLES, join(dir, 'policy.d'), { recursive: true })
-    const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), extra: 'drainSeconds: 2\nlogLevel: warn\n' })
+    const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), extra: 'drainSeconds: 2\nlogLevel: warn\ncertificates: {leafTtl: 1m}\n' })
     const mesh = new SoakMesh(net, dir, configs, await buildDist(join(dir, 'pkg')), opts)
     for (const name of HOSTS) mesh.daemons.set(name, mesh.#spawnDaemon(net.host(name)))
     for (const name of HOSTS) await untilReady(net.host(name), mesh.daemons.get(name)!)
@@ -83,6 +92,19 @@ export class SoakMesh {
     await p.waitFor(/listening/)
     this.httpServers.set(host, p)
     return p
+  }
+
+  /** The fraud scorer (node-c, uid 2003, HTTP on 9090), which the loads never call. */
+  async startFraudServer(): Promise<HostProcess> {
+    const p = this.net.host('node-c').spawn([NODE, HTTP_SERVER, 'fraud', '9090'], { uid: 2003, gid: 2003 })
+    await p.waitFor(/listening/)
+    return p
+  }
+
+  /** One HTTP GET from checkout; resolves with the status code (0: no answer). */
+  async checkoutGet(url: string): Promise<number> {
+    const r = await this.host('node-a').exec(['curl', '-sS', '-m', '10', '-o', '/dev/null', '-w', '%{http_code}', url], { ...CHECKOUT, timeoutMs: 15_000 })
+    return Number(r.stdout.trim()) || 0
   }
 
   /** node-a's view of one service port's endpoints (/clusters). */
@@ -107,15 +129,22 @@ export class SoakMesh {
     await untilReady(this.host(name), d)
   }
 
-  /** `systemctl restart`: the stand-in stops the daemon (SIGTERM, drain) and starts it with the same sockets; resolves at its READY=1. */
-  async restartDaemon(name: string, timeoutMs = 30_000): Promise<void> {
+  /** `systemctl restart`: the stand-in stops the daemon (SIGTERM, drain) and starts it with the same sockets; resolves at its READY=1 with how long the drain and the start took. */
+  async restartDaemon(name: string, timeoutMs = 30_000): Promise<{ drainMs: number; startMs: number }> {
     const manager = this.daemons.get(name)!
-    const ready = (): number => manager.output.split('\n').filter((l) => l.startsWith('{"event"') && (JSON.parse(l) as { event: string }).event === 'ready').length
-    const before = ready()
+    const events = (): { event: string; at: number }[] => manager.output.split('\n').filter((l) => l.startsWith('{"event"')).map((l) => JSON.parse(l) as { event: string; at: number })
+    const mark = events().length
+    const sent = Date.now()
     process.kill(manager.pid, 'SIGUSR1')
     const deadline = Date.now() + timeoutMs
-    for (let i = 0; i < timeoutMs / 50 && ready() === before && Date.now() < deadline; i++) await sleep(50)
-    if (ready() === before) throw new Error(`${name}: no READY=1 within ${timeoutMs} ms of the restart:\n${manager.output.slice(-2000)}`)
+    const since = (): { event: string; at: number }[] => events().slice(mark)
+    for (let i = 0; i < timeoutMs / 50 && !since().some((e) => e.event === 'ready') && Date.now() < deadline; i++) await sleep(50)
+    const after = since()
+    const at = (event: string): number | undefined => after.find((e) => e.event === event)?.at
+    const exited = at('exited')
+    const ready = at('ready')
+    if (ready === undefined || exited === undefined) throw new Error(`${name}: no READY=1 within ${timeoutMs} ms of the restart:\n${manager.output.slice(-2000)}`)
+    return { drainMs: exited - sent, startMs: ready - exited }
   }
 
   /** The daemon under the stand-in, with the units' settings: hostmesh.socket's ListenStream= and ReusePort=, FileDescriptorStoreMax=, WatchdogSec=. */
@@ -166,6 +195,21 @@ export class SoakMesh {
   }
 
   /** One daemon's /config_dump `policy` (without the compiled snapshot). */
+  /** One daemon's /certs (docs/certs.md). */
+  async certs(name: string): Promise<CertsView> {
+    return JSON.parse(await this.#admin(name, '/certs')) as CertsView
+  }
+
+  /**
+   * A long-lived TCP connection from checkout to the ledger (scripts/netns/workloads/slow-client.ts):
+   * a 16-byte chunk every `intervalMs` for `seconds`, each echoed back. Resolves with its report.
+   */
+  async longLived(seconds: number, intervalMs = 250): Promise<{ ok: boolean; sent: number; echoed: number; ms: number; error?: string }> {
+    const chunks = Math.ceil((seconds * 1000) / intervalMs)
+    const out = await this.host('node-a').mustExec([NODE, SLOW_CLIENT, VIP, '7000', String(chunks), String(intervalMs)], { ...CHECKOUT, timeoutMs: (seconds + 30) * 1000 })
+    return JSON.parse(out.trim().split('\n').at(-1)!) as { ok: boolean; sent: number; echoed: number; ms: number; error?: string }
+  }
+
   async policy(name: string): Promise<{ generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null }> {
     const dump = JSON.parse(await this.#admin(name, '/config_dump')) as { policy: { generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null } }
     return dump.policy

@@ -54,6 +54,9 @@ t.test('drain: requests in flight finish, then the connection closes', { skip: e
       if (side === 'source') t.match(r.stdout, /\r\nConnection: close\r\n/i, 'and told the client to close the connection')
       t.ok(Date.now() - started < 5000, 'within drainSeconds')
       t.match(await stopped, { code: 0 }, 'the daemon exits cleanly after the drain')
+      // Its pooled upstream connections (HBONE sessions, keep-alive streams) went with the
+      // drain: nothing held the process open after it.
+      t.notMatch(daemons.get(host)!.output, /still held the event loop/, 'nothing held the event loop after the drain')
       if (!/^HTTP\/1\.1 200/.test(r.stdout)) t.comment(daemons.get('node-a')!.output.slice(-4000), daemons.get('node-b')!.output.slice(-4000))
       daemons.set(host, await start(net.host(host)))
     })
@@ -67,5 +70,6 @@ t.test('drain: requests in flight finish, then the connection closes', { skip: e
     t.match(r.stdout, /^HTTP\/2 200/, `the stream in flight finished: ${r.stdout.slice(0, 200)} ${r.stderr}`)
     t.match(r.stdout, /"httpVersion":"2\.0"/, 'HTTP/2 end to end')
     t.match(await stopped, { code: 0 })
+    t.notMatch(daemons.get('node-a')!.output, /still held the event loop/, 'nothing held the event loop after the drain')
   })
 })

@@ -19,7 +19,7 @@ import { assertQuiet } from '../helpers/mesh-checks.ts'
 const EXAMPLES = new URL('../../policy/examples/', import.meta.url).pathname
 const MANAGER = new URL('../../scripts/netns/service-manager.py', import.meta.url).pathname
 const CLIENT = new URL('../../scripts/netns/workloads/steady-client.ts', import.meta.url).pathname
-const SLOW = new URL('./fixtures/slow-client.ts', import.meta.url).pathname
+const SLOW = new URL('../../scripts/netns/workloads/slow-client.ts', import.meta.url).pathname
 const SERVER = new URL('../../scripts/netns/workloads/identify-server.ts', import.meta.url).pathname
 const NODE = process.execPath
 

@@ -46,7 +46,12 @@ not be bound, 78 invalid node config (a restart will not fix it).
         void running.stop(signal).then(() => {
           // Everything is closed; if a stray handle (a library's watcher) still holds the
           // event loop, do not hang the stop: systemd would SIGKILL us after TimeoutStopSec.
-          setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()
+          // Said, because a restart's new daemon waits for this exit (test/e2e/l7-drain.test.ts).
+          setTimeout(() => {
+            running.log.component('run').warn({ holding: process.getActiveResourcesInfo().filter((r) => r !== 'Timeout') }, 'something still held the event loop 2 s after the drain: exiting anyway')
+            running.log.flush()
+            process.exit(process.exitCode ?? 0)
+          }, 2000).unref()
           resolve()
         })
       }

@@ -6,7 +6,7 @@ import { soak } from '../../../scripts/soak/run.ts'
 import { SCENARIOS } from '../../../scripts/soak/scenarios.ts'
 import { e2eSkip } from '../../helpers/e2e.ts'
 
-// Four scenarios of at least 4–12 s each, with loads before and after: past the files' 180 s.
+// Six scenarios of at least 4–12 s each, with loads before and after: past the files' 180 s.
 t.setTimeout(600_000)
 
 t.test('npm run soak -- --quick: every scenario meets its bar', { skip: e2eSkip(), timeout: 420_000 }, async (t) => {

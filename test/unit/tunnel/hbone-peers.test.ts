@@ -233,3 +233,31 @@ t.test('CONNECTs to a workload port with nothing listening cost the session: dia
   t.equal(await s.metric('hostmesh_hbone_connections_refused_total', { reason: 'session_rate' }), 1)
   t.equal(accessLines(s).length, lines, `no more access-log lines than the first batch (${lines})`)
 })
+
+t.test('a drain ends when the last tunnel does: the server closes each gone-away session itself', async (t) => {
+  const s = await hboneSetup(t)
+  // Two sessions: one idle at the drain, one carrying a tunnel that finishes later.
+  const idle = await s.raw('client')
+  const first = connectStream(idle.session, `127.0.0.1:${s.echoPort}`)
+  t.equal(await status(first), 200)
+  await until(() => s.workloadSockets.length === 1, 'the first tunnel reached the workload')
+  s.workloadSockets[0]!.end()
+  first.resume()
+  first.end()
+  await until(() => s.server.tunnels === 0, 'the first tunnel ended')
+  const held = await s.open('client')
+  held.on('error', () => undefined)
+  let drained = false
+  void s.server.close().then(() => { drained = true })
+  // node's client ends its socket on the GOAWAY, but the server never reads that FIN: before
+  // this fix the idle session (and with it the drain) stayed open until the drain deadline.
+  await until(() => s.server.tunnels === 1 && idle.socket.destroyed, 'the idle session is closed while the held tunnel stays')
+  const back = new Promise<string>((r) => held.once('data', (c: Buffer) => r(c.toString())))
+  held.write('after the GOAWAY')
+  t.equal(await back, 'after the GOAWAY', 'the open tunnel still carries data during the drain')
+  t.notOk(drained, 'the drain waits for it')
+  held.end()
+  s.workloadSockets.at(-1)!.end()
+  await until(() => drained, 'the drain ended once its last tunnel did')
+  t.equal(s.server.tunnels, 0)
+})
