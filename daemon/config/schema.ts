@@ -7,6 +7,7 @@ import type { DeepReadonly } from '../../policy/freeze.ts'
 import { duration } from '../../policy/schema/common.ts'
 import { DEFAULT_L7_LIMITS } from '../l7/limits.ts'
 import { DEFAULT_HBONE_LIMITS } from '../tunnel/admission.ts'
+import { DEFAULT_WORKLOAD_CAPS } from '../limits/workload-caps.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/hostmesh/hostmesh.yaml'
 
@@ -109,6 +110,16 @@ const http = z.strictObject({
   traceparent: z.boolean().default(true),
 })
 
+// What one local workload may hold at once on the outbound side (docs/config.md "outbound"),
+// so a runaway workload cannot starve the others on the host. Compiled to
+// daemon/limits/workload-limits.ts's WorkloadCaps.
+const outbound = z.strictObject({
+  maxConnectionsPerWorkload: count(10_000_000).default(DEFAULT_WORKLOAD_CAPS.maxConnectionsPerWorkload),
+  maxRequestsPerWorkload: count(10_000_000).default(DEFAULT_WORKLOAD_CAPS.maxRequestsPerWorkload),
+  // Envoy's connection_limit `delay`: how long a connection over the cap waits before its reset.
+  refusalDelay: duration.prefault('100ms').refine((ms) => ms >= 0 && ms <= 10_000, { message: 'expected a delay between 0s and 10s' }),
+})
+
 export const NodeConfigSchema = z.strictObject({
   node: z.strictObject({
     name: dnsName,
@@ -137,6 +148,7 @@ export const NodeConfigSchema = z.strictObject({
   // Istio's terminationDrainDuration defaults to 5 s; long-lived TCP needs the option to wait more.
   drainSeconds: z.number().min(0).max(3600).default(5),
   outboundTrafficPolicy: z.enum(['ALLOW_ANY', 'REGISTRY_ONLY']).default('ALLOW_ANY'),
+  outbound: outbound.prefault({}),
   // Data-path threads (docs/workers.md): auto is one per CPU the process may use (Envoy's
   // --concurrency, ztunnel's worker threads). The main thread is the first of them.
   workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),

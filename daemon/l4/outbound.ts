@@ -1,5 +1,8 @@
 // The source host's per-connection path, for every connection a local workload opens (its
-// outbound listener, listeners/outbound.ts, names the workload). In this order:
+// outbound listener, listeners/outbound.ts, names the workload). First the workload's cap
+// (outbound.maxConnectionsPerWorkload: over it the connection is reset, after
+// outbound.refusalDelay, before it has a record, so a runaway workload costs no access-log line
+// per refusal; limits/workload-limits.ts counts and logs them). Then, in this order:
 //   from-workload (a container's listener: only the container's own source address; else NR)
 //   → original-dst (SO_ORIGINAL_DST; none: NR)
 //   → redirected (a direct dial of the capture port is no workload's: NR)
@@ -24,6 +27,8 @@ import type { Snapshot, WorkloadInfo } from '../../policy/snapshot.ts'
 import type { Balancer } from '../balance/balancer.ts'
 import type { OutboundHttp } from '../l7/outbound.ts'
 import type { CircuitBreakers } from '../limits/circuit-breaker.ts'
+import type { WorkloadLimits } from '../limits/workload-limits.ts'
+import type { DelayedRefusals } from './delayed-refusals.ts'
 import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
 import type { HboneClientPool } from '../tunnel/client-pool.ts'
 import type { OutboundConnection } from './outbound-connection.ts'
@@ -50,6 +55,10 @@ export interface OutboundPathDeps {
   readonly connectTimeoutMs?: number
   /** The request path, for http/http2/grpc service ports. */
   readonly http: OutboundHttp
+  /** Per local workload on this host (node config `outbound`). */
+  readonly workloads: WorkloadLimits
+  /** How a connection over its workload's cap is reset (outbound.refusalDelay). */
+  readonly refusals: DelayedRefusals
 }
 
 /** Runs the path for each connection `source`'s listener (on `capturePort`) accepts. */
@@ -72,6 +81,9 @@ export function outboundPath(deps: OutboundPathDeps): OutboundPath {
     splice,
   ])
   return (socket, source, capturePort) => {
+    const release = deps.workloads.acquire(source.key, 'connections')
+    if (!release) return deps.refusals.refuse(socket)
+    socket.once('close', release)
     // One record per accepted connection, whatever becomes of it (docs/mesh.md, "Access log").
     const record = deps.telemetry.begin({
       reporter: 'source', listener: 'outbound',

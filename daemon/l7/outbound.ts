@@ -1,6 +1,7 @@
 // The source host's request path, for connections a local workload opened to an http, http2
 // or grpc service port. Per connection: detect (detect.ts). Per request, in this order:
-//   route (HTTPRoute match; none: 404 NR) → filters (redirect, header modifiers, URL rewrite)
+//   workload-limit (the source workload's outbound.maxRequestsPerWorkload; over: 503 UO)
+//   → route (HTTPRoute match; none: 404 NR) → filters (redirect, header modifiers, URL rewrite)
 //   → fault (delay DI, abort FI)
 //   → mirror (RequestMirror: a copy to the mirror service, never waited for; stages/mirror.ts)
 //   → timeouts (request: 504 UT) → split (weighted backendRefs)
@@ -42,6 +43,8 @@ import { retry } from './stages/retry.ts'
 import { split } from './stages/split.ts'
 import { timeouts } from './stages/timeouts.ts'
 import { upstream, type UpstreamChoice } from './stages/upstream.ts'
+import { workloadLimit } from './stages/workload-limit.ts'
+import type { WorkloadLimits } from '../limits/workload-limits.ts'
 
 /** Opens a connection to an endpoint as the source workload: an HBONE stream, or TCP outside the mesh. */
 export type EndpointConnect = (source: WorkloadInfo, ep: Endpoint, service: string, timeoutMs: number) => Promise<Duplex>
@@ -65,6 +68,8 @@ export interface OutboundHttpDeps {
   readonly log: Logger
   /** Where host-wide counts live (the mirror caps): shared memory with worker threads. */
   readonly hostState?: HostState
+  /** Per local workload on this host (node config `outbound`). */
+  readonly workloads: WorkloadLimits
 }
 
 export class OutboundHttp {
@@ -87,6 +92,7 @@ export class OutboundHttp {
     this.#path = new RequestPath<OutboundConn>({
       limitsOf: () => deps.limits, connections: deps.connections, log: deps.log,
       run: pipeline<Exchange<OutboundConn>>([
+        workloadLimit(deps.workloads),
         route,
         filters,
         fault,

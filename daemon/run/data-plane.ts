@@ -28,6 +28,8 @@ import { OutboundHttp } from '../l7/outbound.ts'
 import { LocalHostState, type HostState } from '../limits/host-state.ts'
 import { RateLimiter } from '../l7/rate-limiter.ts'
 import { CircuitBreakers } from '../limits/circuit-breaker.ts'
+import { WorkloadLimits } from '../limits/workload-limits.ts'
+import { DelayedRefusals } from '../l4/delayed-refusals.ts'
 import { RetryBudgets } from '../limits/retry-budget.ts'
 import { RetryMetrics } from '../l7/retry-metrics.ts'
 import { MirrorMetrics } from '../l7/mirror-metrics.ts'
@@ -66,6 +68,9 @@ export class DataPlane {
   readonly #inboundHttp: InboundHttp
   readonly #balancer: Balancer
   readonly #retryBudgets: RetryBudgets
+  /** outbound.maxConnectionsPerWorkload / maxRequestsPerWorkload, for the host (shared with worker threads). */
+  readonly #workloads: WorkloadLimits
+  readonly #refusals: DelayedRefusals
   /** One count per destination service for both paths: maxConnections holds TCP ports and L7 upstream connections together. */
   readonly #breakers: CircuitBreakers
   readonly #sockets: ListenerSockets
@@ -103,11 +108,13 @@ export class DataPlane {
     this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, keepaliveOf(limits))
     this.#breakers = new CircuitBreakers(hostState, metrics.registry)
     this.#retryBudgets = new RetryBudgets(undefined, 1 / (opts.workers ?? 1))
+    this.#workloads = new WorkloadLimits(hostState, metrics.registry, log.child({ limit: 'workload' }), config.outbound)
+    this.#refusals = new DelayedRefusals(config.outbound.refusalDelay)
     const requests = new RequestTelemetry(httpMetrics(metrics.registry), log, this.#telemetry.activity)
     const l7 = { limits: l7Limits(config), traceparent: config.http.traceparent, telemetry: requests, connections: this.#telemetry, snapshot }
     const pool = this.#pool
     this.#outboundHttp = new OutboundHttp({
-      ...l7, hostState, balancer: this.#balancer, breakers: this.#breakers, retryBudgets: this.#retryBudgets, retries: new RetryMetrics(metrics.registry), mirrors: new MirrorMetrics(metrics.registry),
+      ...l7, hostState, workloads: this.#workloads, balancer: this.#balancer, breakers: this.#breakers, retryBudgets: this.#retryBudgets, retries: new RetryMetrics(metrics.registry), mirrors: new MirrorMetrics(metrics.registry),
       log: log.child({ listener: 'outbound', l7: true }),
       connect: (source, ep, service, timeoutMs) => connectEndpoint(pool, source, ep, service, timeoutMs, snapshot()?.workloads.get(ep.workload ?? '')),
     })
@@ -185,7 +192,7 @@ export class DataPlane {
     for (const [k, { workload, outboundPort }] of want) {
       if (this.#outbound.has(k)) continue
       const l = new OutboundListener(workload, outboundPort, {
-        snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, breakers: this.#breakers, outboundTrafficPolicy: this.#config.outboundTrafficPolicy, http: this.#outboundHttp,
+        snapshot: this.#snapshot, pool: this.#pool, balancer: this.#balancer, breakers: this.#breakers, outboundTrafficPolicy: this.#config.outboundTrafficPolicy, http: this.#outboundHttp, workloads: this.#workloads, refusals: this.#refusals,
         log: this.#log.child({ listener: 'outbound', workload: workload.key }), telemetry: this.#telemetry,
       })
       // The same workload edited in place keeps its port. Its new listener takes over the old

@@ -241,10 +241,14 @@ t.test('L7 resilience through the mesh', { skip: e2eSkip() }, async (t) => {
     // Binomial(2000, 0.1): sigma = sqrt(0.1 * 0.9 / 2000) = 0.67%; ±4 sigma is [7.3%, 12.7%].
     const sigma = Math.sqrt(0.1 * 0.9 / N)
     t.ok(Math.abs(di / N - 0.1) <= 4 * sigma, `${di} of ${N} delayed (DI), ${(100 * di / N).toFixed(2)}%: within 10% ± ${(400 * sigma).toFixed(2)}%`)
-    // Every delayed request takes ≥ 200 ms, so as many slow requests as delayed ones means the
-    // slow ones are the delayed ones: none of the others took that long.
+    // Every delayed request takes ≥ 200 ms, so there are at least as many slow requests as
+    // delayed ones, and the others were not delayed: hardly any more are that slow. Not exactly
+    // as many: under CI's parallel load an undelayed request can take 200 ms too (a run saw 18
+    // of 1,813, with the others' p99 at 136 ms).
     const fast = results.filter((r) => r.ms < 200).map((r) => r.ms)
-    t.equal(slow, di, `the requests that took ≥ 200 ms (${slow}) are exactly the delayed ones (${di}); the others: p50 ${percentile(fast, 0.5)} ms, p99 ${percentile(fast, 0.99)} ms, max ${percentile(fast, 1)} ms`)
+    const others = `the others: p50 ${percentile(fast, 0.5)} ms, p99 ${percentile(fast, 0.99)} ms, max ${percentile(fast, 1)} ms`
+    t.ok(slow >= di && slow - di <= N / 100, `the requests that took ≥ 200 ms (${slow}) are the delayed ones (${di}) and at most 1% more; ${others}`)
+    t.ok(percentile(fast, 0.5) < 100, `the undelayed requests were not held: ${others}`)
     const s = await control(8080, '_stats')
     t.equal(s.byPath['/fault/delay'], N, 'every request, delayed or not, reached the server')
   })

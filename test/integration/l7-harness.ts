@@ -28,6 +28,8 @@ import { DEFAULT_L7_LIMITS } from '../../daemon/l7/limits.ts'
 import { MirrorMetrics } from '../../daemon/l7/mirror-metrics.ts'
 import { OutboundHttp, type EndpointConnect } from '../../daemon/l7/outbound.ts'
 import { RetryMetrics } from '../../daemon/l7/retry-metrics.ts'
+import type { WorkloadCaps } from '../../daemon/limits/workload-caps.ts'
+import { WorkloadLimits } from '../../daemon/limits/workload-limits.ts'
 import { until } from '../helpers/admin.ts'
 import { logSink } from '../helpers/log-sink.ts'
 
@@ -42,8 +44,9 @@ export function tcpEndpoint(_source: WorkloadInfo, ep: Endpoint): Promise<Duplex
 }
 
 /** The source host's request path with fresh balancer, breakers and budgets, torn down with `t`. */
-export function outboundHttp(t: Test, snapshot: () => Snapshot | undefined, tel: Telemetry, connect: EndpointConnect = tcpEndpoint): OutboundHttp {
+export function outboundHttp(t: Test, snapshot: () => Snapshot | undefined, tel: Telemetry, connect: EndpointConnect = tcpEndpoint, caps?: WorkloadCaps): OutboundHttp {
   const outbound = new OutboundHttp({
+    workloads: new WorkloadLimits(new LocalHostState(), tel.registry, tel.log, caps),
     snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry),
     retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry),
     log: tel.log, telemetry: tel.requests, connections: tel.connections, limits: DEFAULT_L7_LIMITS, traceparent: false, connect,

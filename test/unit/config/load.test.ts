@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { DEFAULT_WORKLOAD_CAPS } from '../../../daemon/limits/workload-caps.ts'
 import { ConfigError } from '../../../daemon/config/errors.ts'
 import { loadNodeConfig, parseNodeConfig, resolveConfigPath } from '../../../daemon/config/load.ts'
 import { hboneLimits, l7Limits } from '../../../daemon/run/data-plane.ts'
@@ -40,6 +41,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     logLevel: 'debug',
     drainSeconds: 12.5,
     outboundTrafficPolicy: 'REGISTRY_ONLY',
+    outbound: { maxConnectionsPerWorkload: 4096, maxRequestsPerWorkload: 4096, refusalDelay: 100 },
     workers: 'auto',
     iptables: { sync: true, checkInterval: 30_000 },
     hbone: {
@@ -148,6 +150,13 @@ t.test('the hbone limits default to the HBONE server\'s own defaults; a per-sour
   t.same(hboneLimits(config), DEFAULT_HBONE_LIMITS, 'the schema defaults and the server defaults are the same numbers')
   t.same(hboneLimits(parseNodeConfig('b.yaml', 'node: {name: n, addresses: [10.0.0.1]}\nhbone: {handshakeTimeout: 2s, maxTunnelsPerPeer: 10}\n')), { ...DEFAULT_HBONE_LIMITS, handshakeTimeoutMs: 2000, maxTunnelsPerPeer: 10 })
   t.throws(() => parseNodeConfig('c.yaml', 'node: {name: n, addresses: [10.0.0.1]}\nhbone: {maxConnections: 10, maxConnectionsPerSource: 20}\n'), /c\.yaml:\d+:\d+: hbone\.maxConnectionsPerSource: hbone\.maxConnectionsPerSource \(20\) is more than hbone\.maxConnections \(10\)/)
+})
+
+t.test('outbound: per-workload caps default to the enforcement\'s defaults; a cap below 1 is refused with its place', async (t) => {
+  t.same(parseNodeConfig('a.yaml', 'node: {name: n, addresses: [10.0.0.1]}\n').outbound, { ...DEFAULT_WORKLOAD_CAPS, refusalDelay: 100 })
+  t.same(parseNodeConfig('b.yaml', 'node: {name: n, addresses: [10.0.0.1]}\noutbound: {maxRequestsPerWorkload: 64, refusalDelay: 0s}\n').outbound, { ...DEFAULT_WORKLOAD_CAPS, maxRequestsPerWorkload: 64, refusalDelay: 0 })
+  t.throws(() => parseNodeConfig('c.yaml', 'node: {name: n, addresses: [10.0.0.1]}\noutbound:\n  maxConnectionsPerWorkload: 0\n'), /c\.yaml:3:30: outbound\.maxConnectionsPerWorkload: /)
+  t.throws(() => parseNodeConfig('d.yaml', 'node: {name: n, addresses: [10.0.0.1]}\noutbound: {maxConections: 5}\n'), /d\.yaml:2:12: unknown key "maxConections" under outbound/)
 })
 
 t.test('workers: auto or a whole number of threads, 1 to 256', async (t) => {

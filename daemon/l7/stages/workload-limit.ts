@@ -1,0 +1,23 @@
+// The source workload's cap on outbound requests in flight (node config
+// outbound.maxRequestsPerWorkload, limits/workload-limits.ts), before anything else is spent on
+// the request: over it, 503 at once with `x-hostmesh-overloaded: true`, flag UO (gRPC:
+// UNAVAILABLE), as the circuit breakers answer; its slot is held until the exchange is over.
+import type { Stage } from '../../../base/stage.ts'
+import type { WorkloadLimits } from '../../limits/workload-limits.ts'
+import { reply, type Exchange } from '../exchange.ts'
+import type { OutboundConn } from '../outbound-conn.ts'
+
+export function workloadLimit(limits: WorkloadLimits): Stage<Exchange<OutboundConn>> {
+  return async (x, next) => {
+    const release = limits.acquire(x.conn.source.key, 'requests')
+    if (!release) {
+      x.error = `${x.conn.source.key}: over outbound.maxRequestsPerWorkload`
+      return reply(x, { status: 503, flag: 'UO', message: 'upstream overflow', headers: { 'x-hostmesh-overloaded': 'true' } })
+    }
+    try {
+      await next()
+    } finally {
+      release()
+    }
+  }
+}

@@ -1,0 +1,48 @@
+// Per-workload caps (node config outbound.maxConnectionsPerWorkload / maxRequestsPerWorkload):
+// each workload and resource is its own count; past the cap acquire() refuses, counts the
+// refusal per workload and resource, and logs one line per window however many are refused.
+import pino from 'pino'
+import { Registry } from 'prom-client'
+import t from 'tap'
+import { LocalHostState } from '../../../daemon/limits/host-state.ts'
+import { WorkloadLimits } from '../../../daemon/limits/workload-limits.ts'
+import { DEFAULT_WORKLOAD_CAPS } from '../../../daemon/limits/workload-caps.ts'
+import { logSink } from '../../helpers/log-sink.ts'
+
+async function refused(registry: Registry, workload: string, resource: string): Promise<number | undefined> {
+  const m = await registry.getSingleMetric('hostmesh_workload_limit_refused_total')?.get()
+  return m?.values.find((v) => v.labels.workload === workload && v.labels.resource === resource)?.value
+}
+
+t.test('up to the cap per workload and resource, then refused, counted and logged once', async (t) => {
+  const registry = new Registry()
+  const sink = logSink()
+  const limits = new WorkloadLimits(new LocalHostState(), registry, pino({ level: 'info' }, sink.dest), { maxConnectionsPerWorkload: 2, maxRequestsPerWorkload: 1 })
+  t.teardown(() => limits.close())
+  const a1 = limits.acquire('shop/batch', 'connections')
+  const a2 = limits.acquire('shop/batch', 'connections')
+  t.ok(a1 && a2, 'two connections fit')
+  t.equal(limits.current('shop/batch', 'connections'), 2)
+  let got = 0
+  for (let i = 0; i < 1000; i++) if (limits.acquire('shop/batch', 'connections')) got++
+  t.equal(got, 0, 'a thousand more are all refused')
+  t.equal(await refused(registry, 'shop/batch', 'connections'), 1000, 'every refusal counted')
+  t.ok(limits.acquire('shop/checkout', 'connections'), 'another workload has its own count')
+  const r1 = limits.acquire('shop/batch', 'requests')
+  t.ok(r1, 'requests are a separate count')
+  t.equal(limits.acquire('shop/batch', 'requests'), undefined)
+  t.equal(await refused(registry, 'shop/batch', 'requests'), 1)
+  const warned = sink.lines().filter((l) => l.level === 40)
+  t.equal(warned.length, 2, 'one line per resource in this window, not one per refusal')
+  t.match(warned[0], { workload: 'shop/batch', maxConnectionsPerWorkload: 2, msg: /outbound connection refused: the workload holds as many as outbound\.maxConnectionsPerWorkload allows/ })
+  t.match(warned[1], { workload: 'shop/batch', maxRequestsPerWorkload: 1, msg: /outbound request refused/ })
+  a1!()
+  a1!()
+  t.equal(limits.current('shop/batch', 'connections'), 1, 'a double release frees one slot only')
+  t.ok(limits.acquire('shop/batch', 'connections'), 'a freed slot fits one more')
+  t.equal(limits.acquire('shop/batch', 'connections'), undefined, 'and no more')
+})
+
+t.test('the defaults are larger than the per-service breaker defaults (1024)', async (t) => {
+  t.ok(DEFAULT_WORKLOAD_CAPS.maxConnectionsPerWorkload > 1024 && DEFAULT_WORKLOAD_CAPS.maxRequestsPerWorkload > 1024)
+})
