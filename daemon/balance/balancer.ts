@@ -223,6 +223,11 @@ export class Balancer {
     return this.#pendingByPort
   }
 
+  /** Endpoints with state kept now (hostmesh_balancer_endpoints): bounded by the snapshot's, plus retired ones still in use. */
+  get size(): number {
+    return this.#state.size
+  }
+
   /**
    * After a snapshot swap: forgets the endpoints and round-robin cursors `snapshot` no longer
    * has, so state does not grow with every endpoint that ever existed. An endpoint with open

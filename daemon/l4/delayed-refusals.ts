@@ -1,8 +1,9 @@
-// A connection over its workload's cap (outbound.maxConnectionsPerWorkload) is held, unread,
-// for outbound.refusalDelay before it is reset, as Envoy's connection_limit filter `delay`
-// does. A runaway client that retries at once then makes attempts at the pace of the delay,
-// not as fast as resets come back: each attempt costs this thread an accept and a reset, and
-// 10,000 a second were half a core here (RELIABILITY.md, "one workload cannot starve the
+// A connection over its workload's cap (outbound.maxConnectionsPerWorkload) is held for
+// outbound.refusalDelay before it is reset, as Envoy's connection_limit filter `delay` does;
+// what it sends meanwhile is never processed (at most the socket's read buffer is filled). A
+// runaway client that retries at once then makes attempts at the pace of the delay, not as
+// fast as resets come back: each attempt costs this thread an accept and a reset, and
+// 13,000–15,000 a second cost 0.64 cores here (RELIABILITY.md, "one workload cannot starve the
 // others"). At most `max` connections wait per thread; beyond that they are reset at once, so
 // the hold is bounded whatever the client does.
 import type { Socket } from 'node:net'

@@ -76,6 +76,7 @@ export class UpstreamPool {
   readonly #pools = new Map<string, UndiciPool>()
   readonly #h2 = new Map<string, H2Entry>()
   readonly #sweep: NodeJS.Timeout
+  #destroyed = false
 
   constructor() {
     this.#sweep = setInterval(() => this.#prune(), SWEEP_MS).unref()
@@ -84,6 +85,12 @@ export class UpstreamPool {
   /** The HTTP/1.1 pool for `key` (`address` is its origin, `ip:port`); `connect` makes its connections. */
   dispatcher(key: string, address: string, connect: Connect): Dispatcher {
     let p = this.#pools.get(key)
+    // After destroy() a request (a mirror copy still on its way) gets a pool that is destroyed too: it fails, and nothing stays open.
+    if (!p && this.#destroyed) {
+      const dead = new Pool(`http://${address}`, { connect: connector(connect) })
+      void dead.destroy().catch(() => undefined)
+      return dead
+    }
     if (!p) this.#pools.set(key, (p = new Pool(`http://${address}`, { connect: connector(connect), keepAliveTimeout: IDLE_MS, keepAliveMaxTimeout: IDLE_MS, keepAliveTimeoutThreshold: 1000 })))
     return p
   }
@@ -102,7 +109,12 @@ export class UpstreamPool {
       h2.once('goaway', () => { if (entry.session === h2) delete entry.session })
       h2.once('close', () => { if (entry.session === h2) delete entry.session })
       h2.setTimeout(IDLE_MS, () => h2.close())
-      h2.once('connect', () => { entry.session = h2; resolve(h2) })
+      h2.once('connect', () => {
+        // Opened after destroy() (the end of a drain): nothing would own it.
+        if (this.#destroyed) return void h2.destroy()
+        entry.session = h2
+        resolve(h2)
+      })
       h2.once('error', reject)
       h2.once('close', () => reject(new Error('the upstream session closed before it was ready')))
     })).finally(() => { delete entry.opening })
@@ -117,6 +129,7 @@ export class UpstreamPool {
   }
 
   destroy(): void {
+    this.#destroyed = true
     clearInterval(this.#sweep)
     for (const p of this.#pools.values()) void p.destroy().catch(() => undefined)
     for (const e of this.#h2.values()) e.session?.destroy()

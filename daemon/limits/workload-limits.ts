@@ -9,7 +9,7 @@
 import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../../base/logger.ts'
 import { LogThrottle } from '../../base/throttle.ts'
-import type { HostState } from './host-state.ts'
+import type { HostCount, HostState } from './host-state.ts'
 import { DEFAULT_WORKLOAD_CAPS, type WorkloadCaps } from './workload-caps.ts'
 
 /** `connections`: accepted outbound connections still open; `requests`: outbound L7 requests in flight. */
@@ -20,6 +20,8 @@ export class WorkloadLimits {
   readonly #limit: Record<WorkloadResource, number>
   readonly #refused: Counter<'workload' | 'resource'>
   readonly #throttle: LogThrottle
+  /** By `resource|workload`: local workloads × 2 entries at most over the daemon's life (workloads the policy has had). */
+  readonly #counts = new Map<string, HostCount>()
 
   constructor(state: HostState, registry: Registry, log: Logger, caps: WorkloadCaps = DEFAULT_WORKLOAD_CAPS) {
     this.#state = state
@@ -32,17 +34,26 @@ export class WorkloadLimits {
   /** One `resource` for `workload` (its key, `namespace/name`): the release (call it once), or undefined when the workload is at its cap. */
   acquire(workload: string, resource: WorkloadResource): (() => void) | undefined {
     const limit = this.#limit[resource]
-    const release = this.#state.count(`workload|${resource}|${workload}`).acquire(limit)
+    const release = this.#count(workload, resource).acquire(limit)
     if (release) return release
     this.#refused.inc({ workload, resource })
     const key = resource === 'connections' ? 'maxConnectionsPerWorkload' : 'maxRequestsPerWorkload'
-    this.#throttle.warn(`workload-${resource}`, { workload, [key]: limit }, `outbound ${resource === 'connections' ? 'connection' : 'request'} refused: the workload holds as many as outbound.${key} allows`)
+    // Per workload: a second runaway in the same window is named too (kinds are bounded by the throttle).
+    this.#throttle.warn(`workload-${resource}-${workload}`, { workload, [key]: limit }, `outbound ${resource === 'connections' ? 'connection' : 'request'} refused: the workload holds as many as outbound.${key} allows`)
     return undefined
   }
 
   /** How many of `resource` `workload` holds now on this host. */
   current(workload: string, resource: WorkloadResource): number {
-    return this.#state.count(`workload|${resource}|${workload}`).value
+    return this.#count(workload, resource).value
+  }
+
+  /** The HostCount of one workload and resource, looked up once: acquire() runs per connection and per request. */
+  #count(workload: string, resource: WorkloadResource): HostCount {
+    const key = `${resource}|${workload}`
+    let c = this.#counts.get(key)
+    if (!c) this.#counts.set(key, (c = this.#state.count(`workload|${key}`)))
+    return c
   }
 
   close(): void {

@@ -4,7 +4,7 @@
 // listeners and re-checks open tunnels against the new AuthorizationPolicies.
 import type { Snapshot } from '../../policy/snapshot.ts'
 import type { NodeConfig } from '../config/schema.ts'
-import { Counter } from 'prom-client'
+import { Counter, Gauge } from 'prom-client'
 import { Balancer } from '../balance/balancer.ts'
 import { InboundPlaintextListener } from '../listeners/inbound-plaintext.ts'
 import { NO_INHERITED_SOCKETS, type ListenerSockets } from '../listeners/bind.ts'
@@ -104,6 +104,9 @@ export class DataPlane {
         log.warn({ endpoint, servicePort, until: new Date(until).toISOString() }, 'endpoint ejected by outlier detection')
       },
     }, Date.now, hostState)
+    const balancer = this.#balancer
+    // Per-endpoint state must not grow with endpoints that come and go (the soak's --long run watches it).
+    new Gauge({ name: 'hostmesh_balancer_endpoints', help: 'Endpoints the load balancer keeps state for (health, outlier counts, load); dropped when the policy no longer has them, summed over threads.', registers: [metrics.registry], collect() { this.set(balancer.size) } })
     const limits = hboneLimits(config)
     this.#pool = new HboneClientPool(certificates.manager, certificates.verifier, keepaliveOf(limits))
     this.#breakers = new CircuitBreakers(hostState, metrics.registry)
@@ -280,6 +283,7 @@ export class DataPlane {
     this.#outboundHttp.destroyUpstreams()
     this.#inboundHttp.destroyUpstreams()
     this.#pool.destroy()
+    this.#workloads.close()
   }
 
   destroy(): void {
@@ -291,6 +295,7 @@ export class DataPlane {
     this.#outboundHttp.destroy()
     this.#inboundHttp.destroy()
     this.#pool.destroy()
+    this.#workloads.close()
   }
 }
 

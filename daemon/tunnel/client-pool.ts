@@ -56,6 +56,7 @@ export class HboneClientPool {
   readonly #keepalive: KeepaliveSettings
   readonly #pools = new Map<string, PooledSession[]>()
   readonly #opening = new Map<string, Promise<PooledSession>>()
+  #destroyed = false
 
   constructor(certs: LeafContexts, verifier: PeerVerifier, keepaliveSettings: KeepaliveSettings = DEFAULT_KEEPALIVE, connectTimeoutMs = 5000) {
     this.#certs = certs
@@ -122,7 +123,14 @@ export class HboneClientPool {
         const unprocessed = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
         reject(new TunnelError(`CONNECT stream failed: ${err.message}`, undefined, { cause: err, unprocessed }))
       })
-      stream.once('close', () => { session.active-- })
+      // A stream closed with no answer and no error: its session was destroyed (keepalive
+      // found the peer dead, or the peer hung up). Fail now, not when the timer says so. One
+      // whose HEADERS never left (no stream id yet) was not processed: it may be tried again.
+      stream.once('close', () => {
+        session.active--
+        clearTimeout(timer)
+        reject(new TunnelError(`CONNECT ${formatAuthority(t.address, t.port)} via ${formatAuthority(t.node.address, t.node.port)}: the HBONE session ended before an answer`, undefined, { unprocessed: stream.id === undefined }))
+      })
     })
   }
 
@@ -131,6 +139,7 @@ export class HboneClientPool {
   }
 
   destroy(): void {
+    this.#destroyed = true
     for (const list of this.#pools.values()) for (const s of list) { s.h2.destroy(); s.h2.socket?.destroy() }
     this.#pools.clear()
   }
@@ -183,6 +192,12 @@ export class HboneClientPool {
       h2.once('connect', () => { h2.setLocalWindowSize(CONNECTION_WINDOW); resolve() })
       h2.once('error', (err) => reject(new TunnelError(`HTTP/2 to ${formatAuthority(t.node.address, t.node.port)} failed: ${err.message}`, undefined, { cause: err })))
     })
+    // Opened after destroy() (the end of a drain): nothing would own it, and it would hold the process.
+    if (this.#destroyed) {
+      h2.destroy()
+      socket.destroy()
+      throw new TunnelError(`HTTP/2 to ${formatAuthority(t.node.address, t.node.port)}: hostmesh is shutting down`)
+    }
     const l = this.#pools.get(key) ?? []
     l.push(pooled)
     this.#pools.set(key, l)

@@ -229,14 +229,14 @@ export class HboneServer {
     // refused unprocessed, so the peer retries it on another session.
     if (!session.processes(stream.id ?? 0)) return void stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
     session.lastStreamId = Math.max(session.lastStreamId, stream.id ?? 0)
-    this.#inbound(this.#entry(session, stream, headers))
+    this.#inbound(this.#entry(session, stream, headers, session.setup(stream)))
   }
 
   /**
    * A CONNECT stream as the inbound path's entry: its target is the :authority, its answers
    * are statuses on the stream, and what it is refused for is charged to its session.
    */
-  #entry(session: PeerSession, stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): InboundEntry {
+  #entry(session: PeerSession, stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders, setUp: () => void): InboundEntry {
     const { peer } = session
     let answered = false
     const answer = (status: number): void => {
@@ -323,7 +323,11 @@ export class HboneServer {
         stream.respond({ ':status': 200 })
         record.update({ upstream: authority })
       },
-      keep: (tunnel) => session.keep(tunnel),
+      keep: (tunnel) => {
+        const release = session.keep(tunnel)
+        setUp()
+        return release
+      },
     }
   }
 

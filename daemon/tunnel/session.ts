@@ -46,6 +46,8 @@ export class PeerSession {
   readonly #budgets: Record<Refusal, TokenBucket>
   #closedFor: Refusal | undefined
   #goingAway = false
+  /** Streams processed whose tunnel is not kept yet (authorizing, dialling the workload). */
+  #settingUp = 0
   #lastAccepted: number | undefined
 
   constructor(h2: ServerHttp2Session, socket: Duplex, peer: string, source: string, address: string, limits: HboneLimits) {
@@ -81,6 +83,23 @@ export class PeerSession {
     this.#closeIfDone()
   }
 
+  /**
+   * A stream this session processes, from its HEADERS until it becomes a tunnel (keep) or
+   * ends: the returned function says it is no longer being set up (call it once or more).
+   */
+  setup(stream: { once(event: 'close', listener: () => void): unknown }): () => void {
+    this.#settingUp++
+    let done = false
+    const end = (): void => {
+      if (done) return
+      done = true
+      this.#settingUp--
+      this.#closeIfDone()
+    }
+    stream.once('close', end)
+    return end
+  }
+
   /** Carries `t` until the returned function is called (its end). */
   keep(t: SessionTunnel): () => void {
     this.tunnels.add(t)
@@ -93,10 +112,12 @@ export class PeerSession {
   /**
    * After our GOAWAY, the last tunnel's end closes the session from this side. A node client
    * that gets a GOAWAY ends its socket, but a node server never reads that FIN (the session
-   * owns the socket's reads), so waiting for the peer held a drain to its deadline.
+   * owns the socket's reads), so waiting for the peer held a drain to its deadline. Not while
+   * a stream is still being set up: a closed session sends no PINGs, and the tunnel it
+   * becomes would have no keepalive.
    */
   #closeIfDone(): void {
-    if (this.#goingAway && this.tunnels.size === 0 && !this.h2.closed && !this.h2.destroyed) this.h2.close()
+    if (this.#goingAway && this.tunnels.size === 0 && this.#settingUp === 0 && !this.h2.closed && !this.h2.destroyed) this.h2.close()
   }
 
   /**

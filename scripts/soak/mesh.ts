@@ -75,7 +75,7 @@ export class SoakMesh {
   static async start(net: TestNet, opts: SoakMeshOptions): Promise<SoakMesh> {
     const dir = mkdtempSync(join(tmpdir(), 'hostmesh-soak-'))
     cpSync(EXAMPLES, join(dir, 'policy.d'), { recursive: true })
-    const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), extra: 'drainSeconds: 2\nlogLevel: warn\ncertificates: {leafTtl: 1m}\n' })
+    const configs = await meshNodeConfigs(net.hosts, dir, { policyDir: join(dir, 'policy.d'), extra: 'drainSeconds: 2\nlogLevel: warn\ncertificates: {leafTtl: 1m}\nhbone: {keepaliveInterval: 2s, keepaliveTimeout: 2s}\n' })
     const mesh = new SoakMesh(net, dir, configs, await buildDist(join(dir, 'pkg')), opts)
     for (const name of HOSTS) mesh.daemons.set(name, mesh.#spawnDaemon(net.host(name)))
     for (const name of HOSTS) await untilReady(net.host(name), mesh.daemons.get(name)!)
@@ -194,7 +194,11 @@ export class SoakMesh {
     return out
   }
 
-  /** One daemon's /config_dump `policy` (without the compiled snapshot). */
+  /** Requests the payments HTTP server on `host` has printed (REQ lines), since it started. */
+  requestsServed(host: string): number {
+    return this.httpServers.get(host)!.output.split('\n').filter((l) => l.startsWith('REQ ')).length
+  }
+
   /** One daemon's /certs (docs/certs.md). */
   async certs(name: string): Promise<CertsView> {
     return JSON.parse(await this.#admin(name, '/certs')) as CertsView
@@ -210,6 +214,7 @@ export class SoakMesh {
     return JSON.parse(out.trim().split('\n').at(-1)!) as { ok: boolean; sent: number; echoed: number; ms: number; error?: string }
   }
 
+  /** One daemon's /config_dump `policy` (without the compiled snapshot). */
   async policy(name: string): Promise<{ generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null }> {
     const dump = JSON.parse(await this.#admin(name, '/config_dump')) as { policy: { generation: number; hash: string | null; lastError: { reason: string; problems: string[] } | null } }
     return dump.policy

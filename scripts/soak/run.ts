@@ -7,11 +7,14 @@
 //   --quick       a few seconds per scenario (CI runs this: test/e2e/serial/soak.test.ts)
 //   --only a,b    only these scenarios
 //   --seconds N   each scenario's disturbance (default 60; --quick 4)
+//   --long        the hour-long run alone (scripts/soak/long.ts; default --seconds 3600): RSS,
+//                 fds and per-endpoint state over time, as slopes. Not in CI.
 import { parseArgs } from 'node:util'
 import { withTestNet } from '../netns/hosts.ts'
 import { machineLine, writeResults } from '../bench/results.ts'
 import { sourceState } from '../bench/source-state.ts'
 import { HOSTS, SoakMesh, type HttpLoad, type TcpLoad } from './mesh.ts'
+import { long } from './long.ts'
 import { SCENARIOS, type Check, type Scenario } from './scenarios.ts'
 
 export interface SoakRow {
@@ -34,10 +37,12 @@ export interface SoakOptions {
 }
 
 export function soakOptions(args: readonly string[]): SoakOptions {
-  const { values } = parseArgs({ args: [...args], strict: true, allowPositionals: false, options: { quick: { type: 'boolean' }, only: { type: 'string' }, seconds: { type: 'string' } } })
+  const { values } = parseArgs({ args: [...args], strict: true, allowPositionals: false, options: { quick: { type: 'boolean' }, only: { type: 'string' }, seconds: { type: 'string' }, long: { type: 'boolean' } } })
   const quick = values.quick === true
-  const seconds = values.seconds === undefined ? (quick ? 4 : 60) : Number(values.seconds)
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600) throw new Error(`--seconds takes a whole number from 1 to 3600, not "${values.seconds}"`)
+  if (values.long && (quick || values.only !== undefined)) throw new Error('--long runs alone: not with --quick or --only')
+  const seconds = values.seconds === undefined ? (values.long ? 3600 : quick ? 4 : 60) : Number(values.seconds)
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600 * 24) throw new Error(`--seconds takes a whole number from 1 to 86400, not "${values.seconds}"`)
+  if (values.long) return { quick, seconds, scenarios: [long] }
   const names = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== '')
   for (const n of names ?? []) if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`--only: no scenario "${n}"; there are ${SCENARIOS.map((s) => s.name).join(', ')}`)
   const scenarios = names ? SCENARIOS.filter((s) => names.includes(s.name)) : SCENARIOS

@@ -170,18 +170,22 @@ t.test('keepalive: a black-holed session is declared dead at both ends, and its 
   })
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r))
   t.teardown(() => relay.close())
-  const pool = new HboneClientPool(s.certs, s.verifier, { intervalMs: keepalive.keepaliveIntervalMs, timeoutMs: keepalive.keepaliveTimeoutMs })
+  // A connect timeout far longer than the keepalive's: a CONNECT caught on the dead session must not wait for it.
+  const pool = new HboneClientPool(s.certs, s.verifier, { intervalMs: keepalive.keepaliveIntervalMs, timeoutMs: keepalive.keepaliveTimeoutMs }, 60_000)
   t.teardown(() => pool.destroy())
-  const stream = await pool.open({ source: ID('client'), destination: ID('echo'), node: { address: '127.0.0.1', port: (relay.address() as AddressInfo).port }, address: '127.0.0.1', port: s.echoPort })
+  const target = { source: ID('client'), destination: ID('echo'), node: { address: '127.0.0.1', port: (relay.address() as AddressInfo).port }, address: '127.0.0.1', port: s.echoPort }
+  const stream = await pool.open(target)
   stream.on('error', () => undefined)
   // Alive while quiet: PINGs are answered.
   await new Promise((r) => setTimeout(r, 2500))
   t.equal(s.server.tunnels, 1, 'an idle tunnel on a live session stays open')
   blackhole = true
   const closed = new Promise((r) => stream.once('close', r))
+  const pending = pool.open(target).then(() => 'opened', (err: Error) => err.message)
   await until(() => s.server.tunnels === 0, 'the server ended the tunnel of its dead session', 6000)
   await closed
   t.pass('the client ended its side too')
+  t.match(await pending, /the HBONE session ended before an answer/, 'a CONNECT waiting on the dead session failed with it, not at its 60 s timeout')
   await until(() => pool.sessions === 0, 'the pool dropped the dead session')
   t.equal(await s.metric('hostmesh_hbone_sessions_closed_total', { reason: 'keepalive' }), 1)
   await until(() => s.workloadSockets.every((w) => w.destroyed), 'the workload-side socket is closed')
