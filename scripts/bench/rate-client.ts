@@ -42,10 +42,12 @@ function one(due: number): void {
 function finish(): void {
   if (++done < total) return
   const seconds = (performance.now() - t0) / 1000
-  const p = (q: number): number => Math.round(percentile(latencies, q) * 1000) / 1000
+  // Sorted once; and no Math.max(...latencies): an hour at 200 req/s is 720,000 arguments, past the call stack.
+  const sorted = [...latencies].sort((a, b) => a - b)
+  const p = (q: number): number => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0) * 1000) / 1000
   process.stdout.write(`${JSON.stringify({
     requests: latencies.length, failed, non2xx, seconds, rate: latencies.length / seconds,
-    p50ms: p(0.5), p90ms: p(0.9), p99ms: p(0.99), p999ms: p(0.999), maxms: Math.max(...latencies),
+    p50ms: p(0.5), p90ms: p(0.9), p99ms: p(0.99), p999ms: p(0.999), maxms: sorted.at(-1) ?? 0,
     lagP50ms: percentile(lags, 0.5), lagP99ms: percentile(lags, 0.99),
   })}\n`)
   agent.destroy()
