@@ -17,6 +17,8 @@ const ENDPOINT_EVERY_S = 20
 const RSS_SLOPE_MAX_MIB_H = 20
 /** Open fds: the loads keep ~10 connections busy; a leak of one per connection would be thousands per hour. */
 const FDS_SLOPE_MAX_H = 10
+/** Connections the loads hold at any moment: what a sample of open fds moves by with no leak. */
+const FDS_NOISE = 10
 
 export interface Sample { readonly s: number; readonly rssMiB: number; readonly fds: number; readonly endpoints: number }
 
@@ -95,7 +97,8 @@ export const long: Scenario = {
     const last = samples.at(-1)!
     const checks: Check[] = [
       { name: 'RSS is flat', ok: rssSlope <= RSS_SLOPE_MAX_MIB_H, detail: `${rssSlope.toFixed(1)} MiB/h over the three daemons (bar ${RSS_SLOPE_MAX_MIB_H}); ${settled[0]?.rssMiB} → ${last.rssMiB} MiB` },
-      { name: 'open fds are flat', ok: fdsSlope <= FDS_SLOPE_MAX_H, detail: `${fdsSlope.toFixed(1)} fds/h (bar ${FDS_SLOPE_MAX_H}); ${settled[0]?.fds} → ${last.fds}` },
+      // The loads hold ~10 connections at any moment: a short run's slope is mostly that noise, so a drift within it passes too.
+      { name: 'open fds are flat', ok: fdsSlope <= FDS_SLOPE_MAX_H || fdsSlope * (seconds / 3600) <= FDS_NOISE, detail: `${fdsSlope.toFixed(1)} fds/h (bar ${FDS_SLOPE_MAX_H}, or a drift over the run within ${FDS_NOISE}: ${(fdsSlope * seconds / 3600).toFixed(1)}); ${settled[0]?.fds} → ${last.fds}` },
       // The copies went to the moving endpoints (so the balancer had state for them), or nothing was tested.
       { name: 'per-endpoint state does not grow with endpoints that come and go', ok: endpointsMoved >= 2 && copies > 0 && last.endpoints <= firstQuarter + 1, detail: `${endpointsMoved} mirror endpoints came and went, ${copies} copies sent to them; balancer endpoints ${samples[0]!.endpoints} at the start, at most ${firstQuarter} in the first quarter, ${last.endpoints} at the end` },
     ]
