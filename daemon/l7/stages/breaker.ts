@@ -24,10 +24,10 @@ export function breaker<C>(breakers: CircuitBreakers): Stage<Exchange<C>> {
 
 /**
  * Envoy's upstream overflow, for every breaker resource (maxRequests here; maxPendingRequests
- * and maxConnections in upstream.ts): 503 at once, flag UO, `x-hostmesh-overloaded: true`
- * (gRPC: UNAVAILABLE).
+ * and maxConnections in upstream.ts) and the source workload's own cap (workload-limit.ts):
+ * 503 at once, flag UO, `x-hostmesh-overloaded: true` (gRPC: UNAVAILABLE).
  */
-export function overflow<C>(x: Exchange<C>, err: UpstreamOverflow): void {
+export function overflow<C>(x: Exchange<C>, err: Error): void {
   x.error = err.message
   reply(x, { status: 503, flag: 'UO', message: 'upstream overflow', headers: { 'x-hostmesh-overloaded': 'true' } })
 }

@@ -4,16 +4,14 @@
 // UNAVAILABLE), as the circuit breakers answer; its slot is held until the exchange is over.
 import type { Stage } from '../../../base/stage.ts'
 import type { WorkloadLimits } from '../../limits/workload-limits.ts'
-import { reply, type Exchange } from '../exchange.ts'
+import type { Exchange } from '../exchange.ts'
+import { overflow } from './breaker.ts'
 import type { OutboundConn } from '../outbound-conn.ts'
 
 export function workloadLimit(limits: WorkloadLimits): Stage<Exchange<OutboundConn>> {
   return async (x, next) => {
     const release = limits.acquire(x.conn.source.key, 'requests')
-    if (!release) {
-      x.error = `${x.conn.source.key}: over outbound.maxRequestsPerWorkload`
-      return reply(x, { status: 503, flag: 'UO', message: 'upstream overflow', headers: { 'x-hostmesh-overloaded': 'true' } })
-    }
+    if (!release) return overflow(x, new Error(`${x.conn.source.key}: over outbound.maxRequestsPerWorkload`))
     try {
       await next()
     } finally {
