@@ -10,6 +10,7 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { connect, isIPv4, isIPv6, type AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { dirname } from 'node:path'
 import { isLoopback } from '../config/schema.ts'
 import { BACKLOG, bind, stopListening, type SocketSource } from '../listeners/bind.ts'
@@ -17,7 +18,10 @@ import { listenerView, type ListenerView } from '../listeners/view.ts'
 import { createServer } from '../net/node-http.ts'
 import { clip } from '../../base/clip.ts'
 import type { Logger } from '../../base/logger.ts'
+import { LogThrottle } from '../../base/throttle.ts'
+import { Counter, type Registry } from 'prom-client'
 import { AdminBindError } from './errors.ts'
+import { ADMIN_TIMEOUTS, DEFAULT_ADMIN_MAX_CONNECTIONS } from './limits.ts'
 
 export interface AdminReply {
   readonly status: number
@@ -43,6 +47,12 @@ export interface AdminServerOptions {
   /** The unix socket's path (admin.socket): every route, and the only way to the mutating ones. */
   readonly socket: string
   readonly log: Logger
+  /** Connections each of the port and the socket may hold (admin.maxConnections); more are closed at once. */
+  readonly maxConnections?: number
+  /** Where hostmesh_admin_connections_refused_total goes. */
+  readonly registry?: Registry
+  /** A request head's deadline (default ADMIN_TIMEOUTS.headersTimeout); tests shorten it. */
+  readonly headersTimeoutMs?: number
 }
 
 interface Route {
@@ -60,10 +70,39 @@ export class AdminServer {
   readonly #socket: Server
   readonly #onClose: (() => void)[] = []
 
+  readonly #throttle: LogThrottle
+
   constructor(opts: AdminServerOptions) {
     this.#opts = opts
-    this.#server = createServer((req, res) => this.#serve(req, res, 'tcp'))
-    this.#socket = createServer((req, res) => this.#serve(req, res, 'unix'))
+    this.#throttle = new LogThrottle(opts.log)
+    const refused = new Counter({ name: 'hostmesh_admin_connections_refused_total', help: 'Admin connections closed by the server before an answer, by transport (tcp: the port; unix: the socket) and reason (connections: over admin.maxConnections; bad_request: not HTTP; timeout: the request was not complete in time).', labelNames: ['transport', 'reason'], registers: opts.registry ? [opts.registry] : [] })
+    // Each has its own cap: a flood of the TCP port, which any local uid can reach, leaves the
+    // socket (the daemon's user and root, `hostmesh status`) its connections.
+    const serve = (transport: Transport): Server => {
+      for (const reason of ['connections', 'bad_request', 'timeout']) refused.inc({ transport, reason }, 0)
+      const headersTimeout = opts.headersTimeoutMs ?? ADMIN_TIMEOUTS.headersTimeout
+      const server = createServer({ ...ADMIN_TIMEOUTS, headersTimeout, requestTimeout: Math.max(headersTimeout, ADMIN_TIMEOUTS.requestTimeout) }, (req, res) => this.#serve(req, res, transport))
+      server.maxConnections = opts.maxConnections ?? DEFAULT_ADMIN_MAX_CONNECTIONS
+      server.on('drop', () => {
+        refused.inc({ transport, reason: 'connections' })
+        this.#throttle.warn(`admin-${transport}-connections`, { transport, maxConnections: server.maxConnections }, 'admin connection closed: over admin.maxConnections')
+      })
+      // Node's own answer to a client error, counted: 408 for a request not complete in time
+      // (slowloris), 400 for anything else, then the connection closes.
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+        const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        if (err.code !== 'ECONNRESET') {
+          refused.inc({ transport, reason: timeout ? 'timeout' : 'bad_request' })
+          this.#throttle.warn(`admin-${transport}-client-error`, { transport, code: err.code }, 'admin connection closed: not a complete HTTP request')
+        }
+        if (socket.writable) socket.end(timeout ? 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+        // A client that does not read its answer does not keep the connection.
+        setTimeout(() => socket.destroy(), 1000).unref()
+      })
+      return server
+    }
+    this.#server = serve('tcp')
+    this.#socket = serve('unix')
   }
 
   /**
@@ -139,6 +178,7 @@ export class AdminServer {
   /** Stops accepting, lets in-flight requests finish, then resolves. The socket file is removed. */
   async close(): Promise<void> {
     this.#stopBackground()
+    this.#throttle.close()
     await Promise.all([this.#server, this.#socket].map((server) => new Promise<void>((resolve) => {
       if (!server.listening) return resolve()
       // Closing a listening unix socket unlinks its file (libuv).
@@ -149,6 +189,7 @@ export class AdminServer {
 
   destroy(): void {
     this.#stopBackground()
+    this.#throttle.close()
     for (const server of [this.#server, this.#socket]) {
       server.closeAllConnections()
       stopListening(server)

@@ -8,6 +8,8 @@ import { duration } from '../../policy/schema/common.ts'
 import { DEFAULT_L7_LIMITS } from '../l7/limits.ts'
 import { DEFAULT_HBONE_LIMITS } from '../tunnel/admission.ts'
 import { DEFAULT_WORKLOAD_CAPS } from '../limits/workload-caps.ts'
+import { DEFAULT_PLAINTEXT_LIMITS } from '../limits/plaintext-limits.ts'
+import { DEFAULT_ADMIN_MAX_CONNECTIONS } from '../admin/limits.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/hostmesh/hostmesh.yaml'
 
@@ -63,6 +65,8 @@ const admin = z.strictObject({
   socket: absolutePath.default(DEFAULT_ADMIN_SOCKET).refine((s) => Buffer.byteLength(s) <= 107, {
     message: 'a unix socket path is at most 107 bytes',
   }),
+  // Any local uid reaches the port: a flood of it must not cost more than this many connections (the socket has as many of its own).
+  maxConnections: z.number().int().min(1).max(100_000).default(DEFAULT_ADMIN_MAX_CONNECTIONS),
 }).superRefine((a, ctx) => {
   if (!a.allowRemote && !isLoopback(a.address)) {
     ctx.addIssue({
@@ -120,6 +124,15 @@ const outbound = z.strictObject({
   refusalDelay: duration.prefault('100ms').refine((ms) => ms >= 0 && ms <= 10_000, { message: 'expected a delay between 0s and 10s' }),
 })
 
+// What plaintext sources may hold at :15006 (docs/config.md "inboundPlaintext"): anyone who
+// can reach a workload's port can open connections there, certificate or not.
+const inboundPlaintext = z.strictObject({
+  maxConnections: count(1_000_000).default(DEFAULT_PLAINTEXT_LIMITS.maxConnections),
+  maxConnectionsPerSource: count(1_000_000).default(DEFAULT_PLAINTEXT_LIMITS.maxConnectionsPerSource),
+}).superRefine((p, ctx) => {
+  if (p.maxConnectionsPerSource > p.maxConnections) ctx.addIssue({ code: 'custom', path: ['maxConnectionsPerSource'], message: `inboundPlaintext.maxConnectionsPerSource (${p.maxConnectionsPerSource}) is more than inboundPlaintext.maxConnections (${p.maxConnections})` })
+})
+
 export const NodeConfigSchema = z.strictObject({
   node: z.strictObject({
     name: dnsName,
@@ -153,6 +166,7 @@ export const NodeConfigSchema = z.strictObject({
   // --concurrency, ztunnel's worker threads). The main thread is the first of them.
   workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
   hbone: hbone.prefault({}),
+  inboundPlaintext: inboundPlaintext.prefault({}),
   http: http.prefault({}),
   iptables: z.strictObject({
     // Keep the HOSTMESH_* nat chains in sync with the local workloads (needs CAP_NET_ADMIN).

@@ -27,6 +27,8 @@ export interface FrontHandlers<C> {
   stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: C): void
   /** A connection or request refused before the pipeline (bad bytes, limits, timeouts). */
   rejected(status: number, reason: string, ctx: C | undefined): void
+  /** An HTTP/2 session ended by an error: a protocol violation, or a flood node's guards caught. */
+  sessionFailed(err: Error, ctx: C): void
 }
 
 interface Conn {
@@ -156,7 +158,7 @@ export class HttpFront<C> {
       settings: { maxHeaderListSize: this.#limits.maxRequestHeadersBytes, maxConcurrentStreams: 256, enablePush: false },
     })
     conn.session = session
-    session.on('error', () => undefined)
+    session.on('error', (err) => this.#handlers.sessionFailed(err, ctx))
     session.setTimeout(this.#limits.idleTimeoutMs, () => session.close())
     session.on('stream', (stream, headers) => {
       stream.on('error', () => undefined)

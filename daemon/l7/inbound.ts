@@ -18,6 +18,7 @@ import type { InboundConn } from './inbound-conn.ts'
 import type { L7Limits } from './limits.ts'
 import { UpstreamPool } from './pool.ts'
 import { RequestPath } from './request-path.ts'
+import type { FrontMetrics } from './front-metrics.ts'
 import { pipeline } from '../../base/stage.ts'
 import { authorize } from './stages/authorize.ts'
 import { clientCert } from './stages/client-cert.ts'
@@ -44,6 +45,8 @@ export interface InboundHttpDeps {
   readonly telemetry: RequestTelemetry
   readonly connections: ConnectionTelemetry
   readonly limits: L7Limits
+  /** The L7 front's refusals, by direction (front-metrics.ts). */
+  readonly front: FrontMetrics
   readonly traceparent: boolean
   readonly log: Logger
 }
@@ -57,7 +60,7 @@ export class InboundHttp {
     const peerLimits: L7Limits = { ...deps.limits, maxRequestHeaders: deps.limits.maxRequestHeaders + FROM_PEER.headers, maxRequestHeadersBytes: deps.limits.maxRequestHeadersBytes + FROM_PEER.bytes }
     const limitsOf = (conn: InboundConn): L7Limits => (conn.peer !== undefined ? peerLimits : deps.limits)
     this.#path = new RequestPath<InboundConn>({
-      limitsOf, connections: deps.connections, log: deps.log,
+      limitsOf, connections: deps.connections, log: deps.log, counts: deps.front.of('inbound'),
       run: pipeline<Exchange<InboundConn>>([
         authorize,
         rateLimit(deps.limiter),

@@ -29,6 +29,7 @@ import type { HostState } from '../limits/host-state.ts'
 import type { OutboundConn } from './outbound-conn.ts'
 import { UpstreamPool } from './pool.ts'
 import { RequestPath } from './request-path.ts'
+import type { FrontMetrics } from './front-metrics.ts'
 import { pipeline } from '../../base/stage.ts'
 import { breaker } from './stages/breaker.ts'
 import { endpoint } from './stages/endpoint.ts'
@@ -63,6 +64,8 @@ export interface OutboundHttpDeps {
   readonly telemetry: RequestTelemetry
   readonly connections: ConnectionTelemetry
   readonly limits: L7Limits
+  /** The L7 front's refusals, by direction (front-metrics.ts). */
+  readonly front: FrontMetrics
   /** Create a W3C traceparent when a request has none. */
   readonly traceparent: boolean
   readonly log: Logger
@@ -90,7 +93,7 @@ export class OutboundHttp {
       pending: () => deps.breakers.acquire(t.service, 'pending', t.settings.connectionPool.maxPendingRequests),
     })
     this.#path = new RequestPath<OutboundConn>({
-      limitsOf: () => deps.limits, connections: deps.connections, log: deps.log,
+      limitsOf: () => deps.limits, connections: deps.connections, log: deps.log, counts: deps.front.of('outbound'),
       run: pipeline<Exchange<OutboundConn>>([
         workloadLimit(deps.workloads),
         route,

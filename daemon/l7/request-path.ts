@@ -9,6 +9,8 @@ import { admit, type Admitted } from './admit.ts'
 import { HttpFront, type FrontHandlers } from './detect.ts'
 import type { Exchange } from './exchange.ts'
 import type { L7Limits } from './limits.ts'
+import type { FrontCounts } from './front-metrics.ts'
+import { h2CloseReason } from '../net/h2-errors.ts'
 
 export interface RequestPathOptions<C> {
   /**
@@ -27,6 +29,8 @@ export interface RequestPathOptions<C> {
   readonly describe: (conn: C | undefined) => Record<string, unknown>
   /** The debug line for a request refused before its first stage. */
   readonly refused: string
+  /** Where those refusals, and HTTP/2 sessions ended by an error, are counted. */
+  readonly counts: FrontCounts
 }
 
 export class RequestPath<C extends object> {
@@ -53,7 +57,16 @@ export class RequestPath<C extends object> {
       request: (req, res, conn) => handle(admit(conn, { version: '1.1', req, res }, facts(conn))),
       upgrade: (req, socket, head, conn) => handle(admit(conn, { version: 'upgrade', req, socket, head }, facts(conn))),
       stream: (stream, headers, conn) => handle(admit(conn, { version: '2', stream, headers }, facts(conn))),
-      rejected: (status, reason, conn) => opts.log.debug({ status, reason, ...opts.describe(conn) }, opts.refused),
+      rejected: (status, reason, conn) => {
+        opts.counts.rejected(status)
+        opts.log.debug({ status, reason, ...opts.describe(conn) }, opts.refused)
+      },
+      sessionFailed: (err, conn) => {
+        const reason = h2CloseReason(err)
+        if (reason === undefined) return
+        opts.counts.sessionClosed(reason)
+        opts.log.debug({ reason, err: err.message, ...opts.describe(conn) }, 'HTTP/2 session ended by an error')
+      },
     }
   }
 

@@ -3,7 +3,8 @@
 // path (l4/inbound.ts) with the socket as its entry: the original destination names the
 // local workload (else NR), there is no peer (a STRICT workload refuses it), and a refusal
 // closes the socket (resets it when the workload is unreachable), counted and logged at a
-// bounded rate.
+// bounded rate. Before any of that, a connection over inboundPlaintext.maxConnections (or its
+// source's share) is reset at once, with no access-log record: a flood costs a counter.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { Counter, type Registry } from 'prom-client'
 import { originalDst } from '../intercept/origdst.ts'
@@ -15,6 +16,8 @@ import type { InboundEntry, KeptConnection } from '../l4/inbound-connection.ts'
 import type { InboundHttp } from '../l7/inbound.ts'
 import type { Logger } from '../../base/logger.ts'
 import { LogThrottle } from '../../base/throttle.ts'
+import type { HostState } from '../limits/host-state.ts'
+import { admitPlaintext, DEFAULT_PLAINTEXT_LIMITS, type PlaintextLimits } from '../limits/plaintext-limits.ts'
 import { remoteOf, type ConnectionTelemetry } from '../telemetry/connection.ts'
 import { formatAuthority } from '../tunnel/authority.ts'
 import { bind, closeServer, SocketSet, stopListening, type SocketSource } from './bind.ts'
@@ -28,6 +31,9 @@ export interface InboundPlaintextDeps {
   readonly connectTimeoutMs?: number
   /** The request path for http/http2/grpc workload ports. */
   readonly http: InboundHttp
+  readonly limits?: PlaintextLimits
+  /** Where the connection counts live (shared with worker threads). */
+  readonly hostState: HostState
 }
 
 export class InboundPlaintextListener {
@@ -44,8 +50,8 @@ export class InboundPlaintextListener {
     this.#throttle = new LogThrottle(deps.log)
     this.#inbound = inboundPath({ snapshot: deps.snapshot, http: deps.http, connectTimeoutMs: deps.connectTimeoutMs ?? 5000, log: deps.log })
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#accept(s))
-    this.#refused = new Counter({ name: 'hostmesh_inbound_plaintext_refused_total', help: 'Plaintext connections to local workloads refused, by reason (strict: the workload requires mTLS; denied: AuthorizationPolicy; unknown: not a local workload).', labelNames: ['reason'], registers: [deps.registry] })
-    for (const reason of ['strict', 'denied', 'unknown']) this.#refused.inc({ reason }, 0)
+    this.#refused = new Counter({ name: 'hostmesh_inbound_plaintext_refused_total', help: 'Plaintext connections to local workloads refused, by reason (strict: the workload requires mTLS; denied: AuthorizationPolicy; unknown: not a local workload; connections, connections_per_source: over inboundPlaintext.maxConnections or its per-source share).', labelNames: ['reason'], registers: [deps.registry] })
+    for (const reason of ['strict', 'denied', 'unknown', 'connections', 'connections_per_source']) this.#refused.inc({ reason }, 0)
   }
 
   listen(port: number, from?: SocketSource): Promise<AddressInfo> {
@@ -83,6 +89,14 @@ export class InboundPlaintextListener {
 
   #accept(socket: Socket): void {
     this.#sockets.add(socket)
+    const source = remoteIp(socket) ?? ''
+    const slot = admitPlaintext(this.#deps.hostState, this.#deps.limits ?? DEFAULT_PLAINTEXT_LIMITS, source)
+    if ('refused' in slot) {
+      this.#refused.inc({ reason: slot.refused })
+      this.#throttle.warn(`plaintext-${slot.refused}`, { from: source }, `plaintext connection refused: over inboundPlaintext.${slot.refused === 'connections' ? 'maxConnections' : 'maxConnectionsPerSource'}`)
+      return void socket.resetAndDestroy()
+    }
+    socket.once('close', slot.release)
     this.#inbound(this.#entry(socket))
   }
 

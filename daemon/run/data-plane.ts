@@ -25,6 +25,7 @@ import { httpMetrics } from '../metrics/istio-http.ts'
 import { InboundHttp } from '../l7/inbound.ts'
 import type { L7Limits } from '../l7/limits.ts'
 import { OutboundHttp } from '../l7/outbound.ts'
+import { FrontMetrics } from '../l7/front-metrics.ts'
 import { LocalHostState, type HostState } from '../limits/host-state.ts'
 import { RateLimiter } from '../l7/rate-limiter.ts'
 import { CircuitBreakers } from '../limits/circuit-breaker.ts'
@@ -114,7 +115,7 @@ export class DataPlane {
     this.#workloads = new WorkloadLimits(hostState, metrics.registry, log.child({ limit: 'workload' }), config.outbound)
     this.#refusals = new DelayedRefusals(config.outbound.refusalDelay)
     const requests = new RequestTelemetry(httpMetrics(metrics.registry), log, this.#telemetry.activity)
-    const l7 = { limits: l7Limits(config), traceparent: config.http.traceparent, telemetry: requests, connections: this.#telemetry, snapshot }
+    const l7 = { limits: l7Limits(config), front: new FrontMetrics(metrics.registry), traceparent: config.http.traceparent, telemetry: requests, connections: this.#telemetry, snapshot }
     const pool = this.#pool
     this.#outboundHttp = new OutboundHttp({
       ...l7, hostState, workloads: this.#workloads, balancer: this.#balancer, breakers: this.#breakers, retryBudgets: this.#retryBudgets, retries: new RetryMetrics(metrics.registry), mirrors: new MirrorMetrics(metrics.registry),
@@ -129,7 +130,7 @@ export class DataPlane {
       host: '::', port: config.ports.hbone, certs: certificates.manager, verifier: certificates.verifier, snapshot,
       log: log.child({ listener: 'hbone' }), telemetry: this.#telemetry, registry: metrics.registry, limits, http: this.#inboundHttp, hostState,
     })
-    this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), telemetry: this.#telemetry, registry: metrics.registry, http: this.#inboundHttp })
+    this.#plaintext = new InboundPlaintextListener({ snapshot, log: log.child({ listener: 'inbound-plaintext' }), telemetry: this.#telemetry, registry: metrics.registry, http: this.#inboundHttp, limits: config.inboundPlaintext, hostState })
   }
 
   /** Binds every listener for `snapshot` (outbound ones for its local workloads). Throws if one cannot bind. */

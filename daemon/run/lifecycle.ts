@@ -120,7 +120,7 @@ export class Daemon {
       else if (!s.draining) manager.status(statusLine(readiness, policy))
     })
     const certificates = createCertificates(config, metrics, log.component('certs'), readiness)
-    const admin = new AdminServer({ ...config.admin, port: config.ports.admin, log: log.component('admin') })
+    const admin = new AdminServer({ ...config.admin, port: config.ports.admin, log: log.component('admin'), registry: metrics.registry })
     registerCoreRoutes(admin, readiness, metrics)
     registerConfigDump(admin, config, policy)
     registerCerts(admin, certificates.manager)

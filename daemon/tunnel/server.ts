@@ -35,6 +35,7 @@ import { formatAuthority, parseAuthority } from './authority.ts'
 import { keepalive, keepaliveOf, tcpKeepalive, type KeepaliveSettings } from './keepalive.ts'
 import { PeerSession, type Refusal } from './session.ts'
 import { H2_SETTINGS, CONNECTION_WINDOW } from './settings.ts'
+import { h2CloseReason } from '../net/h2-errors.ts'
 
 export interface HboneServerOptions {
   readonly host: string
@@ -92,7 +93,7 @@ export class HboneServer {
     }
     this.#refusedConnections = counter('hostmesh_hbone_connections_refused_total', 'Connections to the HBONE port closed before TLS by a limit (docs/config.md "hbone"), by reason.', ['connections', 'connections_per_source', 'connection_rate', 'session_rate', 'not_h2'])
     this.#refusedStreams = counter('hostmesh_hbone_streams_refused_total', 'CONNECT streams refused before reaching a workload for a reason other than policy, by reason.', STREAM_REFUSALS)
-    this.#closedSessions = counter('hostmesh_hbone_sessions_closed_total', 'HBONE sessions ended by this server: abuse (destroyed, GOAWAY ENHANCE_YOUR_CALM), denial (too many refused streams: GOAWAY, open tunnels finish), idle, keepalive (nothing from the peer: dead).', ['abuse', 'denial', 'idle', 'keepalive'])
+    this.#closedSessions = counter('hostmesh_hbone_sessions_closed_total', 'HBONE sessions ended by this server: abuse (destroyed, GOAWAY ENHANCE_YOUR_CALM), denial (too many refused streams: GOAWAY, open tunnels finish), idle, keepalive (nothing from the peer: dead), flood and protocol (node ended it: a control-frame, header or reset flood, or a protocol error).', ['abuse', 'denial', 'idle', 'keepalive', 'flood', 'protocol'])
   }
 
   listen(from?: SocketSource): Promise<AddressInfo> {
@@ -207,7 +208,15 @@ export class HboneServer {
     const session = new PeerSession(h2, socket, identity, source, address, limits)
     this.#sessions.add(session)
     h2.once('close', () => this.#sessions.delete(session))
-    h2.on('error', () => undefined)
+    // A flood or protocol error node caught: the peer's doing, charged as abuse is.
+    h2.on('error', (err: Error) => {
+      const why = h2CloseReason(err)
+      if (why === undefined) return
+      const reason = why === 'protocol' || why === 'other' ? 'protocol' : 'flood'
+      this.#closedSessions.inc({ reason })
+      this.#admission.penalize(source, identity, true)
+      this.#throttle.warn(`hbone-session-${reason}`, { peer: identity, from: address, reason, error: clip(err.message), tunnels: session.tunnels.size }, 'HBONE session ended by an HTTP/2 error')
+    })
     h2.setLocalWindowSize(CONNECTION_WINDOW)
     h2.setTimeout(limits.idleSessionTimeoutMs, () => {
       if (session.tunnels.size > 0) return

@@ -9,4 +9,11 @@ export const MAX_FRAME = 1 << 20
 export const MAX_STREAMS_PER_SESSION = 100
 export const IDLE_SESSION_MS = 5 * 60_000
 
-export const H2_SETTINGS: Settings = { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME, maxConcurrentStreams: MAX_STREAMS_PER_SESSION }
+/**
+ * A CONNECT's header list (and a response's): :authority, a few HBONE headers, a traceparent.
+ * 16 KiB is ample; node's default is 64 KiB. A peer that sends more gets its stream reset
+ * (docs/config.md, "hbone").
+ */
+export const MAX_HEADER_LIST = 16 << 10
+
+export const H2_SETTINGS: Settings = { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME, maxConcurrentStreams: MAX_STREAMS_PER_SESSION, maxHeaderListSize: MAX_HEADER_LIST }

@@ -5,7 +5,7 @@
 // p99 during against before, the daemons' RSS before and after, and a verdict. Raw JSON goes to
 // scripts/soak/results/, the table to RELIABILITY.md by hand, with the machine. Needs root.
 //   --quick       a few seconds per scenario (CI runs this: test/e2e/serial/soak.test.ts)
-//   --only a,b    only these scenarios
+//   --only a,b    only these scenarios (or groups: `hostile`, the attacks of scripts/soak/hostile.ts)
 //   --seconds N   each scenario's disturbance (default 60; --quick 4)
 //   --long        the hour-long run alone (scripts/soak/long.ts; default --seconds 3600): RSS,
 //                 fds and per-endpoint state over time, as slopes. Not in CI.
@@ -15,7 +15,7 @@ import { machineLine, writeResults } from '../bench/results.ts'
 import { sourceState } from '../bench/source-state.ts'
 import { HOSTS, SoakMesh, type HttpLoad, type TcpLoad } from './mesh.ts'
 import { long } from './long.ts'
-import { SCENARIOS, type Check, type Scenario } from './scenarios.ts'
+import { GROUPS, SCENARIOS, type Check, type Scenario } from './scenarios.ts'
 
 export interface SoakRow {
   readonly scenario: string
@@ -43,8 +43,8 @@ export function soakOptions(args: readonly string[]): SoakOptions {
   const seconds = values.seconds === undefined ? (values.long ? 3600 : quick ? 4 : 60) : Number(values.seconds)
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600 * 24) throw new Error(`--seconds takes a whole number from 1 to 86400, not "${values.seconds}"`)
   if (values.long) return { quick, seconds, scenarios: [long] }
-  const names = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== '')
-  for (const n of names ?? []) if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`--only: no scenario "${n}"; there are ${SCENARIOS.map((s) => s.name).join(', ')}`)
+  const names = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== '').flatMap((n) => GROUPS[n] ?? [n])
+  for (const n of names ?? []) if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`--only: no scenario "${n}"; there are ${SCENARIOS.map((s) => s.name).join(', ')}, and the group${Object.keys(GROUPS).length > 1 ? 's' : ''} ${Object.keys(GROUPS).join(', ')}`)
   const scenarios = names ? SCENARIOS.filter((s) => names.includes(s.name)) : SCENARIOS
   return { quick, seconds, scenarios }
 }
@@ -76,7 +76,7 @@ async function runScenario(mesh: SoakMesh, s: Scenario, seconds: number, beforeS
       ? { name: 'no HTTP request failed', ok: failedHttp(http) === 0 && http.requests > 0, detail: httpDetail }
       : { name: `at least ${success * 100}% of HTTP requests succeeded`, ok: succeeded >= success, detail: `${httpDetail}: ${(succeeded * 100).toFixed(3)}%` }],
     ...(s.tcpSuccess ?? 1) === 1 ? [{ name: 'no TCP connection failed', ok: failedTcp(tcp) === 0 && tcp.ok > 0, detail: `${tcp.ok + failedTcp(tcp)} opened, ${failedTcp(tcp)} failed ${JSON.stringify(tcp.errors.slice(0, 2))}` }] : [],
-    ...s.loadChecks?.(http, tcp) ?? [],
+    ...s.loadChecks?.(http, tcp, { http: http0, tcp: tcp0, seconds: beforeSeconds }) ?? [],
     ...disturbance.checks,
   ]
   const marked = checks.map((c) => (s.unmet?.[c.name] ? { ...c, todo: s.unmet[c.name] } : c))

@@ -11,6 +11,9 @@ export interface Check {
   /** A bar not met yet, and why (RELIABILITY.md): the row still fails on it; the CI test marks it TODO. */
   readonly todo?: string
 }
+/** The loads of one measurement and how long they ran. */
+export interface Loads { readonly http: HttpLoad; readonly tcp: TcpLoad; readonly seconds: number }
+
 export interface Disturbance { readonly did: string; readonly checks: readonly Check[] }
 
 export interface Scenario {
@@ -25,8 +28,8 @@ export interface Scenario {
   readonly minSeconds?: number
   /** Checks this scenario does not meet yet, by name, with why: still run, still reported, marked TODO in CI. */
   readonly unmet?: Readonly<Record<string, string>>
-  /** Checks of the loads' figures besides the success shares. */
-  loadChecks?(http: HttpLoad, tcp: TcpLoad): readonly Check[]
+  /** Checks of the loads' figures besides the success shares (`before`: the same loads alone, for `before.seconds`). */
+  loadChecks?(http: HttpLoad, tcp: TcpLoad, before: Loads): readonly Check[]
   /** Before the loads: the policy the scenario needs, in force on every host. */
   prepare?(mesh: SoakMesh): Promise<void>
   run(mesh: SoakMesh, seconds: number): Promise<Disturbance>

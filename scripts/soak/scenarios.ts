@@ -8,6 +8,7 @@ import { total } from '../demo/telemetry.ts'
 import { HOSTS } from './mesh.ts'
 import { rotation } from './rotation.ts'
 import { peerBlackhole } from './blackhole.ts'
+import { HOSTILE } from './hostile.ts'
 import { applyPolicy, failFastChecks, generations, replaceFile, type Check, type Scenario } from './scenario.ts'
 
 export type { Check, Scenario } from './scenario.ts'
@@ -259,4 +260,7 @@ export const restart: Scenario = {
   },
 }
 
-export const SCENARIOS: readonly Scenario[] = [policyChurn, badFile, rotation, endpointRestart, peerKill, peerBlackhole, restart]
+export const SCENARIOS: readonly Scenario[] = [policyChurn, badFile, rotation, endpointRestart, peerKill, peerBlackhole, restart, ...HOSTILE]
+
+/** Names `--only` takes for a group of scenarios. */
+export const GROUPS: Readonly<Record<string, readonly string[]>> = { hostile: HOSTILE.map((s) => s.name) }

@@ -2,6 +2,7 @@
 // pipeline, the source host's request path (outboundHttp), real telemetry into a log sink and a prom-client registry, a
 // local origin that speaks HTTP/1.1 and h2c on one port and records what reached it, TCP
 // listeners that hand each connection to a request path, and small real clients.
+import { FrontMetrics } from '../../daemon/l7/front-metrics.ts'
 import { replay } from '../../daemon/l7/detect.ts'
 import { createHash } from 'node:crypto'
 import http, { type Agent, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
@@ -46,7 +47,7 @@ export function tcpEndpoint(_source: WorkloadInfo, ep: Endpoint): Promise<Duplex
 /** The source host's request path with fresh balancer, breakers and budgets, torn down with `t`. */
 export function outboundHttp(t: Test, snapshot: () => Snapshot | undefined, tel: Telemetry, connect: EndpointConnect = tcpEndpoint, caps?: WorkloadCaps): OutboundHttp {
   const outbound = new OutboundHttp({
-    workloads: new WorkloadLimits(new LocalHostState(), tel.registry, tel.log, caps),
+    workloads: new WorkloadLimits(new LocalHostState(), tel.registry, tel.log, caps), front: new FrontMetrics(tel.registry),
     snapshot, balancer: new Balancer(), breakers: new CircuitBreakers(new LocalHostState(), tel.registry),
     retryBudgets: new RetryBudgets(), retries: new RetryMetrics(tel.registry), mirrors: new MirrorMetrics(tel.registry),
     log: tel.log, telemetry: tel.requests, connections: tel.connections, limits: DEFAULT_L7_LIMITS, traceparent: false, connect,

@@ -5,6 +5,7 @@
 // peer), and driven by real clients: node:http with a keep-alive agent, http2.connect, raw
 // sockets. The failure branches (denials, an unreachable workload, clients and origins that
 // go away, refused upgrades, drain) are the point; the happy paths ride along.
+import { FrontMetrics } from '../../daemon/l7/front-metrics.ts'
 import { createHash } from 'node:crypto'
 import http from 'node:http'
 import http2 from 'node:http2'
@@ -55,7 +56,7 @@ interface Rig {
 async function rig(t: Test, limits: L7Limits = DEFAULT_L7_LIMITS): Promise<Rig> {
   const tel = telemetry()
   const inbound = new InboundHttp({
-    snapshot: () => snapshot, log: tel.log, telemetry: tel.requests, connections: tel.connections,
+    snapshot: () => snapshot, log: tel.log, telemetry: tel.requests, connections: tel.connections, front: new FrontMetrics(tel.registry),
     limits, traceparent: true, limiter: new RateLimiter(new LocalHostState(), tel.registry),
     connect: (address, port) => new Promise((resolve, reject) => {
       const s = tcpConnect({ host: address, port }, () => resolve(s))

@@ -3,6 +3,7 @@
 // local_rate_limited with x-hostmesh-ratelimited and retry-after, flag RL, nothing reaching the
 // workload; the identity bucket keeping one caller from taking the whole budget; gRPC gets
 // RESOURCE_EXHAUSTED; the bucket refills at its rate.
+import { FrontMetrics } from '../../daemon/l7/front-metrics.ts'
 import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import { LocalHostState } from '../../daemon/limits/host-state.ts'
@@ -24,7 +25,7 @@ const api = snapshot.workloads.get('t/api')!
 const tel = telemetry()
 const state = new LocalHostState()
 const inbound = new InboundHttp({
-  snapshot: () => snapshot, log: tel.log, telemetry: tel.requests, connections: tel.connections,
+  snapshot: () => snapshot, log: tel.log, telemetry: tel.requests, connections: tel.connections, front: new FrontMetrics(tel.registry),
   limits: DEFAULT_L7_LIMITS, traceparent: false, limiter: new RateLimiter(state, tel.registry),
   connect: (address, port) => new Promise((resolve, reject) => {
     const s = tcpConnect({ host: address, port }, () => resolve(s))

@@ -319,3 +319,44 @@ t.test('close() lets an in-flight request finish; destroy() does not wait', asyn
   await closed
   await t.rejects(fetch(`${base}/healthz`), 'no longer accepting')
 })
+
+t.test('admin.maxConnections: the port holds that many, closes the next at once and counts it; the socket keeps its own', async (t) => {
+  const metrics = createMetrics()
+  const socket = socketPath(t)
+  const admin = new AdminServer({ address: '127.0.0.1', port: await freePort(), allowRemote: false, socket, log, maxConnections: 3, registry: metrics.registry })
+  registerCoreRoutes(admin, new Readiness([]), metrics)
+  const { port } = await admin.listen()
+  t.teardown(() => admin.destroy())
+  const open = (): Promise<{ closed: Promise<number> }> => new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => {
+      const at = Date.now()
+      resolve({ closed: new Promise((r) => s.once('close', () => r(Date.now() - at))) })
+    })
+    s.on('error', () => undefined)
+    t.teardown(() => s.destroy())
+    s.once('error', reject)
+  })
+  const held = [await open(), await open(), await open()]
+  const over = await open()
+  t.ok(await over.closed < 1000, 'the fourth connection is closed at once')
+  const counted = (await metrics.registry.getSingleMetricAsString('hostmesh_admin_connections_refused_total'))
+  t.match(counted, /hostmesh_admin_connections_refused_total\{transport="tcp",reason="connections"\} 1\b/, 'and counted')
+  const viaSocket = await adminRequest(socket, '/healthz')
+  t.equal(viaSocket.status, 200, 'the socket still answers while the port is full')
+  t.equal(held.length, 3)
+})
+
+t.test('a client error on the admin port gets 400 (not HTTP) or 408 (too slow), counted by reason', async (t) => {
+  const metrics = createMetrics()
+  const admin = new AdminServer({ address: '127.0.0.1', port: await freePort(), allowRemote: false, socket: socketPath(t), log, registry: metrics.registry, headersTimeoutMs: 300 })
+  registerCoreRoutes(admin, new Readiness([]), metrics)
+  const { port } = await admin.listen()
+  t.teardown(() => admin.destroy())
+  t.match(await raw(port, '\x16\x03\x01\x02\x00garbage\r\n\r\n'), /^HTTP\/1.1 400 /, 'garbage: 400')
+  const started = Date.now()
+  t.match(await raw(port, 'GET /metrics HTTP/1.1\r\nhost: localhost\r\nx-slow: '), /^HTTP\/1.1 408 /, 'a head that never ends: 408')
+  t.ok(Date.now() - started < 3000, `within the header timeout and its 1 s check (${Date.now() - started} ms)`)
+  const counted = await metrics.registry.getSingleMetricAsString('hostmesh_admin_connections_refused_total')
+  t.match(counted, /\{transport="tcp",reason="bad_request"\} 1\b/)
+  t.match(counted, /\{transport="tcp",reason="timeout"\} 1\b/)
+})

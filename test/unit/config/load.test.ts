@@ -1,3 +1,5 @@
+import { DEFAULT_PLAINTEXT_LIMITS } from '../../../daemon/limits/plaintext-limits.ts'
+import { DEFAULT_ADMIN_MAX_CONNECTIONS } from '../../../daemon/admin/limits.ts'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -33,7 +35,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
     node: { name: 'node-a', addresses: ['10.0.0.11', 'fd00::11'] },
     trustDomain: 'example.org',
     ports: { admin: 16000, outboundBase: 15001, inboundPlaintext: 15006, hbone: 15008 },
-    admin: { address: '127.0.0.1', allowRemote: false, socket: '/run/hostmesh/admin.sock' },
+    admin: { address: '127.0.0.1', allowRemote: false, socket: '/run/hostmesh/admin.sock', maxConnections: 128 },
     policyDir: '/etc/hostmesh/policy.d',
     allowEmptyPolicy: false,
     certDir: '/etc/hostmesh/certs',
@@ -49,6 +51,7 @@ t.test('a valid file gives a deep-frozen config with defaults filled in', async 
       newConnectionsPerSecond: 100, newConnectionsBurst: 1000, maxTunnels: 32_768, maxTunnelsPerPeer: 8192,
       refusedStreamsPerSecond: 10, refusedStreamsBurst: 100, idleSessionTimeout: 600_000, keepaliveInterval: 10_000, keepaliveTimeout: 10_000,
     },
+    inboundPlaintext: { maxConnections: 4096, maxConnectionsPerSource: 1024 },
     http: { maxRequestHeadersKb: 60, maxRequestHeaders: 100, headerTimeout: 10_000, idleTimeout: 300_000, traceparent: true },
   })
   t.ok(Object.isFrozen(cfg))
@@ -65,6 +68,8 @@ t.test('the shipped example config is valid', async (t) => {
   t.same(hboneLimits(cfg), DEFAULT_HBONE_LIMITS, 'its hbone section spells out the defaults')
   t.same(l7Limits(cfg), DEFAULT_L7_LIMITS, 'its http section spells out the defaults')
   t.equal(cfg.http.traceparent, true)
+  t.same(cfg.inboundPlaintext, DEFAULT_PLAINTEXT_LIMITS, 'its inboundPlaintext section spells out the defaults')
+  t.equal(cfg.admin.maxConnections, DEFAULT_ADMIN_MAX_CONNECTIONS, 'its admin section spells out maxConnections')
 })
 
 t.test('config path: --config, then HOSTMESH_CONFIG, then the default', async (t) => {

@@ -12,6 +12,7 @@ async function front(t: Test): Promise<{ port: number; front: HttpFront<string> 
     request: (_req, res) => res.end('ok'),
     upgrade: (_req, socket) => socket.destroy(),
     stream: (stream) => stream.close(),
+    sessionFailed: () => undefined,
     rejected: () => undefined,
   })
   const server = createServer((s) => f.serve(s, 'ctx', 'http'))

@@ -4,12 +4,21 @@
 // and more tunnels than a peer may hold. Each ends with what the server still holds.
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import { connect, createServer, type AddressInfo } from 'node:net'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import t from 'tap'
+import { NodeIssuer } from '../../../certs/issuer.ts'
+import { serverName } from '../../../certs/spiffe.ts'
 import { HboneClientPool } from '../../../daemon/tunnel/client-pool.ts'
 import { until as pollUntil } from '../../helpers/admin.ts'
 import { hboneSetup, ID, type HboneSetup } from '../../helpers/hbone.ts'
 
 const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants
+const ABUSE = new URL('../../../scripts/netns/workloads/abuse-client.ts', import.meta.url).pathname
+const run = promisify(execFile)
 
 /** Polls `check` every 20 ms for up to `ms` (3 s). */
 const until = (check: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> => pollUntil(check, what, ms, 20)
@@ -264,4 +273,49 @@ t.test('a drain ends when the last tunnel does: the server closes each gone-away
   s.workloadSockets.at(-1)!.end()
   await until(() => drained, 'the drain ended once its last tunnel did')
   t.equal(s.server.tunnels, 0)
+})
+
+for (const [attack, reasons] of [['ping', ['flood']], ['settings', ['flood']], ['continuation', ['flood', 'protocol']]] as const) {
+  t.test(`an HTTP/2 ${attack} flood ends the session, is counted, and costs its source its new connections for a while`, async (t) => {
+    const s = await hboneSetup(t)
+    const dir = mkdtempSync(join(tmpdir(), 'hostmesh-flood-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const leaf = await (await NodeIssuer.load(s.certDir, 'cluster.local', 'node-a')).mint(ID('client'), 3_600_000)
+    const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem'), chain: join(dir, 'chain.pem'), servername: serverName(ID('echo'))! }
+    writeFileSync(tls.cert, leaf.certPem)
+    writeFileSync(tls.key, leaf.keyPem, { mode: 0o600 })
+    writeFileSync(tls.chain, leaf.chainPem)
+    const flood = async (): Promise<{ closedByServer: number; connectFailures: Record<string, number> }> => {
+      const { stdout } = await run(process.execPath, [ABUSE, JSON.stringify({ mode: 'h2', host: '127.0.0.1', port: s.port, tls, attack, method: 'CONNECT', authority: `127.0.0.1:${s.echoPort}`, reconnect: false, durationMs: 2000 })], { timeout: 20_000, env: { ...process.env, NODE_OPTIONS: '' } })
+      return JSON.parse(stdout.trim().split('\n').at(-1)!) as { closedByServer: number; connectFailures: Record<string, number> }
+    }
+    const first = await flood()
+    t.equal(first.closedByServer, 1, `the server ended the session (${JSON.stringify(first).slice(0, 300)})`)
+    let closed = 0
+    for (const reason of reasons) closed += await s.metric('hostmesh_hbone_sessions_closed_total', { reason })
+    t.equal(closed, 1, `counted as ${reasons.join(' or ')}`)
+    const again = await flood()
+    t.same(again.connectFailures, { ECONNRESET: 1 }, 'its source\'s next connection is refused before TLS')
+    await t.rejects(s.open('client'), 'as is a well-behaved session from that source, meanwhile')
+    t.ok(await s.metric('hostmesh_hbone_connections_refused_total', { reason: 'connection_rate' }) >= 2, 'over its connection rate')
+  })
+}
+
+// The server's SETTINGS bind a peer once it has acknowledged them (RFC 9113 §6.5.3); until then
+// nghttp2's own limit on CONTINUATION frames bounds a header block (9 frames of 16 KiB).
+t.test('a CONNECT whose header list is over 16 KiB is refused before it reaches a workload', async (t) => {
+  const s = await hboneSetup(t)
+  const { session } = await s.raw('client')
+  await new Promise((resolve) => session.once('remoteSettings', resolve))
+  t.equal(session.remoteSettings.maxHeaderListSize, 16 << 10, `the server says its limit: ${JSON.stringify(session.remoteSettings)}`)
+  const stream = session.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${s.echoPort}`, 'x-big': 'a'.repeat(20_000) }, { endStream: false })
+  const outcome = await new Promise<string>((resolve) => {
+    stream.on('response', (h) => resolve(`status ${String(h[':status'])}`))
+    stream.on('error', (err: Error & { code?: string }) => resolve(`error ${err.code}`))
+    stream.on('close', () => resolve(`closed ${stream.rstCode}`))
+  })
+  t.notMatch(outcome, /status 200/, `refused: ${outcome}`)
+  t.equal(s.workloadSockets.length, 0, 'the workload saw no connection')
+  const ok = await s.open('client')
+  t.ok(ok, 'a normal CONNECT on the same host still works')
 })

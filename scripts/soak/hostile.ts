@@ -1,0 +1,334 @@
+// Hostile input (issue #15, item 3), one scenario per attack and port, run while the soak's
+// loads go on: real attack tools (scripts/netns/workloads/abuse-client.ts for raw bytes and
+// HTTP/2 frames, slowhttptest for slowloris and slow read) against the daemon that carries
+// the legitimate traffic:
+//   :15008    node-b's, from node-c (root; the HTTP/2 attacks with a certificate node-c's CA
+//             really issues, checkout's, which payments admits)
+//   :15006    node-b's, from node-c (root, never captured) to payments-v1's port 8080,
+//             which iptables sends to :15006
+//   outbound  node-a's, from a second workload on node-a (uid 2009) to the payments VIP
+//   admin     node-a's 127.0.0.1:15000, from root on node-a
+// Each row's checks: the attacked daemon stayed up (same pid) and below MEMORY_BOUND_MIB at
+// every sample, wrote at most a bounded number of log lines besides the access log, counted
+// the abuse in a metric, and the loads kept ≥ 90% of their rate alone (checked with the loads').
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { NodeIssuer } from '../../certs/issuer.ts'
+import { serverName } from '../../certs/spiffe.ts'
+import { total } from '../demo/telemetry.ts'
+import type { HostProcess, RunAs } from '../netns/hosts.ts'
+import type { HttpLoad, SoakMesh, TcpLoad } from './mesh.ts'
+import { applyPolicy, type Check, type Loads, type Scenario } from './scenario.ts'
+
+const here = (f: string): string => new URL(f, import.meta.url).pathname
+const ABUSE = here('../netns/workloads/abuse-client.ts')
+const NODE = process.execPath
+const VIP = '10.96.0.20'
+const CHECKOUT_ID = 'spiffe://cluster.local/ns/shop/sa/checkout'
+const PAYMENTS_ID = 'spiffe://cluster.local/ns/shop/sa/payments'
+/** The outbound attacker: a workload of its own on node-a, so its connections are captured there. */
+const INTRUDER: RunAs = { uid: 2009, gid: 2009 }
+const INTRUDER_POLICY = `apiVersion: hostmesh.io/v1alpha1
+kind: Workload
+metadata: {name: soak-intruder, namespace: shop, labels: {app: soak-intruder}}
+spec: {node: node-a, serviceAccount: soak-intruder, match: {uid: 2009}}
+`
+
+/**
+ * What one daemon may hold under any one of these attacks at the default limits (docs/config.md,
+ * "Memory under attack"): its RSS at every sample, worker threads included.
+ */
+export const MEMORY_BOUND_MIB = 512
+/** Log lines besides the access log: the throttle's 5 per kind per 10 s and its summaries, with room. */
+const logBound = (seconds: number): number => 40 + 3 * seconds
+/** The loads' rate during an attack, against their rate alone. */
+const MIN_RATE_SHARE = 0.9
+
+interface Attacker {
+  readonly host: 'node-a' | 'node-c'
+  readonly as?: RunAs
+  readonly label: string
+  readonly argv: readonly string[]
+}
+
+interface Counted { readonly metric: string; readonly labels?: Readonly<Record<string, string>> }
+
+interface HostileAttack {
+  readonly name: string
+  readonly port: ':15008' | ':15006' | 'outbound' | 'admin'
+  readonly target: 'node-a' | 'node-b'
+  /** What the attack does, for the row. */
+  readonly what: string
+  attackers(mesh: SoakMesh, seconds: number): Promise<readonly Attacker[]>
+  /** Series whose growth shows the abuse was counted (their sum must grow). */
+  readonly counted: readonly Counted[]
+  /** Checks of what the attackers saw. */
+  expect?(results: readonly AttackResult[], seconds: number): readonly Check[]
+}
+
+interface AttackResult { readonly label: string; readonly out: Record<string, unknown> }
+
+const abuse = (spec: Record<string, unknown>): string[] => [NODE, ABUSE, JSON.stringify(spec)]
+/** Two processes of 10,000 held connections: one process may hold no more fds than the machine's hard limit (20,000 here). */
+const flood = (host: string, port: number, seconds: number, extra: Record<string, unknown> = {}): string[] =>
+  ['sh', '-c', `ulimit -n 12000 && exec "$@"`, 'sh', ...abuse({ mode: 'hold', host, port, connections: 10_000, batch: 500, holdMs: seconds * 1000, durationMs: (seconds + 60) * 1000, ...extra })]
+
+/** slowhttptest: -H slow headers (slowloris) or -X slow read, 1,000 connections at 200/s for `seconds`. */
+function slowhttptest(kind: 'H' | 'X', url: string, seconds: number): string[] {
+  const common = ['-c', '1000', '-r', '200', '-l', String(seconds), '-u', url, '-p', '3']
+  return kind === 'H'
+    ? ['slowhttptest', '-H', '-i', '5', '-x', '16', ...common]
+    : ['slowhttptest', '-X', '-k', '20', '-n', '2', '-w', '32', '-y', '64', '-z', '32', ...common]
+}
+
+/** The last figures slowhttptest printed ("connected: 41" ...). */
+function slowhttptestFigures(out: string): Record<string, number | string> {
+  const figures: Record<string, number | string> = {}
+  for (const key of ['initializing', 'pending', 'connected', 'error', 'closed']) {
+    const all = [...out.matchAll(new RegExp(`^${key}:\\s+(\\d+)`, 'gm'))]
+    if (all.length) figures[key] = Number(all.at(-1)![1])
+  }
+  const available = [...out.matchAll(/^service available:\s+(\S+)/gm)].at(-1)
+  if (available) figures.serviceAvailable = available[1]!
+  const exit = /^Exit status: (.*)$/m.exec(out)
+  if (exit) figures.exit = exit[1]!
+  return figures
+}
+
+/** The checkout certificate node-c's CA issues, as files for abuse-client's `tls`. */
+async function peerTls(mesh: SoakMesh): Promise<Record<string, string>> {
+  const issuer = await NodeIssuer.load(join(mesh.dir, 'node-c', 'certs'), 'cluster.local', 'node-c')
+  const leaf = await issuer.mint(CHECKOUT_ID, 3_600_000)
+  const files = { cert: join(mesh.dir, 'hostile-cert.pem'), key: join(mesh.dir, 'hostile-key.pem'), chain: join(mesh.dir, 'hostile-chain.pem') }
+  writeFileSync(files.cert, leaf.certPem)
+  writeFileSync(files.key, leaf.keyPem, { mode: 0o600 })
+  writeFileSync(files.chain, leaf.chainPem)
+  return { ...files, servername: serverName(PAYMENTS_ID)! }
+}
+
+/** The five HTTP/2 attacks at once, each from its own process and connections. */
+function h2Attackers(host: 'node-a' | 'node-c', as: RunAs | undefined, target: Record<string, unknown>, seconds: number): Attacker[] {
+  const base = { mode: 'h2', durationMs: seconds * 1000, reconnect: true, maxFrames: 1e10, ...target }
+  return [
+    { label: 'rapid-reset', spec: { attack: 'rapid-reset', connections: 4 } },
+    { label: 'continuation', spec: { attack: 'continuation', connections: 4 } },
+    { label: 'settings', spec: { attack: 'settings', connections: 2 } },
+    { label: 'ping', spec: { attack: 'ping', connections: 2 } },
+    { label: 'big-headers', spec: { attack: 'big-headers', connections: 2, headerBytes: 1 << 20 } },
+  ].map((a) => ({ host, ...(as ? { as } : {}), label: a.label, argv: abuse({ ...base, ...a.spec }) }))
+}
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0)
+const sumOf = (o: unknown): number => (o && typeof o === 'object' ? Object.values(o as Record<string, number>).reduce((a, b) => a + num(b), 0) : 0)
+
+/** Every HTTP/2 attacker's connections were ended by the server (closed or GOAWAY), not left to run. */
+function h2Expect(results: readonly AttackResult[]): Check[] {
+  return results.filter((r) => r.label !== 'rapid-reset').map((r) => ({
+    name: `${r.label}: the server ended the abusive connections`,
+    ok: num(r.out.closedByServer) > 0 || sumOf(r.out.goaways) > 0,
+    detail: `${num(r.out.connections)} connections, ${num(r.out.framesSent)} frames sent, closed by the server ${num(r.out.closedByServer)}, GOAWAY ${JSON.stringify(r.out.goaways ?? {})}, resets ${JSON.stringify(r.out.resets ?? {})}, responses ${JSON.stringify(r.out.responses ?? {})}`,
+  }))
+}
+
+function floodExpect(held: (opened: number) => boolean, what: string) {
+  return (results: readonly AttackResult[]): Check[] => {
+    const opened = results.reduce((a, r) => a + num(r.out.opened), 0)
+    const closed = results.reduce((a, r) => a + num(r.out.closedByServer), 0)
+    const heldAtEnd = results.reduce((a, r) => a + num(r.out.heldAtEnd), 0)
+    return [{ name: `the flood was held to ${what}`, ok: held(heldAtEnd), detail: `${opened} of 20,000 connected, ${closed} closed by the server, ${heldAtEnd} still open at the end` }]
+  }
+}
+
+const nodeB = (mesh: SoakMesh): string => mesh.host('node-b').ipv4
+
+export const ATTACKS: readonly HostileAttack[] = [
+  {
+    name: 'hbone-flood', port: ':15008', target: 'node-b', what: '20,000 TCP connections opened and held',
+    attackers: async (mesh, seconds) => [0, 1].map((i) => ({ host: 'node-c', label: `flood-${i}`, argv: flood(nodeB(mesh), 15008, seconds) })),
+    counted: [{ metric: 'hostmesh_hbone_connections_refused_total' }],
+    // Over hbone.maxConnectionsPerSource (512) and the source's rate (burst 1,000): the rest are closed at once; the held ones time out their handshake (10 s).
+    expect: floodExpect((held) => held <= 512, 'hbone.maxConnectionsPerSource (512)'),
+  },
+  {
+    name: 'hbone-tls-garbage', port: ':15008', target: 'node-b', what: 'random bytes as a ClientHello, and random bytes after a real mTLS handshake, 8 connections at a time',
+    attackers: async (mesh, seconds) => [
+      { host: 'node-c', label: 'fake-hello', argv: abuse({ mode: 'garbage', host: nodeB(mesh), port: 15008, connections: 4, bytes: 4096, tlsRecord: true, durationMs: seconds * 1000, timeoutMs: 2000 }) },
+      { host: 'node-c', label: 'after-handshake', argv: abuse({ mode: 'garbage', host: nodeB(mesh), port: 15008, connections: 4, bytes: 4096, tls: await peerTls(mesh), durationMs: seconds * 1000, timeoutMs: 2000 }) },
+    ],
+    counted: [{ metric: 'hostmesh_tls_handshake_failures_total' }],
+  },
+  {
+    name: 'hbone-h2-abuse', port: ':15008', target: 'node-b', what: 'HTTP/2 over mTLS with a valid certificate: rapid reset, CONTINUATION flood, SETTINGS flood, PING flood and 1 MiB HEADERS, all at once',
+    attackers: async (mesh, seconds) => h2Attackers('node-c', undefined, { host: nodeB(mesh), port: 15008, tls: await peerTls(mesh), method: 'CONNECT', authority: `${nodeB(mesh)}:8080` }, seconds),
+    counted: [{ metric: 'hostmesh_hbone_sessions_closed_total', labels: { reason: 'abuse' } }, { metric: 'hostmesh_hbone_sessions_closed_total', labels: { reason: 'flood' } }, { metric: 'hostmesh_hbone_sessions_closed_total', labels: { reason: 'protocol' } }],
+    expect: h2Expect,
+  },
+  {
+    name: 'plaintext-flood', port: ':15006', target: 'node-b', what: '20,000 TCP connections to payments-v1:8080 opened and held',
+    attackers: async (mesh, seconds) => [0, 1].map((i) => ({ host: 'node-c', label: `flood-${i}`, argv: flood(nodeB(mesh), 8080, seconds) })),
+    counted: [{ metric: 'hostmesh_inbound_plaintext_refused_total', labels: { reason: 'connections_per_source' } }],
+    expect: floodExpect((held) => held <= 1024, 'inboundPlaintext.maxConnectionsPerSource (1,024)'),
+  },
+  {
+    name: 'plaintext-slowloris', port: ':15006', target: 'node-b', what: 'slowhttptest -H: 1,000 connections sending a header line every 5 s',
+    attackers: async (mesh, seconds) => [{ host: 'node-c', label: 'slowloris', argv: slowhttptest('H', `http://${nodeB(mesh)}:8080/`, seconds) }],
+    counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'inbound', status: '408' } }],
+  },
+  {
+    name: 'plaintext-slow-read', port: ':15006', target: 'node-b', what: 'slowhttptest -X: 1,000 connections pipelining 20 requests each and reading 32 bytes every 2 s',
+    attackers: async (mesh, seconds) => [{ host: 'node-c', label: 'slow-read', argv: slowhttptest('X', `http://${nodeB(mesh)}:8080/`, seconds) }],
+    counted: [{ metric: 'istio_requests_total', labels: { reporter: 'destination', response_code: '403' } }],
+  },
+  {
+    name: 'plaintext-garbage', port: ':15006', target: 'node-b', what: 'random bytes (plain, and as a TLS ClientHello) to payments-v1:8080, 8 connections at a time',
+    attackers: async (mesh, seconds) => [
+      { host: 'node-c', label: 'random', argv: abuse({ mode: 'garbage', host: nodeB(mesh), port: 8080, connections: 4, bytes: 4096, durationMs: seconds * 1000, timeoutMs: 2000 }) },
+      { host: 'node-c', label: 'fake-hello', argv: abuse({ mode: 'garbage', host: nodeB(mesh), port: 8080, connections: 4, bytes: 4096, tlsRecord: true, durationMs: seconds * 1000, timeoutMs: 2000 }) },
+    ],
+    counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'inbound', status: '400' } }],
+  },
+  {
+    name: 'plaintext-h2-abuse', port: ':15006', target: 'node-b', what: 'HTTP/2 (h2c) to payments-v1:8080: rapid reset, CONTINUATION flood, SETTINGS flood, PING flood and 1 MiB HEADERS, all at once',
+    attackers: async (mesh, seconds) => h2Attackers('node-c', undefined, { host: nodeB(mesh), port: 8080, authority: `${nodeB(mesh)}:8080` }, seconds),
+    counted: [{ metric: 'hostmesh_http2_sessions_closed_total', labels: { direction: 'inbound' } }],
+    expect: h2Expect,
+  },
+  {
+    name: 'outbound-flood', port: 'outbound', target: 'node-a', what: 'a second workload on node-a opens 20,000 connections to the payments VIP and holds them',
+    attackers: async (_mesh, seconds) => [0, 1].map((i) => ({ host: 'node-a', as: INTRUDER, label: `flood-${i}`, argv: flood(VIP, 80, seconds) })),
+    counted: [{ metric: 'hostmesh_workload_limit_refused_total', labels: { resource: 'connections' } }],
+    expect: floodExpect((held) => held <= 4096, 'outbound.maxConnectionsPerWorkload (4,096)'),
+  },
+  {
+    name: 'outbound-slowloris', port: 'outbound', target: 'node-a', what: 'slowhttptest -H from a second workload to the payments VIP',
+    attackers: async (_mesh, seconds) => [{ host: 'node-a', as: INTRUDER, label: 'slowloris', argv: slowhttptest('H', `http://${VIP}/`, seconds) }],
+    counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'outbound', status: '408' } }],
+  },
+  {
+    name: 'outbound-slow-read', port: 'outbound', target: 'node-a', what: 'slowhttptest -X from a second workload to the payments VIP',
+    attackers: async (_mesh, seconds) => [{ host: 'node-a', as: INTRUDER, label: 'slow-read', argv: slowhttptest('X', `http://${VIP}/`, seconds) }],
+    counted: [{ metric: 'istio_requests_total', labels: { reporter: 'source', response_code: '403' } }],
+  },
+  {
+    name: 'outbound-garbage', port: 'outbound', target: 'node-a', what: 'random bytes (plain, and as a TLS ClientHello) from a second workload to the payments VIP',
+    attackers: async (_mesh, seconds) => [
+      { host: 'node-a', as: INTRUDER, label: 'random', argv: abuse({ mode: 'garbage', host: VIP, port: 80, connections: 4, bytes: 4096, durationMs: seconds * 1000, timeoutMs: 2000 }) },
+      { host: 'node-a', as: INTRUDER, label: 'fake-hello', argv: abuse({ mode: 'garbage', host: VIP, port: 80, connections: 4, bytes: 4096, tlsRecord: true, durationMs: seconds * 1000, timeoutMs: 2000 }) },
+    ],
+    counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'outbound', status: '400' } }],
+  },
+  {
+    name: 'outbound-h2-abuse', port: 'outbound', target: 'node-a', what: 'HTTP/2 (h2c) from a second workload to the payments VIP: rapid reset, CONTINUATION flood, SETTINGS flood, PING flood and 1 MiB HEADERS, all at once',
+    attackers: async (_mesh, seconds) => h2Attackers('node-a', INTRUDER, { host: VIP, port: 80, authority: `payments.shop.svc.cluster.local` }, seconds),
+    counted: [{ metric: 'hostmesh_http2_sessions_closed_total', labels: { direction: 'outbound' } }],
+    expect: h2Expect,
+  },
+  {
+    name: 'admin-flood', port: 'admin', target: 'node-a', what: '20,000 connections to 127.0.0.1:15000 opened and held',
+    attackers: async (_mesh, seconds) => [0, 1].map((i) => ({ host: 'node-a', label: `flood-${i}`, argv: flood('127.0.0.1', 15000, seconds) })),
+    counted: [{ metric: 'hostmesh_admin_connections_refused_total', labels: { transport: 'tcp', reason: 'connections' } }],
+    expect: floodExpect((held) => held <= 128, 'admin.maxConnections (128)'),
+  },
+  {
+    name: 'admin-slowloris', port: 'admin', target: 'node-a', what: 'slowhttptest -H against 127.0.0.1:15000',
+    attackers: async (_mesh, seconds) => [{ host: 'node-a', label: 'slowloris', argv: slowhttptest('H', 'http://127.0.0.1:15000/metrics', seconds) }],
+    counted: [{ metric: 'hostmesh_admin_connections_refused_total', labels: { transport: 'tcp', reason: 'timeout' } }],
+  },
+  {
+    name: 'admin-slow-read', port: 'admin', target: 'node-a', what: 'slowhttptest -X against 127.0.0.1:15000/metrics',
+    attackers: async (_mesh, seconds) => [{ host: 'node-a', label: 'slow-read', argv: slowhttptest('X', 'http://127.0.0.1:15000/metrics', seconds) }],
+    counted: [{ metric: 'hostmesh_admin_connections_refused_total', labels: { transport: 'tcp' } }],
+  },
+  {
+    name: 'admin-garbage', port: 'admin', target: 'node-a', what: 'random bytes to 127.0.0.1:15000, 8 connections at a time',
+    attackers: async (_mesh, seconds) => [{ host: 'node-a', label: 'random', argv: abuse({ mode: 'garbage', host: '127.0.0.1', port: 15000, connections: 8, bytes: 4096, durationMs: seconds * 1000, timeoutMs: 2000 }) }],
+    counted: [{ metric: 'hostmesh_admin_connections_refused_total', labels: { transport: 'tcp', reason: 'bad_request' } }],
+  },
+]
+
+/** The pid of the daemon the stand-in runs (its one child). */
+function daemonPid(mesh: SoakMesh, name: string): number {
+  const manager = mesh.daemons.get(name)!.pid
+  const children = readFileSync(`/proc/${manager}/task/${manager}/children`, 'utf8').trim().split(/\s+/).filter((s) => s !== '').map(Number)
+  if (children.length !== 1) throw new Error(`${name}: expected one daemon under the service manager (pid ${manager}), found ${JSON.stringify(children)}`)
+  return children[0]!
+}
+
+function rssMiB(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Math.round(Number(m[1]) / 1024) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const sumSeries = (m: Awaited<ReturnType<SoakMesh['metrics']>>, counted: readonly Counted[]): number => counted.reduce((a, c) => a + total(m, c.metric, c.labels), 0)
+
+/** The loads' rates during against alone: HTTP's open-loop rate, and TCP connections per second. */
+function rateChecks(http: HttpLoad, tcp: TcpLoad, before: Loads, seconds: number): Check[] {
+  const tcpRate = (ok: number, s: number): number => ok / s
+  const duringTcp = tcpRate(tcp.ok, seconds + 2)
+  const beforeTcp = tcpRate(before.tcp.ok, before.seconds)
+  return [
+    { name: `HTTP kept ≥ ${MIN_RATE_SHARE * 100}% of its rate alone`, ok: http.rate >= MIN_RATE_SHARE * before.http.rate, detail: `${http.rate.toFixed(1)} req/s during, ${before.http.rate.toFixed(1)} alone (${((http.rate / before.http.rate) * 100).toFixed(1)}%); p99 ${before.http.p99ms} → ${http.p99ms} ms` },
+    { name: `TCP kept ≥ ${MIN_RATE_SHARE * 100}% of its rate alone`, ok: duringTcp >= MIN_RATE_SHARE * beforeTcp, detail: `${duringTcp.toFixed(1)} connections/s during, ${beforeTcp.toFixed(1)} alone (${((duringTcp / beforeTcp) * 100).toFixed(1)}%)` },
+  ]
+}
+
+function hostileScenario(a: HostileAttack): Scenario {
+  let seconds = 0
+  return {
+    name: a.name,
+    bar: `the daemon stays up, legitimate traffic ≥ ${MIN_RATE_SHARE * 100}% of its rate alone, RSS ≤ ${MEMORY_BOUND_MIB} MiB, bounded logging, the abuse counted`,
+    minSeconds: 4,
+    async prepare(mesh) {
+      if (a.port !== 'outbound') return
+      const file = join(mesh.policyDir, '70-soak-intruder.yaml')
+      try {
+        if (readFileSync(file, 'utf8') === INTRUDER_POLICY) return
+      } catch { /* not written yet */ }
+      await applyPolicy(mesh, () => writeFileSync(file, INTRUDER_POLICY))
+    },
+    async run(mesh, s) {
+      seconds = s
+      const target = a.target
+      const pid = daemonPid(mesh, target)
+      const logFile = join(mesh.dir, target, 'daemon.log')
+      const logFrom = statSync(logFile).size
+      const countedBefore = sumSeries(await mesh.metrics(target), a.counted)
+      const attackers = await a.attackers(mesh, seconds)
+      const procs: { a: Attacker; p: HostProcess }[] = attackers.map((x) => ({ a: x, p: mesh.host(x.host).spawn([...x.argv], x.as ?? {}) }))
+      const rss: number[] = []
+      const deadline = Date.now() + (seconds + 90) * 1000
+      while (procs.some((x) => x.p.running) && Date.now() < deadline) {
+        const r = rssMiB(pid)
+        if (r !== undefined) rss.push(r)
+        await sleep(250)
+      }
+      for (const x of procs) if (x.p.running) await x.p.stop('SIGKILL')
+      const results: AttackResult[] = procs.map(({ a: x, p }) => {
+        const line = p.output.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)
+        return { label: x.label, out: line ? (JSON.parse(line) as Record<string, unknown>) : x.argv[0] === 'slowhttptest' ? slowhttptestFigures(p.output) : { error: p.output.slice(-500) } }
+      })
+      // The daemon answers again once the attack is gone (the admin flood holds the port until then).
+      await sleep(1000)
+      const countedAfter = sumSeries(await mesh.metrics(target), a.counted)
+      const said = readFileSync(logFile, 'utf8').slice(logFrom).split('\n').filter((l) => l.startsWith('{') && !l.includes('"access":'))
+      const peak = Math.max(0, ...rss)
+      const up = rssMiB(pid) !== undefined && daemonPid(mesh, target) === pid
+      const checks: Check[] = [
+        { name: `${target}'s daemon stayed up`, ok: up, detail: `pid ${pid}${up ? '' : ' is gone'}` },
+        { name: `${target}'s RSS stayed ≤ ${MEMORY_BOUND_MIB} MiB`, ok: rss.length > 0 && peak <= MEMORY_BOUND_MIB, detail: `peak ${peak} MiB over ${rss.length} samples (first ${rss[0]} MiB)` },
+        { name: `${target} logged ≤ ${logBound(seconds)} lines besides the access log, none long`, ok: said.length <= logBound(seconds) && said.every((l) => l.length < 2000), detail: `${said.length} lines in ${seconds} s${said.length ? `, e.g. ${said[0]!.slice(0, 200)}` : ''}` },
+        { name: 'the abuse was counted', ok: countedAfter > countedBefore, detail: `${a.counted.map((c) => `${c.metric}${c.labels ? JSON.stringify(c.labels) : ''}`).join(' + ')}: ${countedBefore} → ${countedAfter}` },
+        ...a.expect?.(results, seconds) ?? [],
+      ]
+      return { did: `${a.port}: ${a.what}; attackers: ${results.map((r) => `${r.label} ${JSON.stringify(r.out).slice(0, 300)}`).join('; ')}`, checks }
+    },
+    loadChecks: (http, tcp, before) => rateChecks(http, tcp, before, seconds),
+  }
+}
+
+export const HOSTILE: readonly Scenario[] = ATTACKS.map(hostileScenario)
