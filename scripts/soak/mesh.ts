@@ -147,10 +147,10 @@ export class SoakMesh {
     return { drainMs: exited - sent, startMs: ready - exited }
   }
 
-  /** The daemon under the stand-in, with the units' settings: hostmesh.socket's ListenStream= and ReusePort=, FileDescriptorStoreMax=, WatchdogSec=. */
+  /** The daemon under the stand-in, with the units' settings: hostmesh.socket's ListenStream= and ReusePort=, FileDescriptorStoreMax=, WatchdogSec=, CacheDirectory=. */
   #spawnDaemon(h: TestHost): HostProcess {
     return h.spawn(['python3', '-B', MANAGER, '--listen', '127.0.0.1:15000', '--listen', '[::]:15006', '--listen', '[::]:15008', '--reuse-port',
-      '--fdstore-max', '512', '--watchdog-usec', '20000000', '--log', join(this.dir, h.name, 'daemon.log'), '--',
+      '--fdstore-max', '512', '--watchdog-usec', '20000000', '--cache-dir', join(this.dir, h.name, 'cache'), '--log', join(this.dir, h.name, 'daemon.log'), '--',
       NODE, this.#cli, 'run', '--config', this.#configs.get(h.name)!], { env: this.#env })
   }
 

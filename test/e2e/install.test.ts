@@ -11,7 +11,7 @@
 // /etc/hostmesh, given to root; a reinstall gives the certificates back; --purge removes it.
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, chownSync, cpSync, existsSync, lchownSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, cpSync, existsSync, lchownSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -256,11 +256,17 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     listen.push('--reuse-port')
     const watchdog = /^(\d+)s$/.exec(unitValue(service, 'Service.WatchdogSec'))
     t.ok(watchdog, 'WatchdogSec= in seconds')
+    // CacheDirectory= (the compile cache, daemon/cli.ts): the stand-in makes it as systemd does, with CacheDirectoryMode=.
+    t.equal(unitValue(service, 'Service.CacheDirectory'), 'hostmesh')
+    t.equal(unitValue(service, 'Service.CacheDirectoryMode'), '0700')
+    const cacheDir = join(work, 'cache-hostmesh')
+    mkdirSync(cacheDir, { mode: 0o700 })
+    chownSync(cacheDir, user.uid, user.gid)
     const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim()
     const log = join(work, 'daemon.log')
     const manager = host.spawn(['env', '-i', `PATH=${SERVICE_PATH}`, 'LANG=C.UTF-8', `USER=${user.name}`, `LOGNAME=${user.name}`, 'HOME=/',
       python, '-B', MANAGER, '--umask', unitValue(service, 'Service.UMask'), ...listen, '--fdstore-max', unitValue(service, 'Service.FileDescriptorStoreMax'),
-      '--watchdog-usec', String(Number(watchdog?.[1]) * 1e6), '--log', log, '--', ...setpriv, ...argv])
+      '--watchdog-usec', String(Number(watchdog?.[1]) * 1e6), '--cache-dir', cacheDir, '--log', log, '--', ...setpriv, ...argv])
 
     const seen = (name: string): boolean => events(manager).some((e) => e.event === name)
     for (let i = 0; i < 300 && !seen('ready') && !seen('exited') && manager.running; i++) await sleep(100)
@@ -289,6 +295,8 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     t.ok(stopped, 'the service manager stopped')
     t.same(events(manager).filter((e) => e.event === 'exited').map((e) => e.code), [0], 'the daemon exited 0 after its drain')
     t.match(await natRules(host), /HOSTMESH_OUTPUT/, 'the rules stay after a stop (fail closed)')
+    const cached = readdirSync(join(cacheDir, 'compile-cache'), { recursive: true })
+    t.ok(cached.length > 0, `the daemon left its compiled code in CacheDirectory= for the next start (${cached.length} entries)`)
 
     // uninstall.sh stops before deleting anything when the rules are not removed: a runtime
     // whose 'hostmesh iptables remove' fails, and one that "succeeds" but removes nothing.
