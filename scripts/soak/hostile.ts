@@ -17,7 +17,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { NodeIssuer } from '../../certs/issuer.ts'
 import { serverName } from '../../certs/spiffe.ts'
 import { total } from '../demo/telemetry.ts'
-import type { HostProcess, RunAs } from '../netns/hosts.ts'
+// The corpus is data the L7 tests share; the soak replays it under load.
+import { HTTP_CORPUS, type HttpVector } from '../../test/fixtures/http-corpus.ts'
+import type { RunAs } from '../netns/hosts.ts'
 import type { HttpLoad, SoakMesh, TcpLoad } from './mesh.ts'
 import { applyPolicy, type Check, type Loads, type Scenario } from './scenario.ts'
 
@@ -60,9 +62,13 @@ interface HostileAttack {
   readonly target: 'node-a' | 'node-b'
   /** What the attack does, for the row. */
   readonly what: string
-  attackers(mesh: SoakMesh, seconds: number): Promise<readonly Attacker[]>
+  /** Processes that attack for `seconds` and print one JSON line; or `drive`, which attacks itself. */
+  attackers?(mesh: SoakMesh, seconds: number): Promise<readonly Attacker[]>
+  drive?(mesh: SoakMesh, seconds: number): Promise<readonly AttackResult[]>
   /** Series whose growth shows the abuse was counted (their sum must grow). */
   readonly counted: readonly Counted[]
+  /** The shortest attack that shows the count (a header timeout must pass: 10 s). */
+  readonly minSeconds?: number
   /** Checks of what the attackers saw. */
   expect?(results: readonly AttackResult[], seconds: number): readonly Check[]
 }
@@ -122,11 +128,14 @@ function h2Attackers(host: 'node-a' | 'node-c', as: RunAs | undefined, target: R
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0)
 const sumOf = (o: unknown): number => (o && typeof o === 'object' ? Object.values(o as Record<string, number>).reduce((a, b) => a + num(b), 0) : 0)
 
-/** Every HTTP/2 attacker's connections were ended by the server (closed or GOAWAY), not left to run. */
+/**
+ * Every HTTP/2 attacker met the server's end: its connections closed (or sent GOAWAY), or
+ * refused at connect (at :15008 a flood costs its source 10 s of new connections).
+ */
 function h2Expect(results: readonly AttackResult[]): Check[] {
   return results.filter((r) => r.label !== 'rapid-reset').map((r) => ({
-    name: `${r.label}: the server ended the abusive connections`,
-    ok: num(r.out.closedByServer) > 0 || sumOf(r.out.goaways) > 0,
+    name: `${r.label}: the server ended or refused the abusive connections`,
+    ok: num(r.out.closedByServer) + sumOf(r.out.goaways) + sumOf(r.out.connectFailures) > 0,
     detail: `${num(r.out.connections)} connections, ${num(r.out.framesSent)} frames sent, closed by the server ${num(r.out.closedByServer)}, GOAWAY ${JSON.stringify(r.out.goaways ?? {})}, resets ${JSON.stringify(r.out.resets ?? {})}, responses ${JSON.stringify(r.out.responses ?? {})}`,
   }))
 }
@@ -141,6 +150,45 @@ function floodExpect(held: (opened: number) => boolean, what: string) {
 }
 
 const nodeB = (mesh: SoakMesh): string => mesh.host('node-b').ipv4
+
+const RAW = here('../netns/workloads/raw-client.ts')
+const bytesOf = (b: string | Buffer): Buffer => (typeof b === 'string' ? Buffer.from(b, 'latin1') : b)
+// The corpus' vectors refused at once (a timeout takes 10 s here; the HTTP/2 preface is
+// answered as HTTP/2 on an http port). A refusal must get exactly its status. A control must
+// pass the front, and then meets the example policy, not an origin: the route has no rule for
+// most of its paths (404 from the source) and payments admits only checkout (403 at the
+// destination). So a control's answer is any final status the front itself does not give.
+const SMUGGLING = HTTP_CORPUS.filter((v) => v.by !== 'timeout' && !bytesOf(v.bytes).toString('latin1').startsWith('PRI * HTTP/2.0'))
+const FRONT_ANSWERS = new Set([400, 405, 408, 413, 417, 431, 501])
+const rightAnswer = (v: HttpVector, status: number | undefined): boolean =>
+  status !== undefined && (v.expect === 200 ? status >= 200 && !FRONT_ANSWERS.has(status) : status === v.expect)
+
+/** The corpus replayed from `host` as `as`, again and again for `seconds`, 8 connections at a time; every answer checked. */
+async function smuggle(mesh: SoakMesh, host: 'node-a' | 'node-c', as: RunAs | undefined, address: string, port: number, seconds: number): Promise<AttackResult[]> {
+  const input = JSON.stringify({ concurrency: 8, settleMs: 200, maxMs: 5000, entries: SMUGGLING.map((v, id) => ({ id, bytes: bytesOf(v.bytes).toString('base64') })) })
+  const deadline = Date.now() + seconds * 1000
+  let rounds = 0
+  let sent = 0
+  const wrong: string[] = []
+  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
+    const r = await mesh.host(host).exec([NODE, RAW, address, String(port)], { ...as ?? {}, input, timeoutMs: 60_000 })
+    rounds++
+    for (const line of r.stdout.split('\n')) {
+      if (!line.startsWith('{')) continue
+      const o = JSON.parse(line) as { id: number; statuses: number[] }
+      sent++
+      const v = SMUGGLING[o.id]!
+      const first = o.statuses.find((x) => x >= 200 || x < 0)
+      if (!rightAnswer(v, first)) wrong.push(`${v.name}: ${first} (want ${v.expect === 200 ? 'past the front' : v.expect})`)
+    }
+  }
+  return [{ label: 'corpus', out: { rounds, vectors: SMUGGLING.length, sent, wrong: wrong.length, examples: wrong.slice(0, 3) } }]
+}
+
+function smugglingExpect(results: readonly AttackResult[]): Check[] {
+  const r = results[0]!.out
+  return [{ name: 'every vector got its answer, every round', ok: num(r.sent) > 0 && num(r.wrong) === 0, detail: `${num(r.rounds)} rounds of ${num(r.vectors)} vectors, ${num(r.sent)} answered, ${num(r.wrong)} wrong ${JSON.stringify(r.examples)}` }]
+}
 
 export const ATTACKS: readonly HostileAttack[] = [
   {
@@ -174,6 +222,7 @@ export const ATTACKS: readonly HostileAttack[] = [
     name: 'plaintext-slowloris', port: ':15006', target: 'node-b', what: 'slowhttptest -H: 1,000 connections sending a header line every 5 s',
     attackers: async (mesh, seconds) => [{ host: 'node-c', label: 'slowloris', argv: slowhttptest('H', `http://${nodeB(mesh)}:8080/`, seconds) }],
     counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'inbound', status: '408' } }],
+    minSeconds: 12,
   },
   {
     name: 'plaintext-slow-read', port: ':15006', target: 'node-b', what: 'slowhttptest -X: 1,000 connections pipelining 20 requests each and reading 32 bytes every 2 s',
@@ -187,6 +236,12 @@ export const ATTACKS: readonly HostileAttack[] = [
       { host: 'node-c', label: 'fake-hello', argv: abuse({ mode: 'garbage', host: nodeB(mesh), port: 8080, connections: 4, bytes: 4096, tlsRecord: true, durationMs: seconds * 1000, timeoutMs: 2000 }) },
     ],
     counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'inbound', status: '400' } }],
+  },
+  {
+    name: 'plaintext-smuggling', port: ':15006', target: 'node-b', what: `the request-smuggling corpus (test/fixtures/http-corpus.ts, ${SMUGGLING.length} vectors refused at once, controls included) replayed to payments-v1:8080 again and again`,
+    drive: (mesh, seconds) => smuggle(mesh, 'node-c', undefined, nodeB(mesh), 8080, seconds),
+    counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'inbound', status: '400' } }],
+    expect: smugglingExpect,
   },
   {
     name: 'plaintext-h2-abuse', port: ':15006', target: 'node-b', what: 'HTTP/2 (h2c) to payments-v1:8080: rapid reset, CONTINUATION flood, SETTINGS flood, PING flood and 1 MiB HEADERS, all at once',
@@ -204,6 +259,7 @@ export const ATTACKS: readonly HostileAttack[] = [
     name: 'outbound-slowloris', port: 'outbound', target: 'node-a', what: 'slowhttptest -H from a second workload to the payments VIP',
     attackers: async (_mesh, seconds) => [{ host: 'node-a', as: INTRUDER, label: 'slowloris', argv: slowhttptest('H', `http://${VIP}/`, seconds) }],
     counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'outbound', status: '408' } }],
+    minSeconds: 12,
   },
   {
     name: 'outbound-slow-read', port: 'outbound', target: 'node-a', what: 'slowhttptest -X from a second workload to the payments VIP',
@@ -217,6 +273,12 @@ export const ATTACKS: readonly HostileAttack[] = [
       { host: 'node-a', as: INTRUDER, label: 'fake-hello', argv: abuse({ mode: 'garbage', host: VIP, port: 80, connections: 4, bytes: 4096, tlsRecord: true, durationMs: seconds * 1000, timeoutMs: 2000 }) },
     ],
     counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'outbound', status: '400' } }],
+  },
+  {
+    name: 'outbound-smuggling', port: 'outbound', target: 'node-a', what: `the request-smuggling corpus (${SMUGGLING.length} vectors) replayed from a second workload to the payments VIP again and again`,
+    drive: (mesh, seconds) => smuggle(mesh, 'node-a', INTRUDER, VIP, 80, seconds),
+    counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'outbound', status: '400' } }],
+    expect: smugglingExpect,
   },
   {
     name: 'outbound-h2-abuse', port: 'outbound', target: 'node-a', what: 'HTTP/2 (h2c) from a second workload to the payments VIP: rapid reset, CONTINUATION flood, SETTINGS flood, PING flood and 1 MiB HEADERS, all at once',
@@ -234,6 +296,7 @@ export const ATTACKS: readonly HostileAttack[] = [
     name: 'admin-slowloris', port: 'admin', target: 'node-a', what: 'slowhttptest -H against 127.0.0.1:15000',
     attackers: async (_mesh, seconds) => [{ host: 'node-a', label: 'slowloris', argv: slowhttptest('H', 'http://127.0.0.1:15000/metrics', seconds) }],
     counted: [{ metric: 'hostmesh_admin_connections_refused_total', labels: { transport: 'tcp', reason: 'timeout' } }],
+    minSeconds: 12,
   },
   {
     name: 'admin-slow-read', port: 'admin', target: 'node-a', what: 'slowhttptest -X against 127.0.0.1:15000/metrics',
@@ -246,6 +309,18 @@ export const ATTACKS: readonly HostileAttack[] = [
     counted: [{ metric: 'hostmesh_admin_connections_refused_total', labels: { transport: 'tcp', reason: 'bad_request' } }],
   },
 ]
+
+/** Runs the attack processes to their end (bounded), and reads each one's result. */
+async function runAttackers(mesh: SoakMesh, attackers: readonly Attacker[], seconds: number): Promise<AttackResult[]> {
+  const procs = attackers.map((x) => ({ a: x, p: mesh.host(x.host).spawn([...x.argv], x.as ?? {}) }))
+  const deadline = Date.now() + (seconds + 90) * 1000
+  while (procs.some((x) => x.p.running) && Date.now() < deadline) await sleep(250)
+  for (const x of procs) if (x.p.running) await x.p.stop('SIGKILL')
+  return procs.map(({ a: x, p }) => {
+    const line = p.output.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)
+    return { label: x.label, out: line ? (JSON.parse(line) as Record<string, unknown>) : x.argv[0] === 'slowhttptest' ? slowhttptestFigures(p.output) : { error: p.output.slice(-500) } }
+  })
+}
 
 /** The pid of the daemon the stand-in runs (its one child). */
 function daemonPid(mesh: SoakMesh, name: string): number {
@@ -282,7 +357,7 @@ function hostileScenario(a: HostileAttack): Scenario {
   return {
     name: a.name,
     bar: `the daemon stays up, legitimate traffic ≥ ${MIN_RATE_SHARE * 100}% of its rate alone, RSS ≤ ${MEMORY_BOUND_MIB} MiB, bounded logging, the abuse counted`,
-    minSeconds: 4,
+    minSeconds: a.minSeconds ?? 4,
     async prepare(mesh) {
       if (a.port !== 'outbound') return
       const file = join(mesh.policyDir, '70-soak-intruder.yaml')
@@ -298,20 +373,22 @@ function hostileScenario(a: HostileAttack): Scenario {
       const logFile = join(mesh.dir, target, 'daemon.log')
       const logFrom = statSync(logFile).size
       const countedBefore = sumSeries(await mesh.metrics(target), a.counted)
-      const attackers = await a.attackers(mesh, seconds)
-      const procs: { a: Attacker; p: HostProcess }[] = attackers.map((x) => ({ a: x, p: mesh.host(x.host).spawn([...x.argv], x.as ?? {}) }))
       const rss: number[] = []
-      const deadline = Date.now() + (seconds + 90) * 1000
-      while (procs.some((x) => x.p.running) && Date.now() < deadline) {
-        const r = rssMiB(pid)
-        if (r !== undefined) rss.push(r)
-        await sleep(250)
+      let attacking = true
+      const sampling = (async () => {
+        for (let i = 0; i < (seconds + 120) * 4 && attacking; i++) {
+          const r = rssMiB(pid)
+          if (r !== undefined) rss.push(r)
+          await sleep(250)
+        }
+      })()
+      let results: AttackResult[]
+      try {
+        results = a.drive ? [...await a.drive(mesh, seconds)] : await runAttackers(mesh, await a.attackers!(mesh, seconds), seconds)
+      } finally {
+        attacking = false
+        await sampling
       }
-      for (const x of procs) if (x.p.running) await x.p.stop('SIGKILL')
-      const results: AttackResult[] = procs.map(({ a: x, p }) => {
-        const line = p.output.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)
-        return { label: x.label, out: line ? (JSON.parse(line) as Record<string, unknown>) : x.argv[0] === 'slowhttptest' ? slowhttptestFigures(p.output) : { error: p.output.slice(-500) } }
-      })
       // The daemon answers again once the attack is gone (the admin flood holds the port until then).
       await sleep(1000)
       const countedAfter = sumSeries(await mesh.metrics(target), a.counted)

@@ -6,7 +6,7 @@ import { soak } from '../../../scripts/soak/run.ts'
 import { SCENARIOS } from '../../../scripts/soak/scenarios.ts'
 import { e2eSkip } from '../../helpers/e2e.ts'
 
-// Seven scenarios of at least 4–16 s each and seventeen attacks (scripts/soak/hostile.ts), with
+// Seven scenarios of at least 4–16 s each and nineteen attacks (scripts/soak/hostile.ts), with
 // loads before and after: far past the files' 180 s.
 t.setTimeout(1_200_000)
 

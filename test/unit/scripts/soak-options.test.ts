@@ -3,8 +3,8 @@ import t from 'tap'
 import { soakOptions } from '../../../scripts/soak/run.ts'
 
 t.test('defaults, --quick, --only and --seconds', async (t) => {
-  const hostile = ['hbone-flood', 'hbone-tls-garbage', 'hbone-h2-abuse', 'plaintext-flood', 'plaintext-slowloris', 'plaintext-slow-read', 'plaintext-garbage', 'plaintext-h2-abuse',
-    'outbound-flood', 'outbound-slowloris', 'outbound-slow-read', 'outbound-garbage', 'outbound-h2-abuse', 'admin-flood', 'admin-slowloris', 'admin-slow-read', 'admin-garbage']
+  const hostile = ['hbone-flood', 'hbone-tls-garbage', 'hbone-h2-abuse', 'plaintext-flood', 'plaintext-slowloris', 'plaintext-slow-read', 'plaintext-garbage', 'plaintext-smuggling', 'plaintext-h2-abuse',
+    'outbound-flood', 'outbound-slowloris', 'outbound-slow-read', 'outbound-garbage', 'outbound-smuggling', 'outbound-h2-abuse', 'admin-flood', 'admin-slowloris', 'admin-slow-read', 'admin-garbage']
   t.same(soakOptions([]).scenarios.map((s) => s.name), ['policy-churn', 'bad-file', 'rotation', 'endpoint-restart', 'peer-kill', 'peer-blackhole', 'restart', ...hostile])
   t.same(soakOptions(['--only', 'hostile']).scenarios.map((s) => s.name), hostile, '--only takes a group')
   t.same(soakOptions(['--only', 'restart,admin-flood']).scenarios.map((s) => s.name), ['restart', 'admin-flood'])
