@@ -81,6 +81,7 @@ export function outboundPath(deps: OutboundPathDeps): OutboundPath {
     splice,
   ])
   return (socket, source, capturePort) => {
+    if (!deps.workloads.admits(source.key)) return deps.refusals.refuse(socket)
     const release = deps.workloads.acquire(source.key, 'connections')
     if (!release) return deps.refusals.refuse(socket)
     socket.once('close', release)

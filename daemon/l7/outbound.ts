@@ -109,6 +109,7 @@ export class OutboundHttp {
       ]),
       facts: (conn) => facts(deps, conn),
       describe: (conn) => ({ workload: conn?.source.key }),
+      abused: (conn, reason) => deps.workloads.penalize(conn.source.key, reason),
       refused: 'request refused before the pipeline',
     })
   }

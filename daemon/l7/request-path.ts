@@ -31,6 +31,8 @@ export interface RequestPathOptions<C> {
   readonly refused: string
   /** Where those refusals, and HTTP/2 sessions ended by an error, are counted. */
   readonly counts: FrontCounts
+  /** Called when a connection's HTTP/2 session was ended for a flood or a protocol error. */
+  readonly abused?: (conn: C, reason: string) => void
 }
 
 export class RequestPath<C extends object> {
@@ -65,6 +67,7 @@ export class RequestPath<C extends object> {
         const reason = h2CloseReason(err)
         if (reason === undefined) return
         opts.counts.sessionClosed(reason)
+        opts.abused?.(conn, reason)
         opts.log.debug({ reason, err: err.message, ...opts.describe(conn) }, 'HTTP/2 session ended by an error')
       },
     }

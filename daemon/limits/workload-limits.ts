@@ -9,11 +9,15 @@
 import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../../base/logger.ts'
 import { LogThrottle } from '../../base/throttle.ts'
-import type { HostCount, HostState } from './host-state.ts'
+import type { HostBucket, HostCount, HostState } from './host-state.ts'
 import { DEFAULT_WORKLOAD_CAPS, type WorkloadCaps } from './workload-caps.ts'
 
 /** `connections`: accepted outbound connections still open; `requests`: outbound L7 requests in flight. */
 export type WorkloadResource = 'connections' | 'requests'
+
+/** How long a workload whose HTTP/2 session was ended for abuse waits before new outbound connections. */
+export const PENALTY_MS = 10_000
+const PENALTY_TOKENS = 1_000_000
 
 export class WorkloadLimits {
   readonly #state: HostState
@@ -27,7 +31,7 @@ export class WorkloadLimits {
     this.#state = state
     this.#limit = { connections: caps.maxConnectionsPerWorkload, requests: caps.maxRequestsPerWorkload }
     this.#refused = (registry.getSingleMetric('hostmesh_workload_limit_refused_total') as Counter<'workload' | 'resource'> | undefined)
-      ?? new Counter({ name: 'hostmesh_workload_limit_refused_total', help: 'Outbound connections and requests of a local workload refused because it held as many as node config outbound.maxConnectionsPerWorkload / maxRequestsPerWorkload allow, by workload and resource.', labelNames: ['workload', 'resource'], registers: [registry] })
+      ?? new Counter({ name: 'hostmesh_workload_limit_refused_total', help: 'Outbound connections and requests of a local workload refused because it held as many as node config outbound.maxConnectionsPerWorkload / maxRequestsPerWorkload allow (resource connections, requests), or because it waits out a penalty for abusing HTTP/2 (resource abuse), by workload and resource.', labelNames: ['workload', 'resource'], registers: [registry] })
     this.#throttle = new LogThrottle(log, { perWindow: 1 })
   }
 
@@ -41,6 +45,30 @@ export class WorkloadLimits {
     // Per workload: a second runaway in the same window is named too (kinds are bounded by the throttle).
     this.#throttle.warn(`workload-${resource}-${workload}`, { workload, [key]: limit }, `outbound ${resource === 'connections' ? 'connection' : 'request'} refused: the workload holds as many as outbound.${key} allows`)
     return undefined
+  }
+
+  /**
+   * A workload whose HTTP/2 session was ended for a flood or a protocol error: its new outbound
+   * connections are refused for PENALTY_MS, host-wide. Without it a workload that floods its own
+   * outbound port reconnects at once, and each new session costs the thread the 100–300 ms of
+   * frames node parses before its guard trips (RELIABILITY.md, "Hostile input").
+   */
+  penalize(workload: string, why: string): void {
+    this.#penalty(workload).drain(PENALTY_TOKENS)
+    this.#throttle.warn(`workload-abuse-${workload}`, { workload, why, seconds: PENALTY_MS / 1000 }, 'outbound HTTP/2 session ended for abuse: the workload\'s new connections are refused for a while')
+  }
+
+  /** Whether `workload` may open a connection now (not waiting out a penalty); a refusal is counted. */
+  admits(workload: string): boolean {
+    if (this.#penalty(workload).take()) return true
+    this.#refused.inc({ workload, resource: 'abuse' })
+    return false
+  }
+
+  #penalty(workload: string): HostBucket {
+    // A bucket no ordinary workload empties (100,000 connections a second); a penalty owes it
+    // PENALTY_MS of refill. Buckets are created on first use and swept by the HostState.
+    return this.#state.bucket(`workload-penalty|${workload}`, { maxTokens: PENALTY_TOKENS, tokensPerFill: PENALTY_TOKENS * 1000 / PENALTY_MS, fillIntervalMs: 1000 })
   }
 
   /** How many of `resource` `workload` holds now on this host. */

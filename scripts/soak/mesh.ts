@@ -101,6 +101,13 @@ export class SoakMesh {
     return p
   }
 
+  /** An HTTP server on `host` as `as`, on `port` (the hostile rows' plaintext target). */
+  async startHttpServerAs(host: string, name: string, port: number, as: { uid: number; gid: number }): Promise<HostProcess> {
+    const p = this.net.host(host).spawn([NODE, HTTP_SERVER, name, String(port)], as)
+    await p.waitFor(/listening/)
+    return p
+  }
+
   /** One HTTP GET from checkout; resolves with the status code (0: no answer). */
   async checkoutGet(url: string): Promise<number> {
     const r = await this.host('node-a').exec(['curl', '-sS', '-m', '10', '-o', '/dev/null', '-w', '%{http_code}', url], { ...CHECKOUT, timeoutMs: 15_000 })

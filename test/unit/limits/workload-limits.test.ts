@@ -5,7 +5,7 @@ import pino from 'pino'
 import { Registry } from 'prom-client'
 import t from 'tap'
 import { LocalHostState } from '../../../daemon/limits/host-state.ts'
-import { WorkloadLimits } from '../../../daemon/limits/workload-limits.ts'
+import { PENALTY_MS, WorkloadLimits } from '../../../daemon/limits/workload-limits.ts'
 import { DEFAULT_WORKLOAD_CAPS } from '../../../daemon/limits/workload-caps.ts'
 import { logSink } from '../../helpers/log-sink.ts'
 
@@ -48,4 +48,23 @@ t.test('up to the cap per workload and resource, then refused, counted and logge
 
 t.test('the defaults are larger than the per-service breaker defaults (1024)', async (t) => {
   t.ok(DEFAULT_WORKLOAD_CAPS.maxConnectionsPerWorkload > 1024 && DEFAULT_WORKLOAD_CAPS.maxRequestsPerWorkload > 1024)
+})
+
+t.test('a workload penalized for HTTP/2 abuse is refused new connections for PENALTY_MS, host-wide; the others are not', async (t) => {
+  const registry = new Registry()
+  let now = 1_000_000
+  const state = new LocalHostState(() => now)
+  const limits = new WorkloadLimits(state, registry, pino({ level: 'silent' }))
+  const other = new WorkloadLimits(state, new Registry(), pino({ level: 'silent' }))
+  t.teardown(() => { limits.close(); other.close() })
+  for (let i = 0; i < 1000; i++) if (!limits.admits('shop/batch')) return t.fail(`an ordinary workload was refused at connection ${i}`)
+  limits.penalize('shop/batch', 'flood')
+  t.notOk(limits.admits('shop/batch'), 'penalized')
+  t.notOk(other.admits('shop/batch'), 'on every thread that shares the host state')
+  t.ok(limits.admits('shop/checkout'), 'another workload is not')
+  t.equal(await refused(registry, 'shop/batch', 'abuse'), 1, 'the refusal is counted as abuse')
+  now += PENALTY_MS - 500
+  t.notOk(limits.admits('shop/batch'), 'still, just before the penalty ends')
+  now += 1000
+  t.ok(limits.admits('shop/batch'), 'admitted again after it')
 })
