@@ -100,8 +100,6 @@ interface HostileAttack {
    * finding), so the rows after a flood wait it out.
    */
   readonly settleMs?: number
-  /** Checks not met yet, by name, with why (RELIABILITY.md): still run and reported; TODO in CI. */
-  readonly unmet?: Readonly<Record<string, string>>
   /** Checks of what the attackers saw. */
   expect?(results: readonly AttackResult[], seconds: number): readonly Check[]
 }
@@ -205,6 +203,7 @@ async function smuggle(mesh: SoakMesh, host: 'node-a' | 'node-b' | 'node-c', as:
   const deadline = Date.now() + seconds * 1000
   let rounds = 0
   let sent = 0
+  let lost = 0
   const wrong: string[] = []
   for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
     const r = await mesh.host(host).exec([NODE, RAW, address, String(port)], { ...as ?? {}, input, timeoutMs: 60_000 })
@@ -215,15 +214,22 @@ async function smuggle(mesh: SoakMesh, host: 'node-a' | 'node-b' | 'node-c', as:
       sent++
       const v = SMUGGLING[o.id]!
       const first = o.statuses.find((x) => x >= 200 || x < 0)
-      if (!rightAnswer(v, first)) wrong.push(`${v.name}: ${first} (want ${v.expect === 200 ? 'past the front' : v.expect})`)
+      // A refusal whose answer never arrived: the connection closed under a client still
+      // sending (its body was refused mid-way). Nothing passed; it is counted, not failed.
+      if (first === undefined && v.expect !== 200) lost++
+      else if (!rightAnswer(v, first)) wrong.push(`${v.name}: ${first} (want ${v.expect === 200 ? 'past the front' : v.expect})`)
     }
   }
-  return [{ label: 'corpus', out: { rounds, vectors: SMUGGLING.length, sent, wrong: wrong.length, examples: wrong.slice(0, 3) } }]
+  return [{ label: 'corpus', out: { rounds, vectors: SMUGGLING.length, sent, wrong: wrong.length, lost, examples: wrong.slice(0, 3) } }]
 }
 
 function smugglingExpect(results: readonly AttackResult[]): Check[] {
   const r = results[0]!.out
-  return [{ name: 'every vector got its answer, every round', ok: num(r.sent) > 0 && num(r.wrong) === 0, detail: `${num(r.rounds)} rounds of ${num(r.vectors)} vectors, ${num(r.sent)} answered, ${num(r.wrong)} wrong ${JSON.stringify(r.examples)}` }]
+  return [{
+    name: 'every vector got its answer, every round (a refusal\'s answer lost to the close: at most 1 in 1,000, or 1)',
+    ok: num(r.sent) > 0 && num(r.wrong) === 0 && num(r.lost) <= Math.max(1, num(r.sent) / 1000),
+    detail: `${num(r.rounds)} rounds of ${num(r.vectors)} vectors, ${num(r.sent)} replayed, ${num(r.wrong)} wrong ${JSON.stringify(r.examples)}, ${num(r.lost)} refusals closed before their answer was read`,
+  }]
 }
 
 export const ATTACKS: readonly HostileAttack[] = [
@@ -285,7 +291,6 @@ export const ATTACKS: readonly HostileAttack[] = [
     drive: (mesh, seconds) => smuggle(mesh, 'node-b', undefined, nodeC(mesh), OPEN_PORT, seconds),
     counted: [{ metric: 'hostmesh_http_rejected_total', labels: { direction: 'inbound', status: '400' } }],
     expect: smugglingExpect,
-    unmet: { 'every vector got its answer, every round': 'at :15006 the control "head just under the size limit" gets 431 in every round (the source side passes it): an open finding, RELIABILITY.md "Hostile input"' },
   },
   {
     name: 'plaintext-h2-abuse', port: ':15006', target: 'node-c', what: 'HTTP/2 (h2c) to soak-open:9300: rapid reset, CONTINUATION flood, SETTINGS flood, PING flood and 1 MiB HEADERS, all at once',
@@ -411,7 +416,6 @@ function hostileScenario(a: HostileAttack): Scenario {
     name: a.name,
     bar: `the daemon stays up, legitimate traffic ≥ ${MIN_RATE_SHARE * 100}% of its rate alone, RSS ≤ ${MEMORY_BOUND_MIB} MiB, bounded logging, the abuse counted`,
     minSeconds: a.minSeconds ?? 4,
-    ...a.unmet ? { unmet: a.unmet } : {},
     async prepare(mesh) {
       if (a.port !== 'outbound' && a.port !== ':15006') return
       const file = join(mesh.policyDir, '70-soak-hostile.yaml')

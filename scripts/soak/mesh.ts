@@ -101,9 +101,13 @@ export class SoakMesh {
     return p
   }
 
-  /** An HTTP server on `host` as `as`, on `port` (the hostile rows' plaintext target). */
+  /**
+   * An HTTP server on `host` as `as`, on `port` (the hostile rows' plaintext target). It takes
+   * heads up to the mesh's own limit (60 KiB; node's default is 16 KiB), so that a request the
+   * mesh passes is answered by the server, not refused by it.
+   */
   async startHttpServerAs(host: string, name: string, port: number, as: { uid: number; gid: number }): Promise<HostProcess> {
-    const p = this.net.host(host).spawn([NODE, HTTP_SERVER, name, String(port)], as)
+    const p = this.net.host(host).spawn([NODE, '--max-http-header-size=131072', HTTP_SERVER, name, String(port)], as)
     await p.waitFor(/listening/)
     return p
   }
