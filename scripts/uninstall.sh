@@ -77,21 +77,24 @@ fi
 # the commands that remove it: the jumps, then the chains. Fails when a table cannot be
 # listed. IPv6 is skipped on a kernel without it.
 hostmesh_rules() {
-  local tool rules line chains
+  local tool table rules line chains
   for tool in iptables ip6tables; do
     command -v "$tool" >/dev/null || continue
     [[ $tool == iptables || -e /proc/net/if_inet6 ]] || continue
-    rules=$("$tool" -w 5 -t nat -S) || return 1
-    chains=()
-    while IFS= read -r line; do
-      case $line in
-        "-N HOSTMESH"*) chains+=("${line#-N }") ;;
-        "-A HOSTMESH"*) ;; # a rule in a hostmesh chain: flushed with it
-        "-A "*HOSTMESH*) printf '  %s -w 5 -t nat -D %s\n' "$tool" "${line#-A }" ;;
-        *HOSTMESH*) printf '  %s -w 5 -t nat ... (by hand) %s\n' "$tool" "$line" ;;
-      esac
-    done <<<"$rules"
-    for line in "${chains[@]}"; do printf '  %s -w 5 -t nat -F %s && %s -w 5 -t nat -X %s\n' "$tool" "$line" "$tool" "$line"; done
+    # nat holds the capture, filter the owner guard (docs/capture.md).
+    for table in nat filter; do
+      rules=$("$tool" -w 5 -t "$table" -S) || return 1
+      chains=()
+      while IFS= read -r line; do
+        case $line in
+          "-N HOSTMESH"*) chains+=("${line#-N }") ;;
+          "-A HOSTMESH"*) ;; # a rule in a hostmesh chain: flushed with it
+          "-A "*HOSTMESH*) printf '  %s -w 5 -t %s -D %s\n' "$tool" "$table" "${line#-A }" ;;
+          *HOSTMESH*) printf '  %s -w 5 -t %s ... (by hand) %s\n' "$tool" "$table" "$line" ;;
+        esac
+      done <<<"$rules"
+      for line in "${chains[@]}"; do printf '  %s -w 5 -t %s -F %s && %s -w 5 -t %s -X %s\n' "$tool" "$table" "$line" "$tool" "$table" "$line"; done
+    done
   done
 }
 if ((!remove_rules)); then
@@ -111,9 +114,9 @@ else
     out=$("${cli[@]}" iptables remove) || die "'hostmesh iptables remove' failed (exit $?, above), so the hostmesh rules may still capture traffic. The units are disabled; nothing else was removed. Fix the cause and run $0 again."
     say "iptables   $out"
   fi
-  left=$(hostmesh_rules) || die "could not list the nat table (iptables -t nat -S, above), so it is not known whether hostmesh rules are left. The units are disabled; nothing else was removed."
+  left=$(hostmesh_rules) || die "could not list the nat or filter table (iptables -S, above), so it is not known whether hostmesh rules are left. The units are disabled; nothing else was removed."
   if [[ -n $left ]]; then
-    if ((${#cli[@]})); then why="'hostmesh iptables remove' left hostmesh rules in the nat table"; else why="hostmesh iptables rules are present, but neither $HM_OPT nor this checkout (no node_modules: run npm ci) can run 'hostmesh iptables remove'"; fi
+    if ((${#cli[@]})); then why="'hostmesh iptables remove' left hostmesh rules in the nat or filter table"; else why="hostmesh iptables rules are present, but neither $HM_OPT nor this checkout (no node_modules: run npm ci) can run 'hostmesh iptables remove'"; fi
     die "$why. The units are disabled; nothing else was removed. Remove the rules with
 $left
 then run $0 again."

@@ -5,6 +5,7 @@
 //
 //   nat OUTPUT     -p tcp -j HOSTMESH_OUTPUT        (host processes, matched by uid)
 //   nat PREROUTING -p tcp -j HOSTMESH_PREROUTING    (containers by source address; inbound)
+//   filter OUTPUT  -p tcp -j HOSTMESH_GUARD         (first: the owner guard, below)
 //
 // HOSTMESH_OUTPUT:     the daemon's own uid and loopback destinations RETURN (loop
 //                      avoidance); then one REDIRECT per uid-matched local workload to its
@@ -14,16 +15,44 @@
 //                      arriving for a local workload's port goes to the inbound plaintext
 //                      port (any local address for a host process, its own address for a
 //                      container).
+// HOSTMESH_GUARD:      a SYN whose NAT (in its conntrack entry) leads to a uid-matched
+//                      workload's outbound port, sent by another uid, is refused. NAT is
+//                      chosen on a connection's first packet and kept in its entry; a new SYN
+//                      that reuses the tuple of an entry the daemon (or the kernel, no
+//                      listener) reset within nf_conntrack_tcp_timeout_close (10 s) keeps the
+//                      old NAT, and would land on the old owner's port: it would go out as that
+//                      workload (RELIABILITY.md, "A reset connection's NAT"). REDIRECT from
+//                      OUTPUT rewrites to loopback, so the reply source is 127.0.0.1 / ::1.
 import { isIP } from 'node:net'
 import type { Snapshot } from '../../policy/snapshot.ts'
 
 export const CHAIN_OUTPUT = 'HOSTMESH_OUTPUT'
 export const CHAIN_PREROUTING = 'HOSTMESH_PREROUTING'
+export const CHAIN_GUARD = 'HOSTMESH_GUARD'
+
+export type Table = 'nat' | 'filter'
+
+export interface Jump {
+  readonly table: Table
+  readonly chain: string
+  readonly rule: readonly string[]
+  /** The capture rules go after what is there; the guard goes first, so no earlier ACCEPT skips it. */
+  readonly first: boolean
+}
+
 /** The rules in the built-in chains that send TCP to ours. Added once, checked with -C. */
-export const JUMPS = [
-  ['OUTPUT', ['-p', 'tcp', '-j', CHAIN_OUTPUT]],
-  ['PREROUTING', ['-p', 'tcp', '-j', CHAIN_PREROUTING]],
-] as const
+export const JUMPS: readonly Jump[] = [
+  { table: 'nat', chain: 'OUTPUT', rule: ['-p', 'tcp', '-j', CHAIN_OUTPUT], first: false },
+  { table: 'nat', chain: 'PREROUTING', rule: ['-p', 'tcp', '-j', CHAIN_PREROUTING], first: false },
+  { table: 'filter', chain: 'OUTPUT', rule: ['-p', 'tcp', '-j', CHAIN_GUARD], first: true },
+]
+
+/** Our chains, by table. */
+export const CHAINS: readonly { readonly table: Table; readonly chain: string }[] = [
+  { table: 'nat', chain: CHAIN_OUTPUT },
+  { table: 'nat', chain: CHAIN_PREROUTING },
+  { table: 'filter', chain: CHAIN_GUARD },
+]
 
 export type Family = 4 | 6
 
@@ -49,6 +78,8 @@ export function uncapturable(input: CaptureInput): Snapshot['localWorkloads'] {
 }
 
 const LOOPBACK: Record<Family, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
+/** Where REDIRECT sends a locally generated packet (nf_nat_redirect). */
+const REDIRECTED_TO: Record<Family, string> = { 4: '127.0.0.1', 6: '::1' }
 
 /**
  * The outbound redirects in `iptables -S` output of our chains: workload key (the rule's
@@ -72,10 +103,14 @@ export function captureRules(input: CaptureInput, family: Family): string {
   ]
   const pre: string[] = [`-A ${CHAIN_PREROUTING} -p tcp --dport ${input.hbonePort} -j RETURN`]
   const inbound: string[] = []
+  const guard: string[] = []
   // Sorted by port: the order of the snapshot's list must not change the text.
   for (const { workload: w, outboundPort } of [...input.localWorkloads].sort((a, b) => a.outboundPort - b.outboundPort)) {
     const tag = `-m comment --comment "${w.key}"`
-    if (w.match.uid !== undefined) out.push(`-A ${CHAIN_OUTPUT} -p tcp -m owner --uid-owner ${w.match.uid} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
+    if (w.match.uid !== undefined) {
+      out.push(`-A ${CHAIN_OUTPUT} -p tcp -m owner --uid-owner ${w.match.uid} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
+      guard.push(`-A ${CHAIN_GUARD} -p tcp --syn -m conntrack --ctstate DNAT --ctreplsrc ${REDIRECTED_TO[family]} --ctreplsrcport ${outboundPort} -m owner ! --uid-owner ${w.match.uid} ${tag} -j REJECT --reject-with tcp-reset`)
+    }
     else if (w.match.address !== undefined && isIP(w.match.address) === family) pre.push(`-A ${CHAIN_PREROUTING} -p tcp -s ${w.match.address} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
     if (w.match.uid !== undefined) {
       // A host process listens on every local address (link-local, secondary, ...), not
@@ -89,13 +124,17 @@ export function captureRules(input: CaptureInput, family: Family): string {
     }
   }
   // Declaring a chain in --noflush mode creates it, or flushes it if it exists: the chain's
-  // whole content is replaced in one commit.
-  return ['*nat', `:${CHAIN_OUTPUT} - [0:0]`, `:${CHAIN_PREROUTING} - [0:0]`, ...out, ...pre, ...inbound, 'COMMIT', ''].join('\n')
+  // whole content is replaced in one commit per table. The guard is committed first: a
+  // redirect never exists without it.
+  return [
+    '*filter', `:${CHAIN_GUARD} - [0:0]`, ...guard, 'COMMIT',
+    '*nat', `:${CHAIN_OUTPUT} - [0:0]`, `:${CHAIN_PREROUTING} - [0:0]`, ...out, ...pre, ...inbound, 'COMMIT', '',
+  ].join('\n')
 }
 
 /** What `hostmesh iptables print` shows: both families, and the jumps. */
 export function describeRules(input: CaptureInput): string {
-  const jumps = JUMPS.map(([chain, rule]) => `#   -t nat -A ${chain} ${rule.join(' ')}`).join('\n')
+  const jumps = JUMPS.map((j) => `#   -t ${j.table} ${j.first ? '-I' : '-A'} ${j.chain}${j.first ? ' 1' : ''} ${j.rule.join(' ')}`).join('\n')
   return [
     '# IPv4: iptables-restore --noflush',
     captureRules(input, 4),

@@ -1,9 +1,10 @@
 // Applying and removing the capture rules (iptables-rules.ts) with the real tools. Apply is
-// atomic per family (one iptables-restore commit replaces the content of both our chains) and
-// idempotent (the jumps from OUTPUT and PREROUTING are added only if -C does not find them).
-// Remove deletes the jumps, then our chains. IPv4 first, then IPv6, as DESIGN.md says.
+// atomic per family and table (one iptables-restore commit replaces the content of our nat
+// chains, one our filter chain) and idempotent (the jumps from the built-in chains are added
+// only if -C does not find them). Remove deletes the jumps, then our chains. IPv4 first, then
+// IPv6, as DESIGN.md says.
 import { spawn } from 'node:child_process'
-import { captureRules, CHAIN_OUTPUT, CHAIN_PREROUTING, JUMPS, outboundRedirects, type CaptureInput, type Family } from './iptables-rules.ts'
+import { captureRules, CHAIN_OUTPUT, CHAIN_PREROUTING, CHAINS, JUMPS, outboundRedirects, type CaptureInput, type Family, type Jump, type Table } from './iptables-rules.ts'
 import { IptablesError } from './errors.ts'
 
 const TOOLS: Record<Family, { restore: string; iptables: string }> = {
@@ -38,13 +39,15 @@ async function must(cmd: string, args: readonly string[], input?: string): Promi
   if (r.code !== 0) throw new IptablesError(`${cmd} ${args.join(' ')}`, r.stderr)
 }
 
+const hasJump = async (family: Family, j: Jump): Promise<boolean> => (await run(TOOLS[family].iptables, [...WAIT, '-t', j.table, '-C', j.chain, ...j.rule])).code === 0
+
 /** Replaces the content of our chains with the rules for `input`, and makes sure the jumps exist. */
 export async function applyCapture(input: CaptureInput): Promise<void> {
   for (const family of FAMILIES) {
     const t = TOOLS[family]
     await must(t.restore, [...WAIT, '--noflush'], captureRules(input, family))
-    for (const [chain, rule] of JUMPS) {
-      if ((await run(t.iptables, [...WAIT, '-t', 'nat', '-C', chain, ...rule])).code !== 0) await must(t.iptables, [...WAIT, '-t', 'nat', '-A', chain, ...rule])
+    for (const j of JUMPS) {
+      if (!(await hasJump(family, j))) await must(t.iptables, [...WAIT, '-t', j.table, ...(j.first ? ['-I', j.chain, '1'] : ['-A', j.chain]), ...j.rule])
     }
   }
 }
@@ -57,7 +60,7 @@ export async function applyCapture(input: CaptureInput): Promise<void> {
  */
 export async function capturedPorts(): Promise<Map<string, number>> {
   // Read-only listings, run together: this is on the daemon's start path.
-  const listings = await Promise.all(FAMILIES.flatMap((family) => [CHAIN_OUTPUT, CHAIN_PREROUTING].map((chain) => listChain(family, chain))))
+  const listings = await Promise.all(FAMILIES.flatMap((family) => [CHAIN_OUTPUT, CHAIN_PREROUTING].map((chain) => listChain(family, 'nat', chain))))
   const ports = new Map<string, number>()
   for (const r of listings) if (r.code === 0) for (const [key, port] of outboundRedirects(r.stdout)) ports.set(key, port)
   return ports
@@ -70,13 +73,10 @@ export async function capturedPorts(): Promise<Map<string, number>> {
  */
 export async function captureInPlace(input: CaptureInput): Promise<boolean> {
   for (const family of FAMILIES) {
-    const t = TOOLS[family]
-    for (const [chain, rule] of JUMPS) {
-      if ((await run(t.iptables, [...WAIT, '-t', 'nat', '-C', chain, ...rule])).code !== 0) return false
-    }
+    for (const j of JUMPS) if (!(await hasJump(family, j))) return false
     const want = captureRules(input, family).split('\n')
-    for (const chain of [CHAIN_OUTPUT, CHAIN_PREROUTING]) {
-      const listed = await listChain(family, chain)
+    for (const { table, chain } of CHAINS) {
+      const listed = await listChain(family, table, chain)
       const count = (lines: readonly string[]): number => lines.filter((l) => l.startsWith(`-A ${chain} `)).length
       if (listed.code !== 0 || count(listed.stdout.split('\n')) !== count(want)) return false
     }
@@ -85,8 +85,8 @@ export async function captureInPlace(input: CaptureInput): Promise<boolean> {
 }
 
 /** `iptables -S` of one of our chains (exit code non-zero when it does not exist). */
-function listChain(family: Family, chain: string): Promise<Result> {
-  return run(TOOLS[family].iptables, [...WAIT, '-t', 'nat', '-S', chain])
+function listChain(family: Family, table: Table, chain: string): Promise<Result> {
+  return run(TOOLS[family].iptables, [...WAIT, '-t', table, '-S', chain])
 }
 
 /** Removes every hostmesh rule and chain. Returns how many jumps were deleted; missing pieces are fine. */
@@ -94,17 +94,17 @@ export async function removeCapture(): Promise<number> {
   let removed = 0
   for (const family of FAMILIES) {
     const t = TOOLS[family]
-    for (const [chain, rule] of JUMPS) {
+    for (const j of JUMPS) {
       // A jump added twice by hand, or by an old version, is removed too (bounded).
-      for (let i = 0; i < 32 && (await run(t.iptables, [...WAIT, '-t', 'nat', '-C', chain, ...rule])).code === 0; i++) {
-        await must(t.iptables, [...WAIT, '-t', 'nat', '-D', chain, ...rule])
+      for (let i = 0; i < 32 && (await hasJump(family, j)); i++) {
+        await must(t.iptables, [...WAIT, '-t', j.table, '-D', j.chain, ...j.rule])
         removed++
       }
     }
-    for (const chain of [CHAIN_OUTPUT, CHAIN_PREROUTING]) {
-      if ((await run(t.iptables, [...WAIT, '-t', 'nat', '-n', '-L', chain])).code !== 0) continue
-      await must(t.iptables, [...WAIT, '-t', 'nat', '-F', chain])
-      await must(t.iptables, [...WAIT, '-t', 'nat', '-X', chain])
+    for (const { table, chain } of CHAINS) {
+      if ((await run(t.iptables, [...WAIT, '-t', table, '-n', '-L', chain])).code !== 0) continue
+      await must(t.iptables, [...WAIT, '-t', table, '-F', chain])
+      await must(t.iptables, [...WAIT, '-t', table, '-X', chain])
     }
   }
   return removed

@@ -36,7 +36,12 @@ const NET_ADMIN_ONLY = '0000000000001000'
 interface Event { event: string; pid?: number; code?: number }
 const events = (p: HostProcess): Event[] => p.output.split('\n').filter((l) => l.startsWith('{"event"')).map((l) => JSON.parse(l) as Event)
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-const natRules = async (h: TestHost): Promise<string> => (await h.mustExec(['iptables', '-w', '5', '-t', 'nat', '-S'])) + (await h.mustExec(['ip6tables', '-w', '5', '-t', 'nat', '-S']))
+/** The nat table (capture) and the filter table (owner guard), IPv4 and IPv6. */
+const meshRules = async (h: TestHost): Promise<string> => {
+  let out = ''
+  for (const tool of ['iptables', 'ip6tables']) for (const table of ['nat', 'filter']) out += await h.mustExec([tool, '-w', '5', '-t', table, '-S'])
+  return out
+}
 
 t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSkip() }, async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'hostmesh-e2e-install-root-'))
@@ -224,18 +229,20 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     const captureRun = (bounding: string) => host.exec(['env', '-i', `PATH=${SERVICE_PATH}`, 'LANG=C.UTF-8',
       'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$0" /etc/passwd && exec "$@"', passwd,
       'setpriv', '--no-new-privs', '--inh-caps=-all', `--bounding-set=-all${bounding}`, '--', wrapper, 'iptables', 'apply', '--config', config], { timeoutMs: 60_000 })
-    t.notMatch(await natRules(host), /HOSTMESH/, 'no hostmesh rule before')
+    t.notMatch(await meshRules(host), /HOSTMESH/, 'no hostmesh rule before')
     const denied = await captureRun('')
     t.not(denied.code, 0, `without CAP_NET_ADMIN it cannot (the bounding set is real): ${denied.stderr}`)
-    t.notMatch(await natRules(host), /HOSTMESH/, 'and changes nothing')
+    t.notMatch(await meshRules(host), /HOSTMESH/, 'and changes nothing')
     const applied = await captureRun(',+net_admin')
     t.equal(applied.code, 0, `hostmesh-capture.service's ExecStart with CAP_NET_ADMIN only: ${applied.stderr}`)
     t.match(applied.stdout, new RegExp(`applied the capture rules .* the daemon's uid ${user.uid} is not captured`))
-    const early = await natRules(host)
+    const early = await meshRules(host)
     t.match(early, /^-A OUTPUT -p tcp -j HOSTMESH_OUTPUT$/m, `the capture rules are in place before any daemon runs: ${early}`)
     t.match(early, /^-A PREROUTING -p tcp -j HOSTMESH_PREROUTING$/m)
     t.match(early, new RegExp(`^-A HOSTMESH_OUTPUT -m owner --uid-owner ${user.uid} -j RETURN$`, 'm'), 'the hostmesh uid of /etc/passwd is never captured')
     t.match(early, /^-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 2001 .*"shop\/checkout" -j REDIRECT --to-ports \d+$/m, 'checkout is captured')
+    t.match(early, /^-A OUTPUT -p tcp -j HOSTMESH_GUARD$/m, 'and the owner guard, in filter OUTPUT')
+    t.match(early, /^-A HOSTMESH_GUARD .*--ctreplsrcport \d+ -m owner ! --uid-owner 2001 .*"shop\/checkout" -j REJECT --reject-with tcp-reset$/m, 'checkout\'s port is guarded')
 
     // ExecStart=, with the wrapper and the config of this test.
     const execStart = unitValue(service, 'Service.ExecStart').split(/\s+/)
@@ -284,7 +291,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     t.equal(readlinkSync(`/proc/${pid}/exe`), at('opt/hostmesh/runtime/bin/node'), 'and is the installed runtime')
     t.match((await host.mustExec(['curl', '-sS', '-m', '2', 'http://127.0.0.1:15000/ready'])), /"ready": true/, '/ready is true')
     t.match(listing(runtimeDir)['admin.sock'], new RegExp(`^\\? 0600 ${user.uid}:${user.gid}$`), 'the admin socket: 0600, the service user\'s')
-    const rules = await natRules(host)
+    const rules = await meshRules(host)
     t.match(rules, /^-A OUTPUT -p tcp -j HOSTMESH_OUTPUT$/m, `the jumps are in place: ${rules}`)
     t.match(rules, /^-A PREROUTING -p tcp -j HOSTMESH_PREROUTING$/m)
     t.match(rules, new RegExp(`^-A HOSTMESH_OUTPUT -m owner --uid-owner ${user.uid} -j RETURN$`, 'm'), 'the daemon\'s own uid is never captured')
@@ -294,7 +301,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     const stopped = await Promise.race([manager.exited, sleep(20_000).then(() => null)])
     t.ok(stopped, 'the service manager stopped')
     t.same(events(manager).filter((e) => e.event === 'exited').map((e) => e.code), [0], 'the daemon exited 0 after its drain')
-    t.match(await natRules(host), /HOSTMESH_OUTPUT/, 'the rules stay after a stop (fail closed)')
+    t.match(await meshRules(host), /HOSTMESH_OUTPUT/, 'the rules stay after a stop (fail closed)')
     const cached = readdirSync(join(cacheDir, 'compile-cache'), { recursive: true })
     t.ok(cached.length > 0, `the daemon left its compiled code in CacheDirectory= for the next start (${cached.length} entries)`)
 
@@ -306,14 +313,14 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     renameSync(runtime, `${runtime}.real`)
     try {
       for (const [fake, why] of [['echo "simulated failure" >&2; exit 1', /'hostmesh iptables remove' failed \(exit 1, above\)[^]*nothing else was removed/],
-        ['echo "removed nothing"', /'hostmesh iptables remove' left hostmesh rules in the nat table[^]*Remove the rules with\n[^]*^ {2}iptables -w 5 -t nat -D OUTPUT -p tcp -j HOSTMESH_OUTPUT\n[^]*ip6tables -w 5 -t nat -F HOSTMESH_PREROUTING && ip6tables -w 5 -t nat -X HOSTMESH_PREROUTING\n/m]] as const) {
+        ['echo "removed nothing"', /'hostmesh iptables remove' left hostmesh rules in the nat or filter table[^]*Remove the rules with\n[^]*^ {2}iptables -w 5 -t nat -D OUTPUT -p tcp -j HOSTMESH_OUTPUT\n[^]*ip6tables -w 5 -t nat -F HOSTMESH_PREROUTING && ip6tables -w 5 -t nat -X HOSTMESH_PREROUTING\n/m]] as const) {
         writeFileSync(runtime, `#!/bin/sh\n${fake}\n`, { mode: 0o755 })
         const failed = await uninstall('--remove-rules')
         t.equal(failed.code, 1, `a runtime that does "${fake}": uninstall.sh fails`)
         t.match(failed.stderr, why, failed.stderr)
         t.same(kept.filter((p) => !existsSync(at(p))), [], 'and deletes nothing')
         t.match(readFileSync(at('etc/passwd'), 'utf8'), /^hostmesh:/m, 'the user stays')
-        t.match(await natRules(host), /HOSTMESH_OUTPUT/, 'the rules stay')
+        t.match(await meshRules(host), /HOSTMESH_OUTPUT/, 'the rules stay')
       }
     } finally {
       rmSync(runtime, { force: true })
@@ -329,8 +336,8 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
 
     const removed = await uninstall('--remove-rules')
     t.equal(removed.code, 0, removed.stderr)
-    t.match(removed.stdout, /removed the HOSTMESH_OUTPUT and HOSTMESH_PREROUTING chains and 4 jumps/, removed.stdout)
-    t.notMatch(await natRules(host), /HOSTMESH/, 'uninstall.sh --remove-rules removed every hostmesh rule, IPv4 and IPv6')
+    t.match(removed.stdout, /removed the HOSTMESH_OUTPUT, HOSTMESH_PREROUTING and HOSTMESH_GUARD chains and 6 jumps/, removed.stdout)
+    t.notMatch(await meshRules(host), /HOSTMESH/, 'uninstall.sh --remove-rules removed every hostmesh rule, IPv4 and IPv6')
     for (const p of ['opt/hostmesh', 'usr/bin/hostmesh', ...UNITS.map((u) => `${UNIT_DIR}/${u}`), 'usr/lib/sysusers.d/hostmesh.conf', 'usr/lib/tmpfiles.d/hostmesh.conf', 'usr/lib/sysctl.d/60-hostmesh.conf',
       'etc/systemd/system/sockets.target.wants/hostmesh.socket', 'etc/systemd/system/multi-user.target.wants/hostmesh.service', 'etc/systemd/system/sysinit.target.wants/hostmesh-capture.service']) {
       t.notOk(existsSync(at(p)), `${p} removed`)
@@ -354,11 +361,11 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     t.equal(again.code, 0, `a second uninstall: ${again.stderr}`)
     t.match(again.stdout, /absent +\/opt\/hostmesh/)
     t.match(again.stdout, /iptables +left as they are: with --root[^]*--remove-rules removes them/)
-    t.match(await natRules(host), /^-A OUTPUT -p tcp -j HOSTMESH_OUTPUT$/m, '--root without --remove-rules leaves the rules of this namespace')
+    t.match(await meshRules(host), /^-A OUTPUT -p tcp -j HOSTMESH_OUTPUT$/m, '--root without --remove-rules leaves the rules of this namespace')
     const checkout = await uninstall('--remove-rules')
     t.equal(checkout.code, 0, `--remove-rules with the package gone: iptables remove from the checkout: ${checkout.stderr}`)
-    t.match(checkout.stdout, /removed the HOSTMESH_OUTPUT and HOSTMESH_PREROUTING chains and 4 jumps/)
-    t.notMatch(await natRules(host), /HOSTMESH/, 'and the rules are gone')
+    t.match(checkout.stdout, /removed the HOSTMESH_OUTPUT, HOSTMESH_PREROUTING and HOSTMESH_GUARD chains and 6 jumps/)
+    t.notMatch(await meshRules(host), /HOSTMESH/, 'and the rules are gone')
 
     // A reinstall gives the certificates back to the (new) hostmesh user.
     const reinstall = await install()

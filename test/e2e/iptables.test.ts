@@ -67,12 +67,31 @@ t.test('the capture rules from the example policy, on node-c', { skip: e2eSkip()
   t.ok(moved.includes('-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 2002 -m comment --comment "shop/payments-v2" -j REDIRECT --to-ports 15002'), 'payments-v2 keeps 15002')
   t.ok(moved.includes('-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 2007 -m comment --comment "shop/aa-first" -j REDIRECT --to-ports 15004'), 'the newcomer takes the next free port')
 
+  // The owner guard. A connection reset from a workload's outbound port (the daemon resets one
+  // over the workload's cap) leaves a conntrack entry in CLOSE for 10 s, NATed to that port,
+  // whose last packet is the reset from the reply side. A new SYN on the same tuple reuses that
+  // entry and its NAT, whoever sends it: another uid would land on that port and go out as
+  // that workload. The guard refuses it instead.
+  const SPORT = '41234'
+  const bound = async (uid: number) => {
+    const r = await c.exec(['curl', '-sS', '-i', '-g', '--local-port', SPORT, '--connect-timeout', '2', '-m', '4', 'http://10.96.0.20:7000/'], { uid, gid: uid })
+    return r.code === 0 ? { listener: /^x-listener: (\d+)/im.exec(r.stdout)?.[1] } : { error: r.stderr.trim() }
+  }
+  await c.spawn([process.execPath, LISTENER, '15004', 'reset-first']).waitFor(/listening/)
+  t.match(await bound(2007), { error: /reset by peer|Recv failure/ }, 'aa-first (uid 2007): its connection is reset by its outbound port')
+  const stolen = await bound(2002)
+  t.notSame(stolen, { listener: '15004' }, `payments-v2 (uid 2002) reusing that tuple is not carried to aa-first's port: ${JSON.stringify(stolen)}`)
+  t.match(stolen, { error: /Connection refused|Failed to connect/ }, 'the guard refuses it (fail closed)')
+  t.match(await c.mustExec(['iptables', '-w', '5', '-t', 'filter', '-L', 'HOSTMESH_GUARD', '-v', '-x', '-n']), /^\s*1\s+\d+\s+REJECT\b.*shop\/aa-first/m, 'once, by aa-first\'s guard rule')
+  t.same(await bound(2007), { listener: '15004' }, 'aa-first itself reusing its tuple is carried to its own port')
+  t.same(await curl(c, 'http://10.96.0.20:7000/', 2002), { address: '10.96.0.20', port: 7000, family: 4 }, 'payments-v2 from another source port: its own port, as before')
+
   // Loop avoidance: were the daemon to run as 2002, its own connections must escape capture.
   await c.mustExec([process.execPath, CLI, 'iptables', 'apply', '--config', config, '--daemon-uid', '2002'])
   t.match(await curl(c, 'http://10.96.0.20:7000/', 2002), { error: /timed out|Connection refused|Failed to connect/ }, 'the daemon\'s uid RETURNs before any REDIRECT')
   t.notSame(await save(), first, 'a re-apply replaced the rules')
 
-  t.match(await c.mustExec([process.execPath, CLI, 'iptables', 'remove']), /removed the HOSTMESH_OUTPUT and HOSTMESH_PREROUTING chains and 4 jumps/)
+  t.match(await c.mustExec([process.execPath, CLI, 'iptables', 'remove']), /removed the HOSTMESH_OUTPUT, HOSTMESH_PREROUTING and HOSTMESH_GUARD chains and 6 jumps/)
   const after = await save()
   t.notMatch(after, /HOSTMESH/, 'remove leaves no rule or chain, IPv4 and IPv6')
   t.match(await c.mustExec([process.execPath, CLI, 'iptables', 'remove']), /and 0 jumps/, 'remove again is harmless')

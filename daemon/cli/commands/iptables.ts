@@ -22,8 +22,10 @@ export const iptablesCommand: Command = {
   summary: 'print, apply or remove the capture rules',
   help: `Usage: hostmesh iptables print|apply|remove [--config FILE] [--daemon-uid UID]
 
-  print    show the iptables-restore input for this node's HOSTMESH_* nat chains (IPv4 and IPv6)
-  apply    apply them: one atomic commit per family, idempotent (applying twice changes nothing)
+  print    show the iptables-restore input for this node's HOSTMESH_* chains (IPv4 and IPv6):
+           the capture in nat, the owner guard in filter
+  apply    apply them: one atomic commit per family and table, idempotent (applying twice
+           changes nothing)
   remove   remove every hostmesh jump and chain, IPv4 and IPv6
 
 The rules follow the node config and the policy in its policyDir, as a daemon starting now
@@ -44,7 +46,7 @@ Exit codes: 0 done, 1 failed (invalid policy, an iptables error), 2 usage error,
     if (action !== 'print' && action !== 'apply' && action !== 'remove') throw new UsageError(action ? `unknown action "${action}"; expected print, apply or remove` : 'expected an action: print, apply or remove')
     if (action === 'remove') {
       const n = await removeCapture()
-      io.out(`removed the HOSTMESH_OUTPUT and HOSTMESH_PREROUTING chains and ${n} jump${n === 1 ? '' : 's'} (IPv4 and IPv6)\n`)
+      io.out(`removed the HOSTMESH_OUTPUT, HOSTMESH_PREROUTING and HOSTMESH_GUARD chains and ${n} jump${n === 1 ? '' : 's'} (IPv4 and IPv6)\n`)
       return EXIT.OK
     }
     const uidText = stringOption(args, 'daemon-uid')

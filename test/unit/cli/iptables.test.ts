@@ -21,7 +21,7 @@ t.test('print shows both families for this node\'s local workloads', async (t) =
   const { config } = setup()
   const r = hostmesh(['iptables', 'print', '--config', config, '--daemon-uid', '990'])
   t.equal(r.status, 0, r.stderr)
-  t.match(r.stdout, /^# IPv4: iptables-restore --noflush\n\*nat\n:HOSTMESH_OUTPUT - \[0:0\]/)
+  t.match(r.stdout, /^# IPv4: iptables-restore --noflush\n\*filter\n:HOSTMESH_GUARD - \[0:0\]\n[^]*\*nat\n:HOSTMESH_OUTPUT - \[0:0\]/)
   t.match(r.stdout, /-A HOSTMESH_OUTPUT -m owner --uid-owner 990 -j RETURN/)
   t.match(r.stdout, /--uid-owner 2003 -m comment --comment "shop\/fraud" -j REDIRECT --to-ports 15001/)
   t.match(r.stdout, /# IPv6: ip6tables-restore --noflush/)

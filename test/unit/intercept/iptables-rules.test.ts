@@ -20,6 +20,10 @@ const input: CaptureInput = {
 
 t.test('IPv4 rules', async (t) => {
   t.equal(captureRules(input, 4), [
+    '*filter',
+    ':HOSTMESH_GUARD - [0:0]',
+    '-A HOSTMESH_GUARD -p tcp --syn -m conntrack --ctstate DNAT --ctreplsrc 127.0.0.1 --ctreplsrcport 15001 -m owner ! --uid-owner 1001 -m comment --comment "ns/proc" -j REJECT --reject-with tcp-reset',
+    'COMMIT',
     '*nat',
     ':HOSTMESH_OUTPUT - [0:0]',
     ':HOSTMESH_PREROUTING - [0:0]',
@@ -43,13 +47,15 @@ t.test('IPv6 rules hold only IPv6 addresses', async (t) => {
   t.match(v6, /--dst-type LOCAL --dport 443 /, 'a host process: any local address, both families')
   t.notMatch(v6, /172\.17|10\.0\.0\.1|127\.0\.0/)
   t.match(v6, /--uid-owner 1001 .*--to-ports 15001/, 'uid rules are family-independent')
+  t.match(v6, /-A HOSTMESH_GUARD -p tcp --syn -m conntrack --ctstate DNAT --ctreplsrc ::1 --ctreplsrcport 15001 -m owner ! --uid-owner 1001 /, 'the guard: REDIRECT from OUTPUT leads to ::1 in IPv6')
+  t.equal(v6.match(/-A HOSTMESH_GUARD/g)?.length, 1, 'containers (address match) have no guard: their source address names them')
 })
 
 t.test('the same workloads in another order give the same text', async (t) => {
   const reversed = { ...input, localWorkloads: [...input.localWorkloads].reverse() }
   t.equal(captureRules(reversed, 4), captureRules(input, 4))
   t.equal(captureRules(reversed, 6), captureRules(input, 6))
-  t.match(describeRules(input), /# IPv4: iptables-restore --noflush\n\*nat[\s\S]*# IPv6: ip6tables-restore --noflush\n\*nat[\s\S]*-t nat -A OUTPUT -p tcp -j HOSTMESH_OUTPUT\n#   -t nat -A PREROUTING -p tcp -j HOSTMESH_PREROUTING/)
+  t.match(describeRules(input), /# IPv4: iptables-restore --noflush\n\*filter[\s\S]*# IPv6: ip6tables-restore --noflush\n\*filter[\s\S]*-t nat -A OUTPUT -p tcp -j HOSTMESH_OUTPUT\n#   -t nat -A PREROUTING -p tcp -j HOSTMESH_PREROUTING\n#   -t filter -I OUTPUT 1 -p tcp -j HOSTMESH_GUARD\n/)
 })
 
 t.test('the outbound ports in force, read back from `iptables -S`', async (t) => {
