@@ -10,6 +10,7 @@ import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../../base/logger.ts'
 import { LogThrottle } from '../../base/throttle.ts'
 import type { HostBucket, HostCount, HostState } from './host-state.ts'
+import type { RateBucket } from '../../policy/snapshot.ts'
 import { DEFAULT_WORKLOAD_CAPS, type WorkloadCaps } from './workload-caps.ts'
 
 /** `connections`: accepted outbound connections still open; `requests`: outbound L7 requests in flight. */
@@ -18,14 +19,21 @@ export type WorkloadResource = 'connections' | 'requests'
 /** How long a workload whose HTTP/2 session was ended for abuse waits before new outbound connections. */
 export const PENALTY_MS = 10_000
 const PENALTY_TOKENS = 1_000_000
+/**
+ * Each workload's penalty bucket: one no ordinary workload empties (100,000 connections a
+ * second); a penalty owes it PENALTY_MS of refill.
+ */
+export const PENALTY_BUCKET: RateBucket = { maxTokens: PENALTY_TOKENS, tokensPerFill: PENALTY_TOKENS * 1000 / PENALTY_MS, fillIntervalMs: 1000 }
 
 export class WorkloadLimits {
   readonly #state: HostState
   readonly #limit: Record<WorkloadResource, number>
   readonly #refused: Counter<'workload' | 'resource'>
   readonly #throttle: LogThrottle
-  /** By `resource|workload`: local workloads × 2 entries at most over the daemon's life (workloads the policy has had). */
-  readonly #counts = new Map<string, HostCount>()
+  /** By resource, then workload: local workloads × 2 entries at most over the daemon's life (workloads the policy has had). */
+  readonly #counts: Record<WorkloadResource, Map<string, HostCount>> = { connections: new Map(), requests: new Map() }
+  /** By workload, as #counts: admits() runs per connection. */
+  readonly #penalties = new Map<string, HostBucket>()
 
   constructor(state: HostState, registry: Registry, log: Logger, caps: WorkloadCaps = DEFAULT_WORKLOAD_CAPS) {
     this.#state = state
@@ -66,9 +74,12 @@ export class WorkloadLimits {
   }
 
   #penalty(workload: string): HostBucket {
-    // A bucket no ordinary workload empties (100,000 connections a second); a penalty owes it
-    // PENALTY_MS of refill. Buckets are created on first use and swept by the HostState.
-    return this.#state.bucket(`workload-penalty|${workload}`, { maxTokens: PENALTY_TOKENS, tokensPerFill: PENALTY_TOKENS * 1000 / PENALTY_MS, fillIntervalMs: 1000 })
+    // Kept once looked up: a shared bucket finds its slot by the key's
+    // hash on every call, so a sweep cannot orphan it, and a thread-local one swept while full
+    // is only ever reached through this map, so penalize() and admits() keep using the same one.
+    let b = this.#penalties.get(workload)
+    if (!b) this.#penalties.set(workload, (b = this.#state.bucket(`workload-penalty|${workload}`, PENALTY_BUCKET)))
+    return b
   }
 
   /** How many of `resource` `workload` holds now on this host. */
@@ -76,11 +87,11 @@ export class WorkloadLimits {
     return this.#count(workload, resource).value
   }
 
-  /** The HostCount of one workload and resource, looked up once: acquire() runs per connection and per request. */
+  /** The HostCount of one workload and resource, looked up once (no key built): acquire() runs per connection and per request. */
   #count(workload: string, resource: WorkloadResource): HostCount {
-    const key = `${resource}|${workload}`
-    let c = this.#counts.get(key)
-    if (!c) this.#counts.set(key, (c = this.#state.count(`workload|${key}`)))
+    const counts = this.#counts[resource]
+    let c = counts.get(workload)
+    if (!c) counts.set(workload, (c = this.#state.count(`workload|${resource}|${workload}`)))
     return c
   }
 

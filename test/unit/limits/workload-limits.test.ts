@@ -5,6 +5,7 @@ import pino from 'pino'
 import { Registry } from 'prom-client'
 import t from 'tap'
 import { LocalHostState } from '../../../daemon/limits/host-state.ts'
+import { SharedHostState } from '../../../daemon/limits/shared-host-state.ts'
 import { PENALTY_MS, WorkloadLimits } from '../../../daemon/limits/workload-limits.ts'
 import { DEFAULT_WORKLOAD_CAPS } from '../../../daemon/limits/workload-caps.ts'
 import { logSink } from '../../helpers/log-sink.ts'
@@ -67,4 +68,36 @@ t.test('a workload penalized for HTTP/2 abuse is refused new connections for PEN
   t.notOk(limits.admits('shop/batch'), 'still, just before the penalty ends')
   now += 1000
   t.ok(limits.admits('shop/batch'), 'admitted again after it')
+})
+
+// admits() keeps each workload's penalty bucket. The host state may sweep the bucket in the
+// meantime (it was full: nothing worth keeping), and another thread may then penalize the
+// workload through a new slot: the kept bucket must still see that penalty.
+t.test('a kept penalty bucket survives the host state sweeping it, across threads', async (t) => {
+  let now = 1_000_000
+  const a = new SharedHostState(16, () => now)
+  const b = new SharedHostState(a.buffer, () => now)
+  const limits = new WorkloadLimits(a, new Registry(), pino({ level: 'silent' }))
+  const other = new WorkloadLimits(b, new Registry(), pino({ level: 'silent' }))
+  t.teardown(() => { limits.close(); other.close() })
+  t.ok(limits.admits('shop/batch'), 'admitted: its bucket is kept')
+  now += 1000 // full again: reclaimable
+  // 65 keys through 16 slots: full buckets (shop/batch's among them) were reclaimed on the way.
+  for (let i = 0; i < 64; i++) { now += 200; a.bucket(`filler-${i}`, { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 1000 }).take() }
+  t.ok(a.size <= 16, `the table was swept and refilled (${a.size} of 16 slots used)`)
+  other.penalize('shop/batch', 'flood')
+  t.notOk(limits.admits('shop/batch'), 'the kept bucket sees the penalty another thread wrote after the sweep')
+})
+
+t.test('one thread: a kept bucket swept from the local state still carries its penalty', async (t) => {
+  let now = 1_000_000
+  const state = new LocalHostState(() => now)
+  const limits = new WorkloadLimits(state, new Registry(), pino({ level: 'silent' }))
+  t.teardown(() => limits.close())
+  t.ok(limits.admits('shop/batch'))
+  now += 1000
+  for (let i = 0; i < 10_001; i++) state.bucket(`filler-${i}`, { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 1000 })
+  t.ok(state.size < 10_001, `the local state swept its full buckets (${state.size} left)`)
+  limits.penalize('shop/batch', 'flood')
+  t.notOk(limits.admits('shop/batch'), 'penalize() and admits() still share one bucket')
 })
