@@ -4,7 +4,9 @@
 // waited for). Every daemon's RSS, open fds and per-endpoint state
 // (hostmesh_balancer_endpoints) are sampled throughout. The verdict is on their slopes over the
 // run after its first tenth (V8 and the pools settle): RSS and fds flat, and endpoint state
-// bounded by what the policy holds, not growing with every endpoint that ever existed.
+// bounded by what the policy holds, not growing with every endpoint that ever existed. The V8
+// heap in use and the memory outside it (Buffers, TLS, HTTP/2 sessions) are sampled beside
+// RSS and their slopes reported, to say where a drift of RSS lives.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -20,7 +22,16 @@ const FDS_SLOPE_MAX_H = 10
 /** Connections the loads hold at any moment: what a sample of open fds moves by with no leak. */
 const FDS_NOISE = 10
 
-export interface Sample { readonly s: number; readonly rssMiB: number; readonly fds: number; readonly endpoints: number }
+export interface Sample {
+  readonly s: number
+  readonly rssMiB: number
+  readonly fds: number
+  readonly endpoints: number
+  /** V8 heap in use, every thread's isolate, summed over the daemons. */
+  readonly heapMiB: number
+  /** Memory V8 accounts for outside its heap (ArrayBuffers, Buffers), summed likewise. */
+  readonly externalMiB: number
+}
 
 /** Least-squares slope of y over x. */
 export function slope(points: readonly (readonly [number, number])[]): number {
@@ -51,13 +62,17 @@ async function sample(mesh: SoakMesh, s: number): Promise<Sample> {
   let rss = 0
   let fds = 0
   let endpoints = 0
+  let heap = 0
+  let external = 0
   for (const name of HOSTS) {
     const m = await mesh.metrics(name)
     rss += total(m, 'process_resident_memory_bytes') / 2 ** 20
     fds += total(m, 'process_open_fds')
     endpoints += total(m, 'hostmesh_balancer_endpoints')
+    heap += total(m, 'nodejs_heap_size_used_bytes') / 2 ** 20
+    external += total(m, 'nodejs_external_memory_bytes') / 2 ** 20
   }
-  return { s, rssMiB: Math.round(rss), fds, endpoints }
+  return { s, rssMiB: Math.round(rss), fds, endpoints, heapMiB: Math.round(heap * 10) / 10, externalMiB: Math.round(external * 10) / 10 }
 }
 
 export const long: Scenario = {
@@ -80,7 +95,10 @@ export const long: Scenario = {
     let endpointsMoved = 0
     let nextEndpoint = start + ENDPOINT_EVERY_S * 1000
     for (let i = 0; Date.now() < start + seconds * 1000 && i < 100_000; i++) {
-      samples.push(await sample(mesh, Math.round((Date.now() - start) / 1000)))
+      const x = await sample(mesh, Math.round((Date.now() - start) / 1000))
+      samples.push(x)
+      // Progress, and the whole series for whoever reads the log: the row keeps 12 points.
+      process.stderr.write(`long: ${JSON.stringify(x)}\n`)
       if (Date.now() >= nextEndpoint) {
         // Each move is in force on every host before the next sample: a refused edit fails the run.
         await applyPolicy(mesh, () => replaceFile(join(mesh.policyDir, '49-soak-mirror.yaml'), MIRROR(++endpointsMoved)))
@@ -93,16 +111,18 @@ export const long: Scenario = {
     const settled = samples.filter((x) => x.s >= seconds / 10)
     const rssSlope = slope(settled.map((x) => [x.s / 3600, x.rssMiB])) // MiB per hour
     const fdsSlope = slope(settled.map((x) => [x.s / 3600, x.fds]))
+    const heapSlope = slope(settled.map((x) => [x.s / 3600, x.heapMiB]))
+    const externalSlope = slope(settled.map((x) => [x.s / 3600, x.externalMiB]))
     const firstQuarter = Math.max(...samples.filter((x) => x.s <= seconds / 4).map((x) => x.endpoints))
     const last = samples.at(-1)!
     const checks: Check[] = [
-      { name: 'RSS is flat', ok: rssSlope <= RSS_SLOPE_MAX_MIB_H, detail: `${rssSlope.toFixed(1)} MiB/h over the three daemons (bar ${RSS_SLOPE_MAX_MIB_H}); ${settled[0]?.rssMiB} → ${last.rssMiB} MiB` },
+      { name: 'RSS is flat', ok: rssSlope <= RSS_SLOPE_MAX_MIB_H, detail: `${rssSlope.toFixed(1)} MiB/h over the three daemons (bar ${RSS_SLOPE_MAX_MIB_H}); ${settled[0]?.rssMiB} → ${last.rssMiB} MiB; of which V8 heap in use ${heapSlope.toFixed(1)} MiB/h (${settled[0]?.heapMiB} → ${last.heapMiB}), external ${externalSlope.toFixed(1)} MiB/h (${settled[0]?.externalMiB} → ${last.externalMiB})` },
       // The loads hold ~10 connections at any moment: a short run's slope is mostly that noise, so a drift within it passes too.
       { name: 'open fds are flat', ok: fdsSlope <= FDS_SLOPE_MAX_H || fdsSlope * (seconds / 3600) <= FDS_NOISE, detail: `${fdsSlope.toFixed(1)} fds/h (bar ${FDS_SLOPE_MAX_H}, or a drift over the run within ${FDS_NOISE}: ${(fdsSlope * seconds / 3600).toFixed(1)}); ${settled[0]?.fds} → ${last.fds}` },
       // The copies went to the moving endpoints (so the balancer had state for them), or nothing was tested.
       { name: 'per-endpoint state does not grow with endpoints that come and go', ok: endpointsMoved >= 2 && copies > 0 && last.endpoints <= firstQuarter + 1, detail: `${endpointsMoved} mirror endpoints came and went, ${copies} copies sent to them; balancer endpoints ${samples[0]!.endpoints} at the start, at most ${firstQuarter} in the first quarter, ${last.endpoints} at the end` },
     ]
-    return { did: `${Math.round(seconds / 60)} min of steady load, a new mirror endpoint every ${ENDPOINT_EVERY_S} s; ${samples.length} samples: ${JSON.stringify(samples.filter((_, j) => j % Math.max(1, Math.floor(samples.length / 12)) === 0).map((x) => [x.s, x.rssMiB, x.fds, x.endpoints]))} (s, RSS MiB, fds, endpoints)`, checks }
+    return { did: `${Math.round(seconds / 60)} min of steady load, a new mirror endpoint every ${ENDPOINT_EVERY_S} s; ${samples.length} samples: ${JSON.stringify(samples.filter((_, j) => j % Math.max(1, Math.floor(samples.length / 12)) === 0).map((x) => [x.s, x.rssMiB, x.fds, x.endpoints, x.heapMiB, x.externalMiB]))} (s, RSS MiB, fds, endpoints, heap MiB, external MiB)`, checks }
   },
   async cleanup(mesh) {
     const routes = join(mesh.policyDir, '30-routes.yaml')
