@@ -73,7 +73,7 @@ if ((${#units[@]})); then
 fi
 
 # --- iptables: with the installed package, else with this checkout ------------------------------
-# What is left of hostmesh in the nat table (every line naming HOSTMESH), IPv4 then IPv6, as
+# What is left of hostmesh in the nat and filter tables (every line naming HOSTMESH), IPv4 then IPv6, as
 # the commands that remove it: the jumps, then the chains. Fails when a table cannot be
 # listed. IPv6 is skipped on a kernel without it.
 hostmesh_rules() {

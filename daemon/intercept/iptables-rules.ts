@@ -5,7 +5,8 @@
 //
 //   nat OUTPUT     -p tcp -j HOSTMESH_OUTPUT        (host processes, matched by uid)
 //   nat PREROUTING -p tcp -j HOSTMESH_PREROUTING    (containers by source address; inbound)
-//   filter OUTPUT  -p tcp -j HOSTMESH_GUARD         (first: the owner guard, below)
+//   filter OUTPUT  -p tcp --syn -m conntrack --ctstate DNAT -j HOSTMESH_GUARD
+//                                                   (first in the chain: the owner guard, below)
 //
 // HOSTMESH_OUTPUT:     the daemon's own uid and loopback destinations RETURN (loop
 //                      avoidance); then one REDIRECT per uid-matched local workload to its
@@ -18,11 +19,14 @@
 // HOSTMESH_GUARD:      a SYN whose NAT (in its conntrack entry) leads to a uid-matched
 //                      workload's outbound port, sent by another uid, is refused. NAT is
 //                      chosen on a connection's first packet and kept in its entry; a new SYN
-//                      that reuses the tuple of an entry the daemon (or the kernel, no
-//                      listener) reset within nf_conntrack_tcp_timeout_close (10 s) keeps the
+//                      that reuses the tuple of an entry the daemon reset within
+//                      nf_conntrack_tcp_timeout_close (10 s) keeps the
 //                      old NAT, and would land on the old owner's port: it would go out as that
-//                      workload (RELIABILITY.md, "A reset connection's NAT"). REDIRECT from
-//                      OUTPUT rewrites to loopback, so the reply source is 127.0.0.1 / ::1.
+//                      workload (docs/capture.md, "The owner guard"). Only an entry that saw
+//                      the handshake is kept so (a reset answering a SYN ends its entry). Such a
+//                      SYN's state is ESTABLISHED, so the jump must come before any ACCEPT of
+//                      established traffic: it is kept first. REDIRECT from OUTPUT rewrites to
+//                      loopback, so the reply source is 127.0.0.1 / ::1.
 import { isIP } from 'node:net'
 import type { Snapshot } from '../../policy/snapshot.ts'
 
@@ -36,22 +40,27 @@ export interface Jump {
   readonly table: Table
   readonly chain: string
   readonly rule: readonly string[]
-  /** The capture rules go after what is there; the guard goes first, so no earlier ACCEPT skips it. */
+  /** The capture rules go after what is there; the guard goes first, and is kept first, so no earlier ACCEPT skips it. */
   readonly first: boolean
 }
 
-/** The rules in the built-in chains that send TCP to ours. Added once, checked with -C. */
+/**
+ * The rules in the built-in chains that send TCP to ours. Added once, checked with -C. In
+ * this order: the guard before the capture it guards (removed in the reverse order). Only
+ * SYNs of NATed connections go to the guard: the rest of the host's traffic passes it by one
+ * rule.
+ */
 export const JUMPS: readonly Jump[] = [
+  { table: 'filter', chain: 'OUTPUT', rule: ['-p', 'tcp', '--syn', '-m', 'conntrack', '--ctstate', 'DNAT', '-j', CHAIN_GUARD], first: true },
   { table: 'nat', chain: 'OUTPUT', rule: ['-p', 'tcp', '-j', CHAIN_OUTPUT], first: false },
   { table: 'nat', chain: 'PREROUTING', rule: ['-p', 'tcp', '-j', CHAIN_PREROUTING], first: false },
-  { table: 'filter', chain: 'OUTPUT', rule: ['-p', 'tcp', '-j', CHAIN_GUARD], first: true },
 ]
 
 /** Our chains, by table. */
 export const CHAINS: readonly { readonly table: Table; readonly chain: string }[] = [
+  { table: 'filter', chain: CHAIN_GUARD },
   { table: 'nat', chain: CHAIN_OUTPUT },
   { table: 'nat', chain: CHAIN_PREROUTING },
-  { table: 'filter', chain: CHAIN_GUARD },
 ]
 
 export type Family = 4 | 6

@@ -41,13 +41,32 @@ async function must(cmd: string, args: readonly string[], input?: string): Promi
 
 const hasJump = async (family: Family, j: Jump): Promise<boolean> => (await run(TOOLS[family].iptables, [...WAIT, '-t', j.table, '-C', j.chain, ...j.rule])).code === 0
 
-/** Replaces the content of our chains with the rules for `input`, and makes sure the jumps exist. */
+/** Whether a jump that must come first is the first rule of its chain (another ACCEPT before it would skip it). */
+async function isFirst(family: Family, j: Jump): Promise<boolean> {
+  const r = await run(TOOLS[family].iptables, [...WAIT, '-t', j.table, '-S', j.chain])
+  const first = r.stdout.split('\n').find((l) => l.startsWith(`-A ${j.chain} `))
+  return r.code === 0 && first !== undefined && first.trimEnd().endsWith(` -j ${j.rule.at(-1)}`)
+}
+
+/** Deletes every copy of a jump (a copy added by hand, or by an old version, too; bounded). */
+async function deleteJump(family: Family, j: Jump): Promise<number> {
+  let n = 0
+  for (let i = 0; i < 32 && (await hasJump(family, j)); i++, n++) await must(TOOLS[family].iptables, [...WAIT, '-t', j.table, '-D', j.chain, ...j.rule])
+  return n
+}
+
+/** Replaces the content of our chains with the rules for `input`, and makes sure the jumps exist (the guard's first in its chain). */
 export async function applyCapture(input: CaptureInput): Promise<void> {
   for (const family of FAMILIES) {
     const t = TOOLS[family]
     await must(t.restore, [...WAIT, '--noflush'], captureRules(input, family))
     for (const j of JUMPS) {
-      if (!(await hasJump(family, j))) await must(t.iptables, [...WAIT, '-t', j.table, ...(j.first ? ['-I', j.chain, '1'] : ['-A', j.chain]), ...j.rule])
+      if (j.first) {
+        if (await isFirst(family, j)) continue
+        // Moved down by a rule inserted since, or absent: put back first.
+        await deleteJump(family, j)
+        await must(t.iptables, [...WAIT, '-t', j.table, '-I', j.chain, '1', ...j.rule])
+      } else if (!(await hasJump(family, j))) await must(t.iptables, [...WAIT, '-t', j.table, '-A', j.chain, ...j.rule])
     }
   }
 }
@@ -67,13 +86,13 @@ export async function capturedPorts(): Promise<Map<string, number>> {
 }
 
 /**
- * True when both families still have our jumps, and our chains hold as many rules as `input`
+ * True when both families still have our jumps (the guard's still first), and our chains hold as many rules as `input`
  * gives them (nothing deleted or flushed them). A count, not the text: iptables prints rules
  * in its own normal form (`-m tcp` added, and so on).
  */
 export async function captureInPlace(input: CaptureInput): Promise<boolean> {
   for (const family of FAMILIES) {
-    for (const j of JUMPS) if (!(await hasJump(family, j))) return false
+    for (const j of JUMPS) if (!(await (j.first ? isFirst(family, j) : hasJump(family, j)))) return false
     const want = captureRules(input, family).split('\n')
     for (const { table, chain } of CHAINS) {
       const listed = await listChain(family, table, chain)
@@ -94,14 +113,9 @@ export async function removeCapture(): Promise<number> {
   let removed = 0
   for (const family of FAMILIES) {
     const t = TOOLS[family]
-    for (const j of JUMPS) {
-      // A jump added twice by hand, or by an old version, is removed too (bounded).
-      for (let i = 0; i < 32 && (await hasJump(family, j)); i++) {
-        await must(t.iptables, [...WAIT, '-t', j.table, '-D', j.chain, ...j.rule])
-        removed++
-      }
-    }
-    for (const { table, chain } of CHAINS) {
+    // The capture first, the guard last: no moment has a redirect without its guard.
+    for (const j of [...JUMPS].reverse()) removed += await deleteJump(family, j)
+    for (const { table, chain } of [...CHAINS].reverse()) {
       if ((await run(t.iptables, [...WAIT, '-t', table, '-n', '-L', chain])).code !== 0) continue
       await must(t.iptables, [...WAIT, '-t', table, '-F', chain])
       await must(t.iptables, [...WAIT, '-t', table, '-X', chain])

@@ -25,8 +25,8 @@ t.test('the capture rules from the example policy, on node-c', { skip: e2eSkip()
   writeFileSync(config, `node: {name: node-c, addresses: [${c.ipv4}, "${c.ipv6}"]}\npolicyDir: ${join(dir, 'policy.d')}\ncertDir: ${join(dir, 'certs')}\n`)
   const hostmesh = (...args: string[]) => c.mustExec([process.execPath, CLI, 'iptables', ...args, '--config', config, '--daemon-uid', String(DAEMON_UID)])
   const save = async (): Promise<string> => {
-    const v4 = await c.mustExec(['iptables-save', '-t', 'nat'])
-    const v6 = await c.mustExec(['ip6tables-save', '-t', 'nat'])
+    const v4 = (await c.mustExec(['iptables-save', '-t', 'nat'])) + (await c.mustExec(['iptables-save', '-t', 'filter']))
+    const v6 = (await c.mustExec(['ip6tables-save', '-t', 'nat'])) + (await c.mustExec(['ip6tables-save', '-t', 'filter']))
     // Dates and packet counters differ between dumps; the rules must not.
     return `${v4}\n${v6}`.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/, '')).join('\n')
   }
@@ -34,6 +34,7 @@ t.test('the capture rules from the example policy, on node-c', { skip: e2eSkip()
   t.match(await hostmesh('apply'), /applied the capture rules for 3 local workloads of node-c \(IPv4 and IPv6\); the daemon's uid 999 is not captured/)
   const first = await save()
   for (const want of [
+    '-A OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate DNAT -j HOSTMESH_GUARD',
     '-A OUTPUT -p tcp -j HOSTMESH_OUTPUT',
     '-A PREROUTING -p tcp -j HOSTMESH_PREROUTING',
     `-A HOSTMESH_OUTPUT -m owner --uid-owner ${DAEMON_UID} -j RETURN`,
@@ -72,18 +73,23 @@ t.test('the capture rules from the example policy, on node-c', { skip: e2eSkip()
   // whose last packet is the reset from the reply side. A new SYN on the same tuple reuses that
   // entry and its NAT, whoever sends it: another uid would land on that port and go out as
   // that workload. The guard refuses it instead.
-  const SPORT = '41234'
-  const bound = async (uid: number) => {
-    const r = await c.exec(['curl', '-sS', '-i', '-g', '--local-port', SPORT, '--connect-timeout', '2', '-m', '4', 'http://10.96.0.20:7000/'], { uid, gid: uid })
+  const bound = async (uid: number, sport: number, url: string) => {
+    const r = await c.exec(['curl', '-sS', '-i', '-g', '--local-port', String(sport), '--connect-timeout', '2', '-m', '4', url], { uid, gid: uid })
     return r.code === 0 ? { listener: /^x-listener: (\d+)/im.exec(r.stdout)?.[1] } : { error: r.stderr.trim() }
   }
-  await c.spawn([process.execPath, LISTENER, '15004', 'reset-first']).waitFor(/listening/)
-  t.match(await bound(2007), { error: /reset by peer|Recv failure/ }, 'aa-first (uid 2007): its connection is reset by its outbound port')
-  const stolen = await bound(2002)
-  t.notSame(stolen, { listener: '15004' }, `payments-v2 (uid 2002) reusing that tuple is not carried to aa-first's port: ${JSON.stringify(stolen)}`)
-  t.match(stolen, { error: /Connection refused|Failed to connect/ }, 'the guard refuses it (fail closed)')
-  t.match(await c.mustExec(['iptables', '-w', '5', '-t', 'filter', '-L', 'HOSTMESH_GUARD', '-v', '-x', '-n']), /^\s*1\s+\d+\s+REJECT\b.*shop\/aa-first/m, 'once, by aa-first\'s guard rule')
-  t.same(await bound(2007), { listener: '15004' }, 'aa-first itself reusing its tuple is carried to its own port')
+  const resetter = c.spawn([process.execPath, LISTENER, '15004', 'reset-first'])
+  await resetter.waitFor(/listening/)
+  for (const [family, sport, url] of [[4, 41234, 'http://10.96.0.20:7000/'], [6, 41235, 'http://[fd96::20]:7000/']] as const) {
+    // curl says "Couldn't connect" when the reset comes before it has looked at its connect.
+    t.match(await bound(2007, sport, url), { error: /reset by peer|Recv failure|Couldn't connect/ }, `IPv${family}: aa-first (uid 2007): its connection fails`)
+    t.ok(await resetter.waitFor(new RegExp(`^reset ${sport}$`, 'm')), `IPv${family}: reset by its outbound port, after the handshake`)
+    const stolen = await bound(2002, sport, url)
+    t.notSame(stolen, { listener: '15004' }, `IPv${family}: payments-v2 (uid 2002) reusing that tuple is not carried to aa-first's port: ${JSON.stringify(stolen)}`)
+    t.match(stolen, { error: /Connection refused|Failed to connect/ }, `IPv${family}: the guard refuses it (fail closed)`)
+    const tool = family === 4 ? 'iptables' : 'ip6tables'
+    t.match(await c.mustExec([tool, '-w', '5', '-t', 'filter', '-L', 'HOSTMESH_GUARD', '-v', '-x', '-n']), /^\s*1\s+\d+\s+REJECT\b.*shop\/aa-first/m, `IPv${family}: once, by aa-first's guard rule`)
+    t.same(await bound(2007, sport, url), { listener: '15004' }, `IPv${family}: aa-first itself reusing its tuple is carried to its own port`)
+  }
   t.same(await curl(c, 'http://10.96.0.20:7000/', 2002), { address: '10.96.0.20', port: 7000, family: 4 }, 'payments-v2 from another source port: its own port, as before')
 
   // Loop avoidance: were the daemon to run as 2002, its own connections must escape capture.

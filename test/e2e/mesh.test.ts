@@ -258,6 +258,13 @@ t.test('three hosts: mTLS tunnels, TCPRoute split, authorization, telemetry', { 
     t.ok(await inPlace(), 'the jump is back')
     t.match(daemons.get('node-c')!.output, /"msg":"the capture rules were removed outside hostmesh; restoring them"/)
     t.match((await call(c, 2006, 10, '10.96.0.50')).first, /^payments-v2 /, 'capture works again: the VIP is reachable only through hostmesh')
+    // A firewall that puts an ACCEPT of established traffic first would let a SYN reusing a
+    // reset connection's entry (its state is ESTABLISHED) skip the owner guard.
+    await c.mustExec(['iptables', '-w', '5', '-t', 'filter', '-I', 'OUTPUT', '1', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'])
+    const firstRule = async (): Promise<string> => (await c.mustExec(['iptables', '-w', '5', '-t', 'filter', '-S', 'OUTPUT'])).split('\n').find((l) => l.startsWith('-A OUTPUT ')) ?? ''
+    for (let i = 0; i < 50 && !/-j HOSTMESH_GUARD$/.test(await firstRule()); i++) await new Promise((r) => setTimeout(r, 100))
+    t.match(await firstRule(), /^-A OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate DNAT -j HOSTMESH_GUARD$/, 'the owner guard is put back first in filter OUTPUT')
+    t.equal((await c.mustExec(['iptables', '-w', '5', '-t', 'filter', '-S', 'OUTPUT'])).split('\n').filter((l) => l.endsWith('-j HOSTMESH_GUARD')).length, 1, 'once')
   })
 
   await t.test('REGISTRY_ONLY (after a restart with that setting) refuses unknown destinations', async (t) => {

@@ -55,7 +55,7 @@ t.test('the same workloads in another order give the same text', async (t) => {
   const reversed = { ...input, localWorkloads: [...input.localWorkloads].reverse() }
   t.equal(captureRules(reversed, 4), captureRules(input, 4))
   t.equal(captureRules(reversed, 6), captureRules(input, 6))
-  t.match(describeRules(input), /# IPv4: iptables-restore --noflush\n\*filter[\s\S]*# IPv6: ip6tables-restore --noflush\n\*filter[\s\S]*-t nat -A OUTPUT -p tcp -j HOSTMESH_OUTPUT\n#   -t nat -A PREROUTING -p tcp -j HOSTMESH_PREROUTING\n#   -t filter -I OUTPUT 1 -p tcp -j HOSTMESH_GUARD\n/)
+  t.match(describeRules(input), /# IPv4: iptables-restore --noflush\n\*filter[\s\S]*# IPv6: ip6tables-restore --noflush\n\*filter[\s\S]*-t filter -I OUTPUT 1 -p tcp --syn -m conntrack --ctstate DNAT -j HOSTMESH_GUARD\n#   -t nat -A OUTPUT -p tcp -j HOSTMESH_OUTPUT\n#   -t nat -A PREROUTING -p tcp -j HOSTMESH_PREROUTING\n/)
 })
 
 t.test('the outbound ports in force, read back from `iptables -S`', async (t) => {
