@@ -241,7 +241,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     t.match(early, /^-A PREROUTING -p tcp -j HOSTMESH_PREROUTING$/m)
     t.match(early, new RegExp(`^-A HOSTMESH_OUTPUT -m owner --uid-owner ${user.uid} -j RETURN$`, 'm'), 'the hostmesh uid of /etc/passwd is never captured')
     t.match(early, /^-A HOSTMESH_OUTPUT -p tcp -m owner --uid-owner 2001 .*"shop\/checkout" -j REDIRECT --to-ports \d+$/m, 'checkout is captured')
-    t.match(early, /^-A OUTPUT -p tcp -j HOSTMESH_GUARD$/m, 'and the owner guard, in filter OUTPUT')
+    t.match(early, /^-A OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate DNAT -j HOSTMESH_GUARD$/m, 'and the owner guard, in filter OUTPUT')
     t.match(early, /^-A HOSTMESH_GUARD .*--ctreplsrcport \d+ -m owner ! --uid-owner 2001 .*"shop\/checkout" -j REJECT --reject-with tcp-reset$/m, 'checkout\'s port is guarded')
 
     // ExecStart=, with the wrapper and the config of this test.
@@ -313,7 +313,7 @@ t.test('install.sh, the installed units and daemon, uninstall.sh', { skip: e2eSk
     renameSync(runtime, `${runtime}.real`)
     try {
       for (const [fake, why] of [['echo "simulated failure" >&2; exit 1', /'hostmesh iptables remove' failed \(exit 1, above\)[^]*nothing else was removed/],
-        ['echo "removed nothing"', /'hostmesh iptables remove' left hostmesh rules in the nat or filter table[^]*Remove the rules with\n[^]*^ {2}iptables -w 5 -t nat -D OUTPUT -p tcp -j HOSTMESH_OUTPUT\n[^]*ip6tables -w 5 -t nat -F HOSTMESH_PREROUTING && ip6tables -w 5 -t nat -X HOSTMESH_PREROUTING\n/m]] as const) {
+        ['echo "removed nothing"', /'hostmesh iptables remove' left hostmesh rules in the nat or filter table[^]*Remove the rules with\n[^]*^ {2}iptables -w 5 -t nat -D OUTPUT -p tcp -j HOSTMESH_OUTPUT\n[^]*^ {2}iptables -w 5 -t filter -D OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate DNAT -j HOSTMESH_GUARD\n[^]*ip6tables -w 5 -t nat -F HOSTMESH_PREROUTING && ip6tables -w 5 -t nat -X HOSTMESH_PREROUTING\n[^]*ip6tables -w 5 -t filter -F HOSTMESH_GUARD && ip6tables -w 5 -t filter -X HOSTMESH_GUARD\n/m]] as const) {
         writeFileSync(runtime, `#!/bin/sh\n${fake}\n`, { mode: 0o755 })
         const failed = await uninstall('--remove-rules')
         t.equal(failed.code, 1, `a runtime that does "${fake}": uninstall.sh fails`)
