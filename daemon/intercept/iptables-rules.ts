@@ -20,9 +20,8 @@
 //                      workload's outbound port, sent by another uid, is refused. NAT is
 //                      chosen on a connection's first packet and kept in its entry; a new SYN
 //                      that reuses the tuple of an entry the daemon reset within
-//                      nf_conntrack_tcp_timeout_close (10 s) keeps the
-//                      old NAT, and would land on the old owner's port: it would go out as that
-//                      workload (docs/capture.md, "The owner guard"). Only an entry that saw
+//                      nf_conntrack_tcp_timeout_close (10 s) keeps the old NAT, and would land
+//                      on the old owner's port: it would go out as that workload (docs/capture.md, "The owner guard"). Only an entry that saw
 //                      the handshake is kept so (a reset answering a SYN ends its entry). Such a
 //                      SYN's state is ESTABLISHED, so the jump must come before any ACCEPT of
 //                      established traffic: it is kept first. REDIRECT from OUTPUT rewrites to
@@ -119,13 +118,11 @@ export function captureRules(input: CaptureInput, family: Family): string {
     if (w.match.uid !== undefined) {
       out.push(`-A ${CHAIN_OUTPUT} -p tcp -m owner --uid-owner ${w.match.uid} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
       guard.push(`-A ${CHAIN_GUARD} -p tcp --syn -m conntrack --ctstate DNAT --ctreplsrc ${REDIRECTED_TO[family]} --ctreplsrcport ${outboundPort} -m owner ! --uid-owner ${w.match.uid} ${tag} -j REJECT --reject-with tcp-reset`)
-    }
-    else if (w.match.address !== undefined && isIP(w.match.address) === family) pre.push(`-A ${CHAIN_PREROUTING} -p tcp -s ${w.match.address} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
-    if (w.match.uid !== undefined) {
       // A host process listens on every local address (link-local, secondary, ...), not
       // just the ones policy lists: capture its ports on any local destination.
       for (const p of w.ports) inbound.push(`-A ${CHAIN_PREROUTING} -p tcp -m addrtype --dst-type LOCAL --dport ${p.port} ${tag} -j REDIRECT --to-ports ${input.inboundPlaintextPort}`)
     } else {
+      if (w.match.address !== undefined && isIP(w.match.address) === family) pre.push(`-A ${CHAIN_PREROUTING} -p tcp -s ${w.match.address} ${tag} -j REDIRECT --to-ports ${outboundPort}`)
       for (const a of w.addresses) {
         if (isIP(a) !== family) continue
         for (const p of w.ports) inbound.push(`-A ${CHAIN_PREROUTING} -p tcp -d ${a} --dport ${p.port} ${tag} -j REDIRECT --to-ports ${input.inboundPlaintextPort}`)

@@ -24,6 +24,8 @@ const PENALTY_TOKENS = 1_000_000
  * second); a penalty owes it PENALTY_MS of refill.
  */
 export const PENALTY_BUCKET: RateBucket = { maxTokens: PENALTY_TOKENS, tokensPerFill: PENALTY_TOKENS * 1000 / PENALTY_MS, fillIntervalMs: 1000 }
+/** The host-state key of a workload's penalty bucket. */
+export const penaltyKey = (workload: string): string => `workload-penalty|${workload}`
 
 export class WorkloadLimits {
   readonly #state: HostState
@@ -74,11 +76,11 @@ export class WorkloadLimits {
   }
 
   #penalty(workload: string): HostBucket {
-    // Kept once looked up: a shared bucket finds its slot by the key's
-    // hash on every call, so a sweep cannot orphan it, and a thread-local one swept while full
-    // is only ever reached through this map, so penalize() and admits() keep using the same one.
+    // Kept once looked up: a shared bucket finds its slot by the key's hash on every call, so a
+    // sweep cannot orphan it, and a thread-local one swept while full is only ever reached
+    // through this map, so penalize() and admits() keep using the same one.
     let b = this.#penalties.get(workload)
-    if (!b) this.#penalties.set(workload, (b = this.#state.bucket(`workload-penalty|${workload}`, PENALTY_BUCKET)))
+    if (!b) this.#penalties.set(workload, (b = this.#state.bucket(penaltyKey(workload), PENALTY_BUCKET)))
     return b
   }
 

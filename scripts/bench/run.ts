@@ -37,9 +37,9 @@ const benches: Record<string, (args: readonly string[]) => Promise<void>> = {
   'http-clients': benchHttpClients,
   /** HTTP/1.1 keep-alive through the mesh (full L7 path on both hosts) vs direct: req/s, latency at 1,000 req/s, daemon CPU and RSS, CPU profile. */
   'http-mesh': benchHttpMesh,
-  /** hostmesh vs an HAProxy mTLS pair vs direct on two namespace hosts (issue #14): bulk, new connections/s, keep-alive and HTTP req/s, latency at 1,000 req/s, proxy CPU per unit and RSS. Installs haproxy, iperf3, wrk, nginx. */
   /** The per-workload limits per connection and per request (issue #15), in process: acquire + release, and admits() with its bucket kept vs looked up per call. */
   'workload-limits': benchWorkloadLimits,
+  /** hostmesh vs an HAProxy mTLS pair vs direct on two namespace hosts (issue #14): bulk, new connections/s, keep-alive and HTTP req/s, latency at 1,000 req/s, proxy CPU per unit and RSS. Installs haproxy, iperf3, wrk, nginx. */
   peer: benchPeer,
   /** hostmesh with `workers: 1` vs `workers: 2` on the peer bench's two namespace hosts (issue #14): bulk (1 and 4 connections), new connections/s, keep-alive and HTTP req/s; clients and servers pinned to CPU 1; daemon CPU per unit, RSS, and how the work split across threads. */
   workers: benchWorkers,

@@ -7,7 +7,7 @@ import pino from 'pino'
 import { Registry } from 'prom-client'
 import { LocalHostState, type HostState } from '../../daemon/limits/host-state.ts'
 import { SharedHostState } from '../../daemon/limits/shared-host-state.ts'
-import { PENALTY_BUCKET, WorkloadLimits } from '../../daemon/limits/workload-limits.ts'
+import { PENALTY_BUCKET, penaltyKey, WorkloadLimits } from '../../daemon/limits/workload-limits.ts'
 import { median as med } from './stats.ts'
 
 const OPS = 1_000_000
@@ -37,7 +37,7 @@ export async function benchWorkloadLimits(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       const acquire = time((i) => limits.acquire(WORKLOADS[i & 63]!, 'connections')?.())
       const kept = time((i) => { if (!limits.admits(WORKLOADS[i & 63]!)) refused++ })
-      const lookedUp = time((i) => { if (!state.bucket(`workload-penalty|${WORKLOADS[i & 63]!}`, PENALTY_BUCKET).take()) refused++ })
+      const lookedUp = time((i) => { if (!state.bucket(penaltyKey(WORKLOADS[i & 63]!), PENALTY_BUCKET).take()) refused++ })
       rows.push([acquire, kept, lookedUp])
     }
     limits.close()

@@ -115,11 +115,13 @@ export const long: Scenario = {
     samples.push(await sample(mesh, Math.round((Date.now() - start) / 1000)))
     const copies = total(await mesh.metrics('node-a'), 'hostmesh_mirror_requests_total', { destination_service: 'soak-mirror.shop' })
     const settled = samples.filter((x) => x.s >= seconds / 10)
-    const rssSlope = slope(settled.map((x) => [x.s / 3600, x.rssMiB])) // MiB per hour
-    const fdsSlope = slope(settled.map((x) => [x.s / 3600, x.fds]))
-    const heapSlope = slope(settled.map((x) => [x.s / 3600, x.heapMiB]))
-    const externalSlope = slope(settled.map((x) => [x.s / 3600, x.externalMiB]))
-    const withoutYoungSlope = slope(settled.map((x) => [x.s / 3600, x.rssMiB - x.newSpaceMiB]))
+    /** Per hour, over the settled samples. */
+    const slopeOf = (y: (x: Sample) => number): number => slope(settled.map((x) => [x.s / 3600, y(x)]))
+    const rssSlope = slopeOf((x) => x.rssMiB)
+    const fdsSlope = slopeOf((x) => x.fds)
+    const heapSlope = slopeOf((x) => x.heapMiB)
+    const externalSlope = slopeOf((x) => x.externalMiB)
+    const withoutYoungSlope = slopeOf((x) => x.rssMiB - x.newSpaceMiB)
     const firstQuarter = Math.max(...samples.filter((x) => x.s <= seconds / 4).map((x) => x.endpoints))
     const last = samples.at(-1)!
     const checks: Check[] = [
